@@ -1,0 +1,121 @@
+// gqa C++ API: RAII and Status over the C ABI of gqa.h (header-only, so the
+// shared library exports only C symbols).
+#ifndef GQA_GQA_HPP_
+#define GQA_GQA_HPP_
+
+#include <stdlib.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "gqa/gqa.h"
+
+namespace gqa {
+
+// A status code with its message. Constructing an error copies the message;
+// OK costs nothing.
+class Status {
+ public:
+  Status() = default;
+  explicit Status(gqa_status code)
+      : code_(code),
+        message_(code == GQA_STATUS_OK ? "" : gqa_last_error_message()) {}
+  bool ok() const { return code_ == GQA_STATUS_OK; }
+  gqa_status code() const { return code_; }
+  const char* name() const { return gqa_status_name(code_); }
+  const std::string& message() const { return message_; }
+
+ private:
+  gqa_status code_ = GQA_STATUS_OK;
+  std::string message_;
+};
+
+// Owning, GQA_WORKSPACE_ALIGNMENT-aligned scratch memory. Allocates in
+// Reserve() only, never in a forward call.
+class Workspace {
+ public:
+  Workspace() = default;
+  explicit Workspace(size_t bytes) { Reserve(bytes); }
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+  Workspace(Workspace&& o) noexcept { *this = std::move(o); }
+  Workspace& operator=(Workspace&& o) noexcept {
+    std::swap(data_, o.data_);
+    std::swap(size_, o.size_);
+    return *this;
+  }
+  ~Workspace() { free(data_); }
+
+  // Grows to at least `bytes`; false if out of memory.
+  bool Reserve(size_t bytes) {
+    if (bytes <= size_) return true;
+    const size_t rounded =
+        (bytes + GQA_WORKSPACE_ALIGNMENT - 1) / GQA_WORKSPACE_ALIGNMENT *
+        GQA_WORKSPACE_ALIGNMENT;
+    void* p = aligned_alloc(GQA_WORKSPACE_ALIGNMENT, rounded);
+    if (p == nullptr) return false;
+    free(data_);
+    data_ = p;
+    size_ = rounded;
+    return true;
+  }
+  void* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// keras.layers.GroupQueryAttention with its weights.
+class Layer {
+ public:
+  Layer() = default;
+  Layer(const Layer&) = delete;
+  Layer& operator=(const Layer&) = delete;
+  Layer(Layer&& o) noexcept { std::swap(handle_, o.handle_); }
+  Layer& operator=(Layer&& o) noexcept {
+    std::swap(handle_, o.handle_);
+    return *this;
+  }
+  ~Layer() { gqa_layer_destroy(handle_); }
+
+  static Status Create(const gqa_layer_config& config,
+                       const gqa_layer_weights& weights, Layer* out) {
+    gqa_layer_t h = nullptr;
+    const gqa_status s = gqa_layer_create(&config, &weights, &h);
+    if (s == GQA_STATUS_OK) *out = Layer(h);
+    return Status(s);
+  }
+
+  Status WorkspaceSize(int64_t batch, int64_t query_len, int64_t value_len,
+                       size_t* bytes) const {
+    return Status(
+        gqa_layer_workspace_size(handle_, batch, query_len, value_len, bytes));
+  }
+
+  // Allocation-free: the workspace must already be large enough.
+  Status Forward(const gqa_forward_args& args, void* workspace,
+                 size_t workspace_size,
+                 pthreadpool_t threadpool = nullptr) const {
+    return Status(gqa_layer_forward(handle_, &args, workspace, workspace_size,
+                                    threadpool));
+  }
+  Status Forward(const gqa_forward_args& args, const Workspace& workspace,
+                 pthreadpool_t threadpool = nullptr) const {
+    return Forward(args, workspace.data(), workspace.size(), threadpool);
+  }
+
+  gqa_layer_t handle() const { return handle_; }
+  explicit operator bool() const { return handle_ != nullptr; }
+
+ private:
+  explicit Layer(gqa_layer_t h) : handle_(h) {}
+  gqa_layer_t handle_ = nullptr;
+};
+
+}  // namespace gqa
+
+#endif  // GQA_GQA_HPP_

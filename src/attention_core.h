@@ -1,0 +1,87 @@
+// The attention core's internal interface: one plain struct describing a
+// masked, grouped attention over pre-projected q/k/v as strided views, and
+// the one entry point that dispatches to the best Highway target.
+#ifndef GQA_SRC_ATTENTION_CORE_H_
+#define GQA_SRC_ATTENTION_CORE_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gqa/gqa.h"
+
+namespace gqa {
+
+enum class ElemType : int { kF32 = 0, kF16 = 1 };
+
+// All strides are in elements. Query head u reads kv head u / (Hq / Hkv).
+struct AttentionParams {
+  int64_t batch = 0;     // B
+  int64_t q_len = 0;     // T
+  int64_t kv_len = 0;    // S
+  int64_t q_heads = 0;   // Hq
+  int64_t kv_heads = 0;  // Hkv
+  int64_t head_dim = 0;  // D
+
+  // q: [B, T, Hq, D] viewed through strides (last axis contiguous).
+  const void* q = nullptr;
+  int64_t q_stride_b = 0, q_stride_t = 0, q_stride_h = 0;
+  // k, v: [B, S, Hkv, D] viewed through strides (last axis contiguous).
+  const void* k = nullptr;
+  int64_t k_stride_b = 0, k_stride_s = 0, k_stride_h = 0;
+  const void* v = nullptr;
+  int64_t v_stride_b = 0, v_stride_s = 0, v_stride_h = 0;
+  ElemType qkv_type = ElemType::kF32;
+
+  // out: [B, T, Hq, D] float32, through strides. Also the accumulator.
+  float* out = nullptr;
+  int64_t out_stride_b = 0, out_stride_t = 0, out_stride_h = 0;
+
+  float scale = 1.0f;  // multiplies q.k
+
+  // Masks (nonzero = may attend); all optional, ANDed together.
+  bool causal = false;          // key s visible iff s <= t + position_offset
+  int64_t position_offset = 0;  // absolute position of query 0
+  int64_t sliding_window = 0;   // 0: none; else |t + offset - s| < window
+  const uint8_t* query_mask = nullptr;  // [B, T] contiguous
+  const uint8_t* key_mask0 = nullptr;   // [B, S] contiguous
+  const uint8_t* key_mask1 = nullptr;   // [B, S] contiguous (second source)
+  // General mask read in place; stride 0 on a broadcast axis.
+  const uint8_t* mask = nullptr;
+  int64_t mask_stride_b = 0, mask_stride_h = 0, mask_stride_t = 0,
+          mask_stride_s = 0;
+
+  // Rows with no allowed key: probabilities 1/S (true) or 0 (false).
+  bool fully_masked_uniform = false;
+
+  // Optional probabilities after masking, before dropout: [B, Hq, T, S]
+  // contiguous, in scores_type.
+  void* scores = nullptr;
+  ElemType scores_type = ElemType::kF32;
+
+  // Dropout on the probabilities (only when apply_dropout).
+  bool apply_dropout = false;
+  float dropout_rate = 0.0f;
+  const uint8_t* keep_mask = nullptr;  // [B, Hq, T, S] or null: seeded draw
+  uint64_t seed = 0;
+};
+
+// Computes out (and scores) for p. Inputs are assumed validated. Results
+// are bitwise identical for any pool size.
+void RunAttention(const AttentionParams& p, pthreadpool_t pool);
+
+// The seeded dropout draw: keep decision for flat probability index `index`
+// of [B, Hq, T, S]. A counter-based hash (splitmix64 finaliser), so every
+// element's draw is independent of tiling and thread count. Keeps with
+// probability 1 - rate, to 2^-24 resolution.
+inline bool DropoutKeep(uint64_t seed, uint64_t index, float rate) {
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull * (index + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  const float u = static_cast<float>(z >> 40) * (1.0f / 16777216.0f);
+  return u < 1.0f - rate;
+}
+
+}  // namespace gqa
+
+#endif  // GQA_SRC_ATTENTION_CORE_H_

@@ -1,0 +1,139 @@
+// Dense kernel with f16 weights, compiled once per Highway target.
+//
+// Register blocking: up to 4 rows of A x 2 vectors of columns = 8 f32
+// accumulators, one broadcast of A and two promoted weight vectors per k.
+// Per k step: 2 vector loads of f16 weights (converted on load), 4 scalar
+// loads of A, 8 FMAs. A task is 4 rows x 64 columns; the weights of a chunk
+// ([K, 64] f16 = 128*K bytes) stay in L2 across the row blocks that share it.
+
+#if defined(GQA_SRC_KERNELS_DENSE_F16_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef GQA_SRC_KERNELS_DENSE_F16_INL_H_
+#undef GQA_SRC_KERNELS_DENSE_F16_INL_H_
+#else
+#define GQA_SRC_KERNELS_DENSE_F16_INL_H_
+#endif
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <pthreadpool.h>
+
+#include "hwy/highway.h"
+#include "src/dense_f16.h"
+#include "src/half.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace gqa {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+constexpr int64_t kDenseRows = 4;
+
+template <class DF>
+HWY_INLINE hn::Vec<DF> LoadHalfAsF32(DF df, const uint16_t* p) {
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  return hn::PromoteTo(df,
+                       hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p)));
+}
+
+// Rows [r0, r0+MR), columns [n, n + VECS * N).
+template <int MR, int VECS, class DF>
+HWY_INLINE void DenseBlock(DF df, const DenseF16Params& p, int64_t r0,
+                           int64_t n) {
+  const size_t N = hn::Lanes(df);
+  hn::Vec<DF> acc[MR][VECS];
+  for (int r = 0; r < MR; ++r) {
+    for (int j = 0; j < VECS; ++j) {
+      acc[r][j] = p.bias ? hn::LoadU(df, p.bias + n + j * N) : hn::Zero(df);
+    }
+  }
+  const float* a = p.a + r0 * p.lda;
+  const uint16_t* w = p.w + n;
+  for (int64_t kk = 0; kk < p.k; ++kk) {
+    hn::Vec<DF> wv[VECS];
+    for (int j = 0; j < VECS; ++j) wv[j] = LoadHalfAsF32(df, w + j * N);
+    for (int r = 0; r < MR; ++r) {
+      const auto av = hn::Set(df, a[r * p.lda + kk]);
+      for (int j = 0; j < VECS; ++j) acc[r][j] = hn::MulAdd(av, wv[j], acc[r][j]);
+    }
+    w += p.n_padded;
+  }
+  for (int r = 0; r < MR; ++r) {
+    for (int j = 0; j < VECS; ++j) {
+      hn::StoreU(acc[r][j], df, p.c + (r0 + r) * p.ldc + n + j * N);
+    }
+  }
+}
+
+template <int MR>
+HWY_INLINE void DenseChunk(const DenseF16Params& p, int64_t r0, int64_t n0) {
+  const hn::ScalableTag<float> df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t n_end = n0 + kDenseColumnChunk;
+  int64_t n = n0;
+  for (; n + 2 * N <= n_end; n += 2 * N) DenseBlock<MR, 2>(df, p, r0, n);
+  for (; n + N <= n_end; n += N) DenseBlock<MR, 1>(df, p, r0, n);
+}
+
+void DenseTaskFn(void* context, size_t row_block, size_t chunk) {
+  const DenseF16Params& p = *static_cast<const DenseF16Params*>(context);
+  const int64_t r0 = static_cast<int64_t>(row_block) * kDenseRows;
+  const int64_t n0 = static_cast<int64_t>(chunk) * kDenseColumnChunk;
+  const int64_t rows = p.m - r0 < kDenseRows ? p.m - r0 : kDenseRows;
+  switch (rows) {
+    case 1: DenseChunk<1>(p, r0, n0); break;
+    case 2: DenseChunk<2>(p, r0, n0); break;
+    case 3: DenseChunk<3>(p, r0, n0); break;
+    default: DenseChunk<4>(p, r0, n0); break;
+  }
+}
+
+void RunDenseF16Impl(const DenseF16Params& p, pthreadpool_t pool) {
+  const size_t row_blocks =
+      static_cast<size_t>((p.m + kDenseRows - 1) / kDenseRows);
+  const size_t chunks = static_cast<size_t>(p.n_padded / kDenseColumnChunk);
+  pthreadpool_parallelize_2d(pool, &DenseTaskFn,
+                             const_cast<DenseF16Params*>(&p), row_blocks,
+                             chunks, 0);
+}
+
+void ConvertF16ToF32Impl(const uint16_t* src, float* dst, size_t count) {
+  const hn::ScalableTag<float> df;
+  const size_t N = hn::Lanes(df);
+  size_t i = 0;
+  for (; i + N <= count; i += N) hn::StoreU(LoadHalfAsF32(df, src + i), df, dst + i);
+  for (; i < count; ++i) dst[i] = HalfToFloat(src[i]);
+}
+
+// Highway 1.0.3 emulates DemoteTo(f16) by truncation where the CPU has no
+// conversion instruction (x86 below AVX2, scalar); gqa rounds to nearest
+// even everywhere, so those targets take the exact scalar path.
+#if HWY_TARGET == HWY_SSE4 || HWY_TARGET == HWY_SSSE3 || \
+    HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
+#define GQA_DEMOTE_F16_IS_EXACT 0
+#else
+#define GQA_DEMOTE_F16_IS_EXACT 1
+#endif
+
+void ConvertF32ToF16Impl(const float* src, uint16_t* dst, size_t count) {
+#if !GQA_DEMOTE_F16_IS_EXACT
+  for (size_t i = 0; i < count; ++i) dst[i] = FloatToHalf(src[i]);
+#else
+  const hn::ScalableTag<float> df;
+  const hn::Rebind<hwy::float16_t, decltype(df)> dh;
+  const size_t N = hn::Lanes(df);
+  size_t i = 0;
+  for (; i + N <= count; i += N) {
+    hn::StoreU(hn::DemoteTo(dh, hn::LoadU(df, src + i)), dh,
+               reinterpret_cast<hwy::float16_t*>(dst + i));
+  }
+  for (; i < count; ++i) dst[i] = FloatToHalf(src[i]);
+#endif
+}
+#undef GQA_DEMOTE_F16_IS_EXACT
+
+}  // namespace HWY_NAMESPACE
+}  // namespace gqa
+HWY_AFTER_NAMESPACE();
+
+#endif  // include guard per target
