@@ -1,0 +1,129 @@
+// forward() allocates nothing: malloc and friends are replaced in this
+// executable and counted (this sees libXNNPACK's and libstdc++'s calls too).
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <malloc.h>
+#include <pthreadpool.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <new>
+#include <vector>
+
+#include "doctest/doctest.h"
+#include "gqa/gqa.hpp"
+
+extern "C" {
+void* __libc_malloc(size_t);
+void* __libc_calloc(size_t, size_t);
+void* __libc_realloc(void*, size_t);
+void* __libc_memalign(size_t, size_t);
+void __libc_free(void*);
+}
+
+static std::atomic<long> g_allocs{0};
+
+extern "C" {
+void* malloc(size_t n) {
+  g_allocs.fetch_add(1, std::memory_order_relaxed);
+  return __libc_malloc(n);
+}
+void* calloc(size_t n, size_t m) {
+  g_allocs.fetch_add(1, std::memory_order_relaxed);
+  return __libc_calloc(n, m);
+}
+void* realloc(void* p, size_t n) {
+  g_allocs.fetch_add(1, std::memory_order_relaxed);
+  return __libc_realloc(p, n);
+}
+void free(void* p) { __libc_free(p); }
+void* memalign(size_t a, size_t n) {
+  g_allocs.fetch_add(1, std::memory_order_relaxed);
+  return __libc_memalign(a, n);
+}
+void* aligned_alloc(size_t a, size_t n) {
+  g_allocs.fetch_add(1, std::memory_order_relaxed);
+  return __libc_memalign(a, n);
+}
+int posix_memalign(void** out, size_t a, size_t n) {
+  g_allocs.fetch_add(1, std::memory_order_relaxed);
+  *out = __libc_memalign(a, n);
+  return *out ? 0 : 12;
+}
+}
+void* operator new(size_t n) {
+  void* p = malloc(n);
+  if (!p) throw std::bad_alloc();
+  return p;
+}
+void* operator new[](size_t n) { return operator new(n); }
+void* operator new(size_t n, const std::nothrow_t&) noexcept { return malloc(n); }
+void* operator new[](size_t n, const std::nothrow_t&) noexcept { return malloc(n); }
+void operator delete(void* p) noexcept { free(p); }
+void operator delete[](void* p) noexcept { free(p); }
+void operator delete(void* p, size_t) noexcept { free(p); }
+void operator delete[](void* p, size_t) noexcept { free(p); }
+
+namespace {
+
+TEST_CASE("the counter is live") {
+  const long before = g_allocs.load();
+  void* volatile p = malloc(33);
+  free(p);
+  CHECK(g_allocs.load() == before + 1);
+}
+
+TEST_CASE("forward allocates nothing, f32 and f16, with and without threads") {
+  const int64_t B = 2, T = 9, S = 13, Hq = 8, Hkv = 2, D = 16, F = 24;
+  for (gqa_dtype dtype : {GQA_DTYPE_F32, GQA_DTYPE_F16}) {
+    const size_t e = dtype == GQA_DTYPE_F16 ? 2 : 4;
+    std::vector<unsigned char> wq(F * Hq * D * e, 0), wkv(F * Hkv * D * e, 0),
+        wo(Hq * D * F * e, 0), bq(Hq * D * e, 0), bkv(Hkv * D * e, 0), bo(F * e, 0);
+    std::vector<unsigned char> q(B * T * F * e, 0), v(B * S * F * e, 0),
+        out(B * T * F * e), scores(B * Hq * T * S * e);
+    std::vector<uint8_t> mask(B * T * S, 1), qm(B * T, 1), vm(B * S, 1);
+    gqa_layer_config c;
+    gqa_layer_config_init(&c, D, Hq, Hkv, F, F);
+    c.dtype = dtype;
+    c.use_gate = 1;
+    c.dropout = 0.25f;
+    c.sliding_window = 5;
+    gqa_layer_weights w{wq.data(), bq.data(), wkv.data(), bkv.data(), wkv.data(),
+                        bkv.data(), wq.data(), bq.data(), wo.data(), bo.data()};
+    gqa::Layer layer;
+    REQUIRE(gqa::Layer::Create(c, w, &layer).ok());
+    size_t bytes = 0;
+    REQUIRE(layer.WorkspaceSize(B, T, S, &bytes).ok());
+    gqa::Workspace ws(bytes);
+    pthreadpool_t pool = pthreadpool_create(2);
+    gqa_forward_args a{};
+    a.batch = B;
+    a.query_len = T;
+    a.value_len = S;
+    a.query = q.data();
+    a.value = v.data();
+    a.attention_mask = mask.data();
+    a.attention_mask_rank = 3;
+    a.attention_mask_dims[0] = B;
+    a.attention_mask_dims[1] = T;
+    a.attention_mask_dims[2] = S;
+    a.query_mask = qm.data();
+    a.value_mask = vm.data();
+    a.use_causal_mask = 1;
+    a.training = 1;
+    a.output = out.data();
+    a.scores = scores.data();
+    for (pthreadpool_t p : {static_cast<pthreadpool_t>(nullptr), pool}) {
+      for (int rep = 0; rep < 3; ++rep) {
+        const long before = g_allocs.load();
+        const gqa_status s =
+            gqa_layer_forward(layer.handle(), &a, ws.data(), ws.size(), p);
+        const long after = g_allocs.load();
+        CHECK(s == GQA_STATUS_OK);
+        CHECK(after - before == 0);
+      }
+    }
+    pthreadpool_destroy(pool);
+  }
+}
+
+}  // namespace
