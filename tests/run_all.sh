@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite (README's test command; .ci/run calls it):
+#   bash tests/run_all.sh           native Release + ASan/UBSan + ARM under qemu
+#   bash tests/run_all.sh --quick   native Release only
+# Installs what it needs first (toolchains/setup-deps.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+start=$(date +%s)
+
+if [ "$quick" = 1 ]; then
+  bash toolchains/setup-deps.sh --native
+else
+  bash toolchains/setup-deps.sh
+fi
+
+run_native() {  # name, extra cmake args...
+  local dir="build/$1"; shift
+  echo "=== native build: $dir ($*)"
+  cmake -S . -B "$dir" -G Ninja "$@" >/dev/null
+  cmake --build "$dir" -j2
+  ctest --test-dir "$dir" -j2 --output-on-failure --timeout 1500
+}
+
+run_native release -DCMAKE_BUILD_TYPE=Release
+if [ "$quick" = 0 ]; then
+  run_native asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGQA_SANITIZE=ON
+  bash tests/run_cross.sh
+fi
+echo "=== all suites passed in $(( $(date +%s) - start )) s"
