@@ -1,1 +1,403 @@
-int main() { return 0; }
+// gqa-bench: times the attention core on named presets or a given shape, and
+// the whole Keras layer on its default cases; reports median/min time,
+// GFLOP/s, GB/s, % of the FMA peak and of the read bandwidth measured in the
+// same run, and the max error against the float64 reference; --json FILE
+// writes one record per case.
+//
+//   gqa-bench                         all presets + layer cases
+//   gqa-bench --preset P2 --threads 2 one preset
+//   gqa-bench --batch 1 --q-heads 8 --kv-heads 2 --head-dim 64
+//             --q-len 512 --kv-len 512 --causal --dtype f16   (one line)
+#include <math.h>
+#include <pthreadpool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <algorithm>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gqa/gqa.hpp"
+#include "platforms/machine_peak.h"
+#include "src/attention_core.h"
+#include "src/half.h"
+#include "src/reference/reference.h"
+
+namespace gqa {
+namespace {
+
+struct Shape {
+  std::string name;
+  int64_t batch = 1, q_heads = 8, kv_heads = 2, head_dim = 64, q_len = 512,
+          kv_len = 512;
+  bool causal = false;
+  bool layer = false;        // whole layer (projections too) vs core only
+  int64_t features = 0;      // layer: Fq = Fk = Fv
+};
+
+struct Options {
+  std::vector<Shape> shapes;
+  bool f16 = false;
+  int threads = 1;
+  int reps = 5;
+  bool cold = false;
+  std::string json;
+};
+
+struct Record {
+  Shape shape;
+  std::string dtype;
+  int threads = 1;
+  double median_ms = 0, min_ms = 0, gflops = 0, gbps = 0, peak_gflops = 0,
+         peak_gbps = 0, max_abs_err = 0;
+  bool pass = true;
+};
+
+const Shape kPresets[] = {
+    {"P1", 1, 8, 2, 64, 512, 512, true, false, 0},
+    {"P2", 1, 32, 8, 128, 1024, 1024, true, false, 0},
+    {"P3", 1, 14, 2, 64, 2048, 2048, true, false, 0},
+    {"N1", 2, 8, 2, 64, 256, 256, false, false, 0},
+    // Whole-layer cases (projections through XNNPACK or the f16 GEMM).
+    {"L1", 1, 8, 2, 64, 128, 128, true, true, 512},
+    {"L2", 4, 4, 1, 32, 64, 96, false, true, 128},
+};
+
+void Usage() {
+  fprintf(stderr,
+          "usage: gqa-bench [--preset P1|P2|P3|N1|L1|L2]... [--batch N --q-heads N\n"
+          "  --kv-heads N --head-dim N --q-len N --kv-len N [--causal]]\n"
+          "  [--dtype f32|f16] [--threads N] [--reps N] [--cold] [--json FILE]\n");
+}
+
+// Query-key pairs that the mask allows.
+double Pairs(const Shape& s) {
+  if (!s.causal) return static_cast<double>(s.q_len) * static_cast<double>(s.kv_len);
+  double n = 0;
+  for (int64_t t = 0; t < s.q_len; ++t) n += static_cast<double>(std::min(t + 1, s.kv_len));
+  return n;
+}
+
+std::vector<float> RandomFloats(size_t n, uint64_t seed, float lo, float hi) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Core: q [B,T,Hq,D], k/v [B,S,Hkv,D] token-major, out f32 [B,T,Hq,D].
+Record BenchCore(const Shape& s, const Options& o, pthreadpool_t pool) {
+  Record r;
+  r.shape = s;
+  const size_t nq = s.batch * s.q_len * s.q_heads * s.head_dim;
+  const size_t nkv = s.batch * s.kv_len * s.kv_heads * s.head_dim;
+  const size_t elem = o.f16 ? 2 : 4;
+  const size_t set_bytes = (nq + 2 * nkv) * elem;
+  // --cold: enough copies to pass 512 MiB, so each rep reads from DRAM.
+  const size_t copies = o.cold ? std::max<size_t>(1, (512u << 20) / set_bytes + 1) : 1;
+  std::vector<float> qf = RandomFloats(nq, 1, -1.5f, 1.5f);
+  std::vector<float> kf = RandomFloats(nkv, 2, -1.5f, 1.5f);
+  std::vector<float> vf = RandomFloats(nkv, 3, -1.0f, 1.0f);
+  if (o.f16) {
+    for (auto* v : {&qf, &kf, &vf}) for (float& x : *v) x = HalfToFloat(FloatToHalf(x));
+  }
+  std::vector<unsigned char> data(copies * set_bytes);
+  for (size_t c = 0; c < copies; ++c) {
+    unsigned char* base = data.data() + c * set_bytes;
+    size_t off = 0;
+    for (auto* v : {&qf, &kf, &vf}) {
+      for (size_t i = 0; i < v->size(); ++i, off += elem) {
+        if (o.f16) {
+          const uint16_t h = FloatToHalf((*v)[i]);
+          memcpy(base + off, &h, 2);
+        } else {
+          memcpy(base + off, &(*v)[i], 4);
+        }
+      }
+    }
+  }
+  std::vector<float> out(nq);
+  AttentionParams p;
+  p.batch = s.batch;
+  p.q_len = s.q_len;
+  p.kv_len = s.kv_len;
+  p.q_heads = s.q_heads;
+  p.kv_heads = s.kv_heads;
+  p.head_dim = s.head_dim;
+  p.q_stride_h = p.out_stride_h = s.head_dim;
+  p.q_stride_t = p.out_stride_t = s.q_heads * s.head_dim;
+  p.q_stride_b = p.out_stride_b = s.q_len * s.q_heads * s.head_dim;
+  p.k_stride_h = p.v_stride_h = s.head_dim;
+  p.k_stride_s = p.v_stride_s = s.kv_heads * s.head_dim;
+  p.k_stride_b = p.v_stride_b = s.kv_len * s.kv_heads * s.head_dim;
+  p.qkv_type = o.f16 ? ElemType::kF16 : ElemType::kF32;
+  p.out = out.data();
+  p.scale = static_cast<float>(1.0 / sqrt(static_cast<double>(s.head_dim)));
+  p.causal = s.causal;
+  std::vector<double> times;
+  for (int rep = 0; rep < o.reps + 1; ++rep) {
+    const unsigned char* base = data.data() + (rep % copies) * set_bytes;
+    p.q = base;
+    p.k = base + nq * elem;
+    p.v = base + (nq + nkv) * elem;
+    const double t0 = NowSeconds();
+    RunAttention(p, pool);
+    if (rep > 0) times.push_back(NowSeconds() - t0);  // rep 0 warms up
+  }
+  const double med = Median(times);
+  r.median_ms = med * 1e3;
+  r.min_ms = *std::min_element(times.begin(), times.end()) * 1e3;
+  r.gflops = 4.0 * s.batch * s.q_heads * s.head_dim * Pairs(s) / med * 1e-9;
+  r.gbps = static_cast<double>(set_bytes + nq * 4) / med * 1e-9;
+  // Check 64 sampled rows against a float64 evaluation of the same inputs.
+  std::mt19937_64 rng(5);
+  const int64_t group = s.q_heads / s.kv_heads;
+  for (int i = 0; i < 64; ++i) {
+    const int64_t b = rng() % s.batch, u = rng() % s.q_heads, t = rng() % s.q_len;
+    const int64_t g = u / group, hi = s.causal ? std::min(t + 1, s.kv_len) : s.kv_len;
+    std::vector<double> x(hi);
+    double mx = -INFINITY;
+    for (int64_t j = 0; j < hi; ++j) {
+      double d = 0;
+      for (int64_t e = 0; e < s.head_dim; ++e) {
+        d += static_cast<double>(qf[((b * s.q_len + t) * s.q_heads + u) * s.head_dim + e]) *
+             kf[((b * s.kv_len + j) * s.kv_heads + g) * s.head_dim + e];
+      }
+      x[j] = d / sqrt(static_cast<double>(s.head_dim));
+      mx = std::max(mx, x[j]);
+    }
+    double sum = 0;
+    for (double& e : x) sum += (e = exp(e - mx));
+    for (int64_t e = 0; e < s.head_dim; ++e) {
+      double acc = 0;
+      for (int64_t j = 0; j < hi; ++j) {
+        acc += x[j] / sum * vf[((b * s.kv_len + j) * s.kv_heads + g) * s.head_dim + e];
+      }
+      const double got = out[((b * s.q_len + t) * s.q_heads + u) * s.head_dim + e];
+      r.max_abs_err = std::max(r.max_abs_err, fabs(got - acc));
+    }
+  }
+  r.pass = r.max_abs_err <= 1e-4;
+  return r;
+}
+
+// Whole layer: Fq = Fk = Fv = features; key omitted (self/cross attention).
+Record BenchLayer(const Shape& s, const Options& o, pthreadpool_t pool) {
+  Record r;
+  r.shape = s;
+  const int64_t F = s.features, HD = s.q_heads * s.head_dim, KD = s.kv_heads * s.head_dim;
+  auto glorot = [](size_t n, size_t fi, size_t fo, uint64_t seed) {
+    const float lim = sqrtf(6.0f / static_cast<float>(fi + fo));
+    return RandomFloats(n, seed, -lim, lim);
+  };
+  std::vector<float> wq = glorot(F * HD, F, HD, 11), wk = glorot(F * KD, F, KD, 12),
+                     wv = glorot(F * KD, F, KD, 13), wo = glorot(HD * F, HD, F, 14);
+  std::vector<float> bq = RandomFloats(HD, 15, -.1f, .1f), bk = RandomFloats(KD, 16, -.1f, .1f),
+                     bv = RandomFloats(KD, 17, -.1f, .1f), bo = RandomFloats(F, 18, -.1f, .1f);
+  std::vector<float> query = RandomFloats(s.batch * s.q_len * F, 19, -1, 1);
+  std::vector<float> value = RandomFloats(s.batch * s.kv_len * F, 20, -1, 1);
+  std::vector<std::vector<float>*> all = {&wq, &bq, &wk, &bk, &wv, &bv, &wo, &bo, &query, &value};
+  std::vector<std::vector<uint16_t>> halves(all.size());
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (!o.f16) continue;
+    for (float& x : *all[i]) {
+      halves[i].push_back(FloatToHalf(x));
+      x = HalfToFloat(halves[i].back());
+    }
+  }
+  auto ptr = [&](size_t i) -> const void* {
+    return o.f16 ? static_cast<const void*>(halves[i].data()) : all[i]->data();
+  };
+  gqa_layer_config c;
+  gqa_layer_config_init(&c, s.head_dim, s.q_heads, s.kv_heads, F, F);
+  c.dtype = o.f16 ? GQA_DTYPE_F16 : GQA_DTYPE_F32;
+  gqa_layer_weights w{ptr(0), ptr(1), ptr(2), ptr(3), ptr(4), ptr(5), nullptr, nullptr, ptr(6), ptr(7)};
+  Layer layer;
+  Status st = Layer::Create(c, w, &layer);
+  if (!st.ok()) {
+    fprintf(stderr, "%s: %s\n", s.name.c_str(), st.message().c_str());
+    r.pass = false;
+    return r;
+  }
+  std::vector<unsigned char> out(s.batch * s.q_len * F * (o.f16 ? 2 : 4));
+  gqa_forward_args a{};
+  a.batch = s.batch;
+  a.query_len = s.q_len;
+  a.value_len = s.kv_len;
+  a.query = ptr(8);
+  a.value = ptr(9);
+  a.use_causal_mask = s.causal;
+  a.output = out.data();
+  size_t bytes = 0;
+  layer.WorkspaceSize(s.batch, s.q_len, s.kv_len, &bytes);
+  Workspace ws(bytes);
+  std::vector<double> times;
+  for (int rep = 0; rep < o.reps + 1; ++rep) {
+    const double t0 = NowSeconds();
+    st = layer.Forward(a, ws, pool);
+    if (rep > 0) times.push_back(NowSeconds() - t0);
+  }
+  const double med = Median(times);
+  r.median_ms = med * 1e3;
+  r.min_ms = *std::min_element(times.begin(), times.end()) * 1e3;
+  const double proj = 2.0 * s.batch * (s.q_len * F * HD * 2.0 + s.kv_len * F * KD * 2.0);
+  r.gflops = (proj + 4.0 * s.batch * s.q_heads * s.head_dim * Pairs(s)) / med * 1e-9;
+  const size_t elem = o.f16 ? 2 : 4;
+  r.gbps = static_cast<double>((query.size() + value.size() + out.size() / elem +
+                                wq.size() + wk.size() + wv.size() + wo.size()) * elem) /
+           med * 1e-9;
+  reference::Config rc;
+  rc.head_dim = s.head_dim;
+  rc.q_heads = s.q_heads;
+  rc.kv_heads = s.kv_heads;
+  rc.q_features = rc.k_features = rc.v_features = F;
+  reference::Weights rw;
+  auto D = [](const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); };
+  rw.query_kernel = D(wq), rw.query_bias = D(bq), rw.key_kernel = D(wk), rw.key_bias = D(bk);
+  rw.value_kernel = D(wv), rw.value_bias = D(bv), rw.output_kernel = D(wo), rw.output_bias = D(bo);
+  reference::Call call;
+  call.batch = s.batch;
+  call.q_len = s.q_len;
+  call.kv_len = s.kv_len;
+  call.query = D(query);
+  call.value = D(value);
+  call.causal = s.causal;
+  const reference::Result want = reference::Forward(rc, rw, call);
+  for (size_t i = 0; i < want.output.size(); ++i) {
+    float got;
+    if (o.f16) {
+      uint16_t h;
+      memcpy(&h, out.data() + 2 * i, 2);
+      got = HalfToFloat(h);
+    } else {
+      memcpy(&got, out.data() + 4 * i, 4);
+    }
+    r.max_abs_err = std::max(r.max_abs_err, fabs(got - want.output[i]));
+  }
+  // f16 output rounding: 2^-11 relative on |out| < ~2 -> 1e-3; f32: 1e-4.
+  r.pass = st.ok() && r.max_abs_err <= (o.f16 ? 2e-3 : 1e-4);
+  return r;
+}
+
+bool ParseArgs(int argc, char** argv, Options* o) {
+  Shape custom;
+  custom.name = "custom";
+  bool have_custom = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&](int64_t* v) {
+      if (i + 1 >= argc) return false;
+      *v = atoll(argv[++i]);
+      have_custom = true;
+      return *v > 0;
+    };
+    if (a == "--preset" && i + 1 < argc) {
+      const std::string name = argv[++i];
+      bool found = false;
+      for (const Shape& p : kPresets) {
+        if (p.name == name) {
+          o->shapes.push_back(p);
+          found = true;
+        }
+      }
+      if (!found) return false;
+    } else if (a == "--batch") { if (!next(&custom.batch)) return false;
+    } else if (a == "--q-heads") { if (!next(&custom.q_heads)) return false;
+    } else if (a == "--kv-heads") { if (!next(&custom.kv_heads)) return false;
+    } else if (a == "--head-dim") { if (!next(&custom.head_dim)) return false;
+    } else if (a == "--q-len") { if (!next(&custom.q_len)) return false;
+    } else if (a == "--kv-len") { if (!next(&custom.kv_len)) return false;
+    } else if (a == "--causal") { custom.causal = true;
+    } else if (a == "--dtype" && i + 1 < argc) {
+      const std::string d = argv[++i];
+      if (d != "f32" && d != "f16") return false;
+      o->f16 = d == "f16";
+    } else if (a == "--threads" && i + 1 < argc) { o->threads = atoi(argv[++i]);
+    } else if (a == "--reps" && i + 1 < argc) { o->reps = atoi(argv[++i]);
+    } else if (a == "--cold") { o->cold = true;
+    } else if (a == "--json" && i + 1 < argc) { o->json = argv[++i];
+    } else {
+      return false;
+    }
+  }
+  if (custom.q_heads % custom.kv_heads != 0 || o->threads < 1 || o->reps < 1) return false;
+  if (have_custom) o->shapes.push_back(custom);
+  if (o->shapes.empty()) o->shapes.assign(std::begin(kPresets), std::end(kPresets));
+  return true;
+}
+
+}  // namespace
+}  // namespace gqa
+
+int main(int argc, char** argv) {
+  using namespace gqa;
+  Options o;
+  if (!ParseArgs(argc, argv, &o)) {
+    Usage();
+    return 2;
+  }
+  pthreadpool_t pool = o.threads > 1 ? pthreadpool_create(o.threads) : nullptr;
+  const double peak = MeasureFmaPeakGflops(pool);
+  const double bw = MeasureReadBandwidthGbps(size_t{512} << 20, pool);
+  printf("gqa-bench: target %s, %d thread(s), dtype %s%s\n", DispatchedTargetName(), o.threads,
+         o.f16 ? "f16" : "f32", o.cold ? ", cold" : "");
+  printf("measured here: FMA peak %.1f GFLOP/s, read bandwidth %.1f GB/s\n", peak, bw);
+  printf("%-6s %-34s %9s %9s %8s %6s %7s %6s %9s %s\n", "case", "shape", "median_ms", "min_ms",
+         "GFLOP/s", "%peak", "GB/s", "%bw", "max_err", "check");
+  std::vector<Record> records;
+  bool all_pass = true;
+  for (const Shape& s : o.shapes) {
+    Record r = s.layer ? BenchLayer(s, o, pool) : BenchCore(s, o, pool);
+    r.dtype = o.f16 ? "f16" : "f32";
+    r.threads = o.threads;
+    r.peak_gflops = peak;
+    r.peak_gbps = bw;
+    char shape[64];
+    snprintf(shape, sizeof(shape), "%sB%lld Hq%lld Hkv%lld D%lld T%lld S%lld%s",
+             s.layer ? "layer " : "", (long long)s.batch, (long long)s.q_heads,
+             (long long)s.kv_heads, (long long)s.head_dim, (long long)s.q_len,
+             (long long)s.kv_len, s.causal ? " causal" : "");
+    printf("%-6s %-34s %9.3f %9.3f %8.2f %5.1f%% %7.2f %5.1f%% %9.2e %s\n", s.name.c_str(), shape,
+           r.median_ms, r.min_ms, r.gflops, 100 * r.gflops / peak, r.gbps, 100 * r.gbps / bw,
+           r.max_abs_err, r.pass ? "ok" : "FAIL");
+    all_pass = all_pass && r.pass;
+    records.push_back(r);
+  }
+  if (pool) pthreadpool_destroy(pool);
+  if (!o.json.empty()) {
+    FILE* f = fopen(o.json.c_str(), "w");
+    if (!f) {
+      fprintf(stderr, "cannot write %s\n", o.json.c_str());
+      return 1;
+    }
+    fprintf(f, "[\n");
+    for (size_t i = 0; i < records.size(); ++i) {
+      const Record& r = records[i];
+      fprintf(f,
+              "  {\"name\": \"%s\", \"kind\": \"%s\", \"batch\": %lld, \"q_heads\": %lld, "
+              "\"kv_heads\": %lld, \"head_dim\": %lld, \"q_len\": %lld, \"kv_len\": %lld, "
+              "\"causal\": %s, \"dtype\": \"%s\", \"threads\": %d, \"cold\": %s, "
+              "\"median_ms\": %.6f, \"min_ms\": %.6f, \"gflops\": %.4f, \"gbps\": %.4f, "
+              "\"peak_gflops\": %.4f, \"peak_gbps\": %.4f, \"max_abs_err\": %.3e, "
+              "\"pass\": %s}%s\n",
+              r.shape.name.c_str(), r.shape.layer ? "layer" : "core", (long long)r.shape.batch,
+              (long long)r.shape.q_heads, (long long)r.shape.kv_heads,
+              (long long)r.shape.head_dim, (long long)r.shape.q_len, (long long)r.shape.kv_len,
+              r.shape.causal ? "true" : "false", r.dtype.c_str(), r.threads,
+              o.cold ? "true" : "false", r.median_ms, r.min_ms, r.gflops, r.gbps,
+              r.peak_gflops, r.peak_gbps, r.max_abs_err, r.pass ? "true" : "false",
+              i + 1 < records.size() ? "," : "");
+    }
+    fprintf(f, "]\n");
+    fclose(f);
+  }
+  return all_pass ? 0 : 1;
+}

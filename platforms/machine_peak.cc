@@ -1,0 +1,148 @@
+// FMA peak and read bandwidth probes (see machine_peak.h), one Highway
+// dispatch each.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "platforms/machine_peak.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+
+#include <pthreadpool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hwy/highway.h"
+#include "platforms/machine_peak.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace gqa {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// 12 independent accumulators hide the FMA latency (4-5 cycles) on two
+// FMA pipes. Returns flops done.
+HWY_NOINLINE double FmaChains(int64_t iters, float* sink) {
+  const hn::ScalableTag<float> df;
+  auto a0 = hn::Set(df, 1.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0,
+       a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+  const auto m = hn::Set(df, 0.999999f), c = hn::Set(df, 1e-7f);
+  for (int64_t i = 0; i < iters; ++i) {
+    a0 = hn::MulAdd(a0, m, c); a1 = hn::MulAdd(a1, m, c);
+    a2 = hn::MulAdd(a2, m, c); a3 = hn::MulAdd(a3, m, c);
+    a4 = hn::MulAdd(a4, m, c); a5 = hn::MulAdd(a5, m, c);
+    a6 = hn::MulAdd(a6, m, c); a7 = hn::MulAdd(a7, m, c);
+    a8 = hn::MulAdd(a8, m, c); a9 = hn::MulAdd(a9, m, c);
+    a10 = hn::MulAdd(a10, m, c); a11 = hn::MulAdd(a11, m, c);
+  }
+  auto s = hn::Add(hn::Add(hn::Add(a0, a1), hn::Add(a2, a3)),
+                   hn::Add(hn::Add(a4, a5), hn::Add(a6, a7)));
+  s = hn::Add(s, hn::Add(hn::Add(a8, a9), hn::Add(a10, a11)));
+  *sink += hn::GetLane(s);
+  return 2.0 * 12.0 * static_cast<double>(hn::Lanes(df)) * static_cast<double>(iters);
+}
+
+HWY_NOINLINE float SumBytes(const float* p, size_t n) {
+  const hn::ScalableTag<float> df;
+  const size_t N = hn::Lanes(df);
+  auto s0 = hn::Zero(df), s1 = s0, s2 = s0, s3 = s0;
+  size_t i = 0;
+  for (; i + 4 * N <= n; i += 4 * N) {
+    s0 = hn::Add(s0, hn::LoadU(df, p + i));
+    s1 = hn::Add(s1, hn::LoadU(df, p + i + N));
+    s2 = hn::Add(s2, hn::LoadU(df, p + i + 2 * N));
+    s3 = hn::Add(s3, hn::LoadU(df, p + i + 3 * N));
+  }
+  return hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
+}
+
+const char* TargetNameImpl() { return hwy::TargetName(HWY_TARGET); }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace gqa
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace gqa {
+
+HWY_EXPORT(FmaChains);
+HWY_EXPORT(SumBytes);
+HWY_EXPORT(TargetNameImpl);
+
+double NowSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+const char* DispatchedTargetName() { return HWY_DYNAMIC_DISPATCH(TargetNameImpl)(); }
+
+namespace {
+struct PeakTask {
+  int64_t iters;
+  float sink[64];
+  double flops[64];
+};
+void PeakFn(void* ctx, size_t i) {
+  PeakTask* t = static_cast<PeakTask*>(ctx);
+  t->flops[i] = HWY_DYNAMIC_DISPATCH(FmaChains)(t->iters, &t->sink[i]);
+}
+struct ReadTask {
+  const float* data;
+  size_t per_thread;
+  float sink[64];
+};
+void ReadFn(void* ctx, size_t i) {
+  ReadTask* t = static_cast<ReadTask*>(ctx);
+  t->sink[i] = HWY_DYNAMIC_DISPATCH(SumBytes)(t->data + i * t->per_thread, t->per_thread);
+}
+size_t Threads(pthreadpool_t pool) {
+  size_t n = pool ? pthreadpool_get_threads_count(pool) : 1;
+  return n > 64 ? 64 : n;
+}
+}  // namespace
+
+double MeasureFmaPeakGflops(pthreadpool_t pool) {
+  const size_t threads = Threads(pool);
+  PeakTask task{};
+  task.iters = 1 << 16;
+  // Grow until one run takes >= 50 ms, then take the best of 5.
+  for (;;) {
+    const double t0 = NowSeconds();
+    pthreadpool_parallelize_1d(pool, PeakFn, &task, threads, 0);
+    if (NowSeconds() - t0 > 0.05 || task.iters > (int64_t{1} << 34)) break;
+    task.iters *= 2;
+  }
+  double best = 0.0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const double t0 = NowSeconds();
+    pthreadpool_parallelize_1d(pool, PeakFn, &task, threads, 0);
+    const double dt = NowSeconds() - t0;
+    double flops = 0.0;
+    for (size_t i = 0; i < threads; ++i) flops += task.flops[i];
+    if (flops / dt > best) best = flops / dt;
+  }
+  return best * 1e-9;
+}
+
+double MeasureReadBandwidthGbps(size_t bytes, pthreadpool_t pool) {
+  const size_t threads = Threads(pool);
+  const size_t n = bytes / sizeof(float);
+  float* data = static_cast<float*>(aligned_alloc(64, n * sizeof(float)));
+  if (!data) return 0.0;
+  for (size_t i = 0; i < n; ++i) data[i] = static_cast<float>(i & 7);
+  ReadTask task{};
+  task.data = data;
+  task.per_thread = n / threads;
+  double best = 0.0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const double t0 = NowSeconds();
+    pthreadpool_parallelize_1d(pool, ReadFn, &task, threads, 0);
+    const double dt = NowSeconds() - t0;
+    const double gbps = static_cast<double>(task.per_thread * threads * sizeof(float)) / dt * 1e-9;
+    if (gbps > best) best = gbps;
+  }
+  free(data);
+  return best;
+}
+
+}  // namespace gqa
+#endif  // HWY_ONCE
