@@ -32,10 +32,22 @@ inline double TestScale() {
 #endif
 }
 
-// Runs fn once per Highway target compiled and supported here, forcing it.
+// Highway targets compiled and supported here. Debian's armhf libhwy
+// detects no NEON at run time, so where the intersection is empty the
+// static (baseline) target stands in: the binary was built for it, and it
+// is what dispatch falls back to.
+inline std::vector<int64_t> TargetsToTest() {
+  std::vector<int64_t> targets = hwy::SupportedAndGeneratedTargets();
+  if (targets.empty()) targets.push_back(HWY_STATIC_TARGET);
+  return targets;
+}
+
+// Runs fn once per target of TargetsToTest(), forcing it.
 template <class Fn>
 void ForEachTarget(Fn fn) {
-  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+  const std::vector<int64_t> targets = TargetsToTest();
+  REQUIRE(!targets.empty());
+  for (int64_t target : targets) {
     hwy::SetSupportedTargetsForTest(target);
     CAPTURE(hwy::TargetName(target));
     fn(target);
@@ -45,11 +57,17 @@ void ForEachTarget(Fn fn) {
 
 inline std::string TargetNames() {
   std::string s;
-  for (int64_t t : hwy::SupportedAndGeneratedTargets()) {
+  for (int64_t t : TargetsToTest()) {
     if (!s.empty()) s += " ";
     s += hwy::TargetName(t);
   }
   return s;
+}
+
+// Same size and the same bits (memcmp on empty vectors would pass null).
+inline bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() &&
+         (a.empty() || memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 struct LayerOutputs {

@@ -59,12 +59,12 @@ TEST_CASE("same seed gives the same bits; another seed differs") {
   b.lens(9, 9).dropout(0.5);
   const LayerOutputs ra = a.Run(), rb = b.Run();
   REQUIRE(ra.status == GQA_STATUS_OK);
-  CHECK(memcmp(ra.output.data(), rb.output.data(), 4 * ra.output.size()) == 0);
+  CHECK(SameBits(ra.output, rb.output));
   LayerCase other(41);
   other.lens(9, 9).dropout(0.5).dropout_seed(99);
   const LayerOutputs rc = other.Run();
   REQUIRE(rc.status == GQA_STATUS_OK);
-  CHECK(memcmp(ra.output.data(), rc.output.data(), 4 * ra.output.size()) != 0);
+  CHECK(!SameBits(ra.output, rc.output));
   other.Check();
   // The draw depends on the seed: the keep decisions of two seeds differ.
   int differ = 0;
@@ -79,7 +79,7 @@ TEST_CASE("training=false applies no dropout") {
   const LayerOutputs a = off.Run(), b = none.Run();
   REQUIRE(a.status == GQA_STATUS_OK);
   REQUIRE(b.status == GQA_STATUS_OK);
-  CHECK(memcmp(a.output.data(), b.output.data(), 4 * a.output.size()) == 0);
+  CHECK(SameBits(a.output, b.output));
   off.Check();
 }
 

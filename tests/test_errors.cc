@@ -104,10 +104,10 @@ TEST_CASE("configuration errors") {
     CHECK(f.Create(c) == GQA_STATUS_INVALID_DROPOUT);
   }
   c = f.config;
-  c.dtype = static_cast<gqa_dtype>(7);
+  c.dtype = 7;
   CHECK(f.Create(c) == GQA_STATUS_INVALID_ENUM);
   c = f.config;
-  c.fully_masked_policy = static_cast<gqa_fully_masked_policy>(-1);
+  c.fully_masked_policy = -1;
   CHECK(f.Create(c) == GQA_STATUS_INVALID_ENUM);
   c = f.config;
   c.head_dim = int64_t{1} << 40;

@@ -114,8 +114,8 @@ TEST_CASE("output is bitwise identical for 1, 2, 3 and 8 threads") {
         first_out = got.output;
         first_scores = got.scores;
       } else {
-        CHECK(memcmp(first_out.data(), got.output.data(), 4 * got.output.size()) == 0);
-        CHECK(memcmp(first_scores.data(), got.scores.data(), 4 * got.scores.size()) == 0);
+        CHECK(SameBits(first_out, got.output));
+        CHECK(SameBits(first_scores, got.scores));
       }
     }
   }

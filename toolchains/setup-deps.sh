@@ -64,7 +64,7 @@ for arch in arm64 armhf; do
   rm -rf "$root" && mkdir -p "$root/debs"
   (cd "$root/debs" && apt-get download -q \
       "libxnnpack0:$arch" "libxnnpack-dev:$arch" \
-      "libpthreadpool0:$arch" "libpthreadpool-dev:$arch" >/dev/null)
+      "libpthreadpool0:$arch" "libpthreadpool-dev:$arch" >/dev/null 2>&1)
   for deb in "$root"/debs/*.deb; do dpkg -x "$deb" "$root"; done
   touch "$stamp"
 done

@@ -87,8 +87,10 @@ typedef struct gqa_layer_config {
   int64_t sliding_window;      /* 0: none; else keys with |t - s| < w */
   float dropout;               /* rate in [0, 1] on the probabilities */
   uint64_t seed;               /* dropout draws (not Keras' RNG stream) */
-  gqa_fully_masked_policy fully_masked_policy;
-  gqa_dtype dtype;
+  /* Enums travel as int32_t: a fixed size across compilers and languages,
+   * and an out-of-range value is an error status, not undefined behaviour. */
+  int32_t fully_masked_policy; /* gqa_fully_masked_policy */
+  int32_t dtype;               /* gqa_dtype */
 } gqa_layer_config;
 
 /* Fills *config with Keras' defaults (bias on, no gate, no window, no

@@ -36,32 +36,59 @@ HWY_INLINE hn::Vec<DF> LoadHalfAsF32(DF df, const uint16_t* p) {
                        hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p)));
 }
 
-// Rows [r0, r0+MR), columns [n, n + VECS * N).
+// Rows [r0, r0+MR), columns [n, n + VECS * N). Named accumulators, not an
+// array: SVE vectors are sizeless and cannot be array elements.
 template <int MR, int VECS, class DF>
 HWY_INLINE void DenseBlock(DF df, const DenseF16Params& p, int64_t r0,
                            int64_t n) {
+  using V = hn::Vec<DF>;
   const size_t N = hn::Lanes(df);
-  hn::Vec<DF> acc[MR][VECS];
-  for (int r = 0; r < MR; ++r) {
-    for (int j = 0; j < VECS; ++j) {
-      acc[r][j] = p.bias ? hn::LoadU(df, p.bias + n + j * N) : hn::Zero(df);
-    }
-  }
-  const float* a = p.a + r0 * p.lda;
+  const V bias0 = p.bias ? hn::LoadU(df, p.bias + n) : hn::Zero(df);
+  const V bias1 =
+      (VECS > 1 && p.bias) ? hn::LoadU(df, p.bias + n + N) : hn::Zero(df);
+  V c00 = bias0, c01 = bias1, c10 = bias0, c11 = bias1;
+  V c20 = bias0, c21 = bias1, c30 = bias0, c31 = bias1;
+  const float* a0 = p.a + r0 * p.lda;
+  const float* a1 = a0 + (MR > 1 ? p.lda : 0);
+  const float* a2 = a0 + (MR > 2 ? 2 * p.lda : 0);
+  const float* a3 = a0 + (MR > 3 ? 3 * p.lda : 0);
   const uint16_t* w = p.w + n;
-  for (int64_t kk = 0; kk < p.k; ++kk) {
-    hn::Vec<DF> wv[VECS];
-    for (int j = 0; j < VECS; ++j) wv[j] = LoadHalfAsF32(df, w + j * N);
-    for (int r = 0; r < MR; ++r) {
-      const auto av = hn::Set(df, a[r * p.lda + kk]);
-      for (int j = 0; j < VECS; ++j) acc[r][j] = hn::MulAdd(av, wv[j], acc[r][j]);
+  for (int64_t kk = 0; kk < p.k; ++kk, w += p.n_padded) {
+    const V w0 = LoadHalfAsF32(df, w);
+    const V w1 = VECS > 1 ? LoadHalfAsF32(df, w + N) : w0;
+    V x = hn::Set(df, a0[kk]);
+    c00 = hn::MulAdd(x, w0, c00);
+    if (VECS > 1) c01 = hn::MulAdd(x, w1, c01);
+    if (MR > 1) {
+      x = hn::Set(df, a1[kk]);
+      c10 = hn::MulAdd(x, w0, c10);
+      if (VECS > 1) c11 = hn::MulAdd(x, w1, c11);
     }
-    w += p.n_padded;
+    if (MR > 2) {
+      x = hn::Set(df, a2[kk]);
+      c20 = hn::MulAdd(x, w0, c20);
+      if (VECS > 1) c21 = hn::MulAdd(x, w1, c21);
+    }
+    if (MR > 3) {
+      x = hn::Set(df, a3[kk]);
+      c30 = hn::MulAdd(x, w0, c30);
+      if (VECS > 1) c31 = hn::MulAdd(x, w1, c31);
+    }
   }
-  for (int r = 0; r < MR; ++r) {
-    for (int j = 0; j < VECS; ++j) {
-      hn::StoreU(acc[r][j], df, p.c + (r0 + r) * p.ldc + n + j * N);
-    }
+  float* c = p.c + r0 * p.ldc + n;
+  hn::StoreU(c00, df, c);
+  if (VECS > 1) hn::StoreU(c01, df, c + N);
+  if (MR > 1) {
+    hn::StoreU(c10, df, c + p.ldc);
+    if (VECS > 1) hn::StoreU(c11, df, c + p.ldc + N);
+  }
+  if (MR > 2) {
+    hn::StoreU(c20, df, c + 2 * p.ldc);
+    if (VECS > 1) hn::StoreU(c21, df, c + 2 * p.ldc + N);
+  }
+  if (MR > 3) {
+    hn::StoreU(c30, df, c + 3 * p.ldc);
+    if (VECS > 1) hn::StoreU(c31, df, c + 3 * p.ldc + N);
   }
 }
 
