@@ -225,7 +225,7 @@ GoldenRun RunGoldenCase(const GoldenCase& c, gqa_dtype dtype,
   a.scores = c.want_scores ? scores.data() : nullptr;
 
   size_t bytes = 0;
-  st = layer.WorkspaceSize(c.batch, c.q_len, c.kv_len, &bytes);
+  st = layer.WorkspaceSize(c.batch, c.q_len, c.kv_len, &bytes, threads);
   Workspace ws;
   if (st.ok() && !ws.Reserve(bytes)) {
     run.status = GQA_STATUS_OUT_OF_MEMORY;

@@ -142,6 +142,8 @@ Record BenchCore(const Shape& s, const Options& o, pthreadpool_t pool) {
   p.out = out.data();
   p.scale = static_cast<float>(1.0 / sqrt(static_cast<double>(s.head_dim)));
   p.causal = s.causal;
+  const AttentionPlan plan = PlanAttention(p);
+  Workspace ws(static_cast<size_t>(AttentionWorkspaceBytes(plan, o.threads)));
   std::vector<double> times;
   for (int rep = 0; rep < o.reps + 1; ++rep) {
     const unsigned char* base = data.data() + (rep % copies) * set_bytes;
@@ -149,7 +151,7 @@ Record BenchCore(const Shape& s, const Options& o, pthreadpool_t pool) {
     p.k = base + nq * elem;
     p.v = base + (nq + nkv) * elem;
     const double t0 = NowSeconds();
-    RunAttention(p, pool);
+    RunAttention(p, ws.data(), o.threads, pool);
     if (rep > 0) times.push_back(NowSeconds() - t0);  // rep 0 warms up
   }
   const double med = Median(times);
@@ -237,7 +239,7 @@ Record BenchLayer(const Shape& s, const Options& o, pthreadpool_t pool) {
   a.use_causal_mask = s.causal;
   a.output = out.data();
   size_t bytes = 0;
-  layer.WorkspaceSize(s.batch, s.q_len, s.kv_len, &bytes);
+  layer.WorkspaceSize(s.batch, s.q_len, s.kv_len, &bytes, o.threads);
   Workspace ws(bytes);
   std::vector<double> times;
   for (int rep = 0; rep < o.reps + 1; ++rep) {

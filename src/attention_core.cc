@@ -5,15 +5,23 @@
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 
 #include "hwy/highway.h"
-#include "src/kernels/attention-inl.h"
+#include "src/kernels/flash_attention-inl.h"
 
 #if HWY_ONCE
 namespace gqa {
 
+HWY_EXPORT(MakePlanImpl);
 HWY_EXPORT(RunAttentionImpl);
 
-void RunAttention(const AttentionParams& p, pthreadpool_t pool) {
-  HWY_DYNAMIC_DISPATCH(RunAttentionImpl)(p, pool);
+AttentionPlan PlanAttention(const AttentionParams& p) {
+  AttentionPlan plan;
+  HWY_DYNAMIC_DISPATCH(MakePlanImpl)(p, &plan);
+  return plan;
+}
+
+void RunAttention(const AttentionParams& p, void* workspace, int64_t slots,
+                  pthreadpool_t pool) {
+  HWY_DYNAMIC_DISPATCH(RunAttentionImpl)(p, workspace, slots, pool);
 }
 
 }  // namespace gqa

@@ -32,8 +32,9 @@ struct AttentionParams {
   int64_t v_stride_b = 0, v_stride_s = 0, v_stride_h = 0;
   ElemType qkv_type = ElemType::kF32;
 
-  // out: [B, T, Hq, D] float32, through strides. Also the accumulator.
-  float* out = nullptr;
+  // out: [B, T, Hq, D] through strides, f32 or f16.
+  void* out = nullptr;
+  ElemType out_type = ElemType::kF32;
   int64_t out_stride_b = 0, out_stride_t = 0, out_stride_h = 0;
 
   float scale = 1.0f;  // multiplies q.k
@@ -42,6 +43,7 @@ struct AttentionParams {
   bool causal = false;          // key s visible iff s <= t + position_offset
   int64_t position_offset = 0;  // absolute position of query 0
   int64_t sliding_window = 0;   // 0: none; else |t + offset - s| < window
+  const int64_t* key_lengths = nullptr;  // [B]: keys >= length never seen
   const uint8_t* query_mask = nullptr;  // [B, T] contiguous
   const uint8_t* key_mask0 = nullptr;   // [B, S] contiguous
   const uint8_t* key_mask1 = nullptr;   // [B, S] contiguous (second source)
@@ -65,9 +67,32 @@ struct AttentionParams {
   uint64_t seed = 0;
 };
 
-// Computes out (and scores) for p. Inputs are assumed validated. Results
-// are bitwise identical for any pool size.
-void RunAttention(const AttentionParams& p, pthreadpool_t pool);
+// How the kernel of the current Highway target splits a call: blocks of
+// query positions (all heads of a kv group together) and per-slot scratch.
+struct AttentionPlan {
+  int64_t lanes = 0;            // f32 lanes of the target
+  int64_t block_positions = 0;  // Tb: query positions per work item
+  int64_t rows = 0;             // G * Tb query rows per item
+  int64_t rows_padded = 0;      // Mp
+  int64_t dim_padded = 0;       // Dp
+  int64_t keys_per_tile = 0;    // Bk
+  int64_t blocks_per_head = 0;  // ceil(T / Tb)
+  int64_t items = 0;            // B * Hkv * blocks_per_head
+  int64_t slot_bytes = 0;       // scratch of one worker (64-byte multiple)
+};
+AttentionPlan PlanAttention(const AttentionParams& p);
+
+// Workspace of RunAttention for `slots` concurrent workers: one slot each.
+// Independent of S.
+inline int64_t AttentionWorkspaceBytes(const AttentionPlan& plan, int64_t slots) {
+  return plan.slot_bytes * slots;
+}
+
+// Computes out (and scores) for p with at most `slots` workers (the
+// workspace holds that many slots; 64-byte aligned). Inputs are assumed
+// validated. Results are bitwise identical for any pool size and slots.
+void RunAttention(const AttentionParams& p, void* workspace, int64_t slots,
+                  pthreadpool_t pool);
 
 // The seeded dropout draw: keep decision for flat probability index `index`
 // of [B, Hq, T, S]. A counter-based hash (splitmix64 finaliser), so every

@@ -297,11 +297,27 @@ gqa_status CreateF32(gqa_layer* L, const gqa_layer_weights& w) {
 struct WorkspacePlan {
   int64_t q = 0, k = 0, v = 0, gate = 0, attn = 0, tail = 0, x32 = 0,
           out32 = 0;  // byte offsets (-1: absent)
-  int64_t total = 0;
+  int64_t core = 0;         // attention core slots start here
+  int64_t slot_bytes = 0;   // one slot of the core
+  int64_t total = 0;        // with `slots` core slots
 };
 
+// The core's parameters for a call of this shape (masks and pointers are
+// filled in by forward; the plan depends on shapes only).
+gqa::AttentionParams CoreShape(const gqa_layer* L, int64_t B, int64_t T,
+                               int64_t S) {
+  gqa::AttentionParams p;
+  p.batch = B;
+  p.q_len = T;
+  p.kv_len = S;
+  p.q_heads = L->config.num_query_heads;
+  p.kv_heads = L->config.num_key_value_heads;
+  p.head_dim = L->config.head_dim;
+  return p;
+}
+
 bool PlanWorkspace(const gqa_layer* L, int64_t B, int64_t T, int64_t S,
-                   WorkspacePlan* plan) {
+                   int64_t slots, WorkspacePlan* plan) {
   const gqa_layer_config& c = L->config;
   int64_t bt, bs;
   if (!CheckedMul(B, T, &bt) || !CheckedMul(B, S, &bs)) return false;
@@ -343,8 +359,16 @@ bool PlanWorkspace(const gqa_layer* L, int64_t B, int64_t T, int64_t S,
     plan->tail = region(1, widest);
     plan->x32 = plan->out32 = -1;
   }
+  if (!ok) return false;
+  plan->core = offset;
+  plan->slot_bytes = gqa::PlanAttention(CoreShape(L, B, T, S)).slot_bytes;
+  int64_t core_bytes = 0;
+  if (!CheckedMul(plan->slot_bytes, slots, &core_bytes) ||
+      !CheckedAdd(offset, core_bytes, &offset)) {
+    return false;
+  }
   // Keep totals far from overflow of size_t arithmetic on 32-bit targets.
-  if (!ok || static_cast<uint64_t>(offset) > SIZE_MAX / 2) return false;
+  if (static_cast<uint64_t>(offset) > SIZE_MAX / 2) return false;
   plan->total = offset;
   return true;
 }
@@ -543,7 +567,7 @@ void gqa_layer_destroy(gqa_layer_t layer) { delete layer; }
 
 gqa_status gqa_layer_workspace_size(gqa_layer_t layer, int64_t batch,
                                     int64_t query_len, int64_t value_len,
-                                    size_t* size_out) {
+                                    int64_t max_threads, size_t* size_out) {
   if (!layer) return Fail(GQA_STATUS_NULL_POINTER, "layer is NULL");
   if (!size_out) return Fail(GQA_STATUS_NULL_POINTER, "size_out is NULL");
   if (batch <= 0 || query_len <= 0 || value_len <= 0) {
@@ -554,8 +578,12 @@ gqa_status gqa_layer_workspace_size(gqa_layer_t layer, int64_t batch,
                 static_cast<long long>(query_len),
                 static_cast<long long>(value_len));
   }
+  if (max_threads <= 0) {
+    return Fail(GQA_STATUS_INVALID_SIZE, "max_threads must be > 0, got %lld",
+                static_cast<long long>(max_threads));
+  }
   WorkspacePlan plan;
-  if (!PlanWorkspace(layer, batch, query_len, value_len, &plan)) {
+  if (!PlanWorkspace(layer, batch, query_len, value_len, max_threads, &plan)) {
     return Fail(GQA_STATUS_SIZE_OVERFLOW, "workspace size overflows");
   }
   *size_out = static_cast<size_t>(plan.total);
@@ -571,7 +599,7 @@ gqa_status gqa_layer_forward(gqa_layer_t L, const gqa_forward_args* args,
   const gqa_layer_config& c = L->config;
   const int64_t B = a.batch, T = a.query_len, S = a.value_len;
   WorkspacePlan plan;
-  if (!PlanWorkspace(L, B, T, S, &plan)) {
+  if (!PlanWorkspace(L, B, T, S, 1, &plan)) {
     return Fail(GQA_STATUS_SIZE_OVERFLOW, "workspace size overflows");
   }
   if (!workspace) return Fail(GQA_STATUS_NULL_POINTER, "workspace is NULL");
@@ -585,6 +613,11 @@ gqa_status gqa_layer_forward(gqa_layer_t L, const gqa_forward_args* args,
                 "workspace has %zu bytes, this call needs %lld", workspace_size,
                 static_cast<long long>(plan.total));
   }
+  // As many core workers as the pool has threads and the workspace slots.
+  int64_t slots = pool ? static_cast<int64_t>(pthreadpool_get_threads_count(pool)) : 1;
+  const int64_t room = 1 + static_cast<int64_t>(
+      (workspace_size - static_cast<size_t>(plan.total)) / static_cast<size_t>(plan.slot_bytes));
+  if (slots > room) slots = room;
 
   unsigned char* ws = static_cast<unsigned char*>(workspace);
   auto at = [ws](int64_t offset) {
@@ -653,13 +686,7 @@ gqa_status gqa_layer_forward(gqa_layer_t L, const gqa_forward_args* args,
   }
 
   // 2. Attention: attn [B, T, Hq, D].
-  gqa::AttentionParams p;
-  p.batch = B;
-  p.q_len = T;
-  p.kv_len = S;
-  p.q_heads = c.num_query_heads;
-  p.kv_heads = c.num_key_value_heads;
-  p.head_dim = c.head_dim;
+  gqa::AttentionParams p = CoreShape(L, B, T, S);
   p.q = q;
   p.q_stride_t = q_cols;
   p.q_stride_b = T * q_cols;
@@ -688,7 +715,7 @@ gqa_status gqa_layer_forward(gqa_layer_t L, const gqa_forward_args* args,
   p.dropout_rate = c.dropout;
   p.keep_mask = a.dropout_keep_mask;
   p.seed = c.seed;
-  gqa::RunAttention(p, pool);
+  gqa::RunAttention(p, ws + plan.core, slots, pool);
 
   // 3. Gate: attn *= sigmoid(gate logits).
   if (c.use_gate) ApplyGate(attn, BT, L->q_width, gate, q_cols);

@@ -183,7 +183,7 @@ class LayerCase {
     a.output = out.data();
     a.scores = scores_ ? sc.data() : nullptr;
     size_t bytes = 0;
-    st = layer.WorkspaceSize(b_, t_, s_, &bytes);
+    st = layer.WorkspaceSize(b_, t_, s_, &bytes, threads_);
     REQUIRE(st.ok());
     Workspace ws(bytes);
     pthreadpool_t pool = threads_ > 1 ? pthreadpool_create(threads_) : nullptr;

@@ -92,7 +92,7 @@ TEST_CASE("forward allocates nothing, f32 and f16, with and without threads") {
     gqa::Layer layer;
     REQUIRE(gqa::Layer::Create(c, w, &layer).ok());
     size_t bytes = 0;
-    REQUIRE(layer.WorkspaceSize(B, T, S, &bytes).ok());
+    REQUIRE(layer.WorkspaceSize(B, T, S, &bytes, /*max_threads=*/2).ok());
     gqa::Workspace ws(bytes);
     pthreadpool_t pool = pthreadpool_create(2);
     gqa_forward_args a{};

@@ -168,11 +168,12 @@ TEST_CASE("call errors: sizes, pointers, shapes") {
   a.query_len = int64_t{1} << 30;
   CHECK(f.Forward(a) == GQA_STATUS_SIZE_OVERFLOW);
   size_t bytes = 0;
-  CHECK(gqa_layer_workspace_size(f.layer.handle(), int64_t{1} << 40, int64_t{1} << 40, 1,
+  CHECK(gqa_layer_workspace_size(f.layer.handle(), int64_t{1} << 40, int64_t{1} << 40, 1, 1,
                                  &bytes) == GQA_STATUS_SIZE_OVERFLOW);
-  CHECK(gqa_layer_workspace_size(f.layer.handle(), 0, 1, 1, &bytes) == GQA_STATUS_INVALID_SIZE);
-  CHECK(gqa_layer_workspace_size(f.layer.handle(), 1, 1, 1, nullptr) == GQA_STATUS_NULL_POINTER);
-  CHECK(gqa_layer_workspace_size(nullptr, 1, 1, 1, &bytes) == GQA_STATUS_NULL_POINTER);
+  CHECK(gqa_layer_workspace_size(f.layer.handle(), 0, 1, 1, 1, &bytes) == GQA_STATUS_INVALID_SIZE);
+  CHECK(gqa_layer_workspace_size(f.layer.handle(), 1, 1, 1, 0, &bytes) == GQA_STATUS_INVALID_SIZE);
+  CHECK(gqa_layer_workspace_size(f.layer.handle(), 1, 1, 1, 1, nullptr) == GQA_STATUS_NULL_POINTER);
+  CHECK(gqa_layer_workspace_size(nullptr, 1, 1, 1, 1, &bytes) == GQA_STATUS_NULL_POINTER);
 
   // Key omitted but the key kernel expects another width than value's.
   gqa_layer_config c = f.config;

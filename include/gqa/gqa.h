@@ -155,11 +155,14 @@ GQA_API gqa_status gqa_layer_create(const gqa_layer_config* config,
                                     gqa_layer_t* layer_out);
 GQA_API void gqa_layer_destroy(gqa_layer_t layer);
 
-/* Bytes of workspace gqa_layer_forward needs for this B, T, S; the same
- * for every mask and flag combination. */
+/* Bytes of workspace gqa_layer_forward needs for this B, T, S when run
+ * with a pool of up to max_threads threads (1: no pool); the same for every
+ * mask and flag combination. A smaller pool needs no more; a bigger pool
+ * with this workspace uses max_threads of its threads for attention. */
 GQA_API gqa_status gqa_layer_workspace_size(gqa_layer_t layer, int64_t batch,
                                             int64_t query_len,
                                             int64_t value_len,
+                                            int64_t max_threads,
                                             size_t* size_out);
 
 /* Runs the layer. workspace: >= gqa_layer_workspace_size bytes, aligned to

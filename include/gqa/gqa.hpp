@@ -91,9 +91,9 @@ class Layer {
   }
 
   Status WorkspaceSize(int64_t batch, int64_t query_len, int64_t value_len,
-                       size_t* bytes) const {
-    return Status(
-        gqa_layer_workspace_size(handle_, batch, query_len, value_len, bytes));
+                       size_t* bytes, int64_t max_threads = 1) const {
+    return Status(gqa_layer_workspace_size(handle_, batch, query_len,
+                                           value_len, max_threads, bytes));
   }
 
   // Allocation-free: the workspace must already be large enough.
