@@ -138,7 +138,7 @@ Record BenchCore(const Shape& s, const Options& o, pthreadpool_t pool) {
   p.k_stride_h = p.v_stride_h = s.head_dim;
   p.k_stride_s = p.v_stride_s = s.kv_heads * s.head_dim;
   p.k_stride_b = p.v_stride_b = s.kv_len * s.kv_heads * s.head_dim;
-  p.qkv_type = o.f16 ? ElemType::kF16 : ElemType::kF32;
+  p.q_type = p.kv_type = o.f16 ? ElemType::kF16 : ElemType::kF32;
   p.out = out.data();
   p.scale = static_cast<float>(1.0 / sqrt(static_cast<double>(s.head_dim)));
   p.causal = s.causal;

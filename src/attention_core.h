@@ -30,7 +30,8 @@ struct AttentionParams {
   int64_t k_stride_b = 0, k_stride_s = 0, k_stride_h = 0;
   const void* v = nullptr;
   int64_t v_stride_b = 0, v_stride_s = 0, v_stride_h = 0;
-  ElemType qkv_type = ElemType::kF32;
+  ElemType q_type = ElemType::kF32;
+  ElemType kv_type = ElemType::kF32;
 
   // out: [B, T, Hq, D] through strides, f32 or f16.
   void* out = nullptr;

@@ -696,7 +696,6 @@ gqa_status gqa_layer_forward(gqa_layer_t L, const gqa_forward_args* args,
   p.k_stride_s = p.v_stride_s = kv_cols;
   p.k_stride_b = p.v_stride_b = S * kv_cols;
   p.k_stride_h = p.v_stride_h = c.head_dim;
-  p.qkv_type = gqa::ElemType::kF32;
   p.out = attn;
   p.out_stride_t = L->q_width;
   p.out_stride_b = T * L->q_width;

@@ -478,7 +478,7 @@ HWY_INLINE uint64_t ScoreRow(const AttentionParams& p, int64_t b, int64_t u, int
   return static_cast<uint64_t>(((b * p.q_heads + u) * p.q_len + t) * p.kv_len);
 }
 
-template <typename T>
+template <typename TQ, typename T>
 void RunItem(const AttentionParams& p, const AttentionPlan& plan, int64_t index,
              const Scratch& sc) {
   const hn::ScalableTag<float> df;
@@ -510,7 +510,7 @@ void RunItem(const AttentionParams& p, const AttentionPlan& plan, int64_t index,
   if (it.hi < it.lo) it.hi = it.lo;
   const int64_t rows = group * it.tb;
 
-  PackQueries<T>(p, plan, it, sc);
+  PackQueries<TQ>(p, plan, it, sc);
   for (int64_t m = 0; m < Mp; ++m) {
     sc.m[m] = -INFINITY;
     sc.l[m] = 0.0f;
@@ -624,7 +624,7 @@ struct RunContext {
   std::atomic<int64_t> next{0};
 };
 
-template <typename T>
+template <typename TQ, typename T>
 void SlotTask(void* context, size_t slot) {
   RunContext& ctx = *static_cast<RunContext*>(context);
   const Scratch sc = CarveSlot(*ctx.plan, ctx.p->head_dim,
@@ -632,7 +632,7 @@ void SlotTask(void* context, size_t slot) {
   for (;;) {
     const int64_t i = ctx.next.fetch_add(1, std::memory_order_relaxed);
     if (i >= ctx.plan->items) break;
-    RunItem<T>(*ctx.p, *ctx.plan, i, sc);
+    RunItem<TQ, T>(*ctx.p, *ctx.plan, i, sc);
   }
 }
 
@@ -644,8 +644,11 @@ void RunAttentionImpl(const AttentionParams& p, void* workspace, int64_t slots,
   ctx.p = &p;
   ctx.plan = &plan;
   ctx.workspace = static_cast<unsigned char*>(workspace);
-  const pthreadpool_task_1d_t fn =
-      p.qkv_type == ElemType::kF16 ? &SlotTask<uint16_t> : &SlotTask<float>;
+  const bool q16 = p.q_type == ElemType::kF16, kv16 = p.kv_type == ElemType::kF16;
+  const pthreadpool_task_1d_t fn = q16 ? (kv16 ? &SlotTask<uint16_t, uint16_t>
+                                               : &SlotTask<uint16_t, float>)
+                                       : (kv16 ? &SlotTask<float, uint16_t>
+                                               : &SlotTask<float, float>);
   if (slots > plan.items) slots = plan.items;
   pthreadpool_parallelize_1d(pool, fn, &ctx, static_cast<size_t>(slots), 0);
 }

@@ -1,0 +1,92 @@
+/* gqa attention core C ABI: grouped-query attention over pre-projected
+ * q/k/v, for runtimes that do their own projections (LLMs, KV caches).
+ *
+ *   out[b,t,u,:] = sum_s softmax_s(scale * q[b,t,u,:] . k[b,s,g,:]) v[b,s,g,:]
+ *   with g = u / (Hq / Hkv), over the keys s the masks allow.
+ *
+ * Tensors are strided views, strides in elements (not bytes), the head_dim
+ * axis contiguous:
+ *   q   [B, T, Hq,  D]   k, v [B, S, Hkv, D]   out [B, T, Hq, D]
+ * All three strides 0 means token-major contiguous ([B][T][H][D]); a
+ * head-major tensor ([B][H][T][D]) is described by its strides.
+ * q, k/v and out may each be f32 or f16 (IEEE binary16); arithmetic, the
+ * softmax and accumulation are f32. Calls never allocate, and results are
+ * bitwise identical for any thread count.
+ */
+#ifndef GQA_ATTENTION_H_
+#define GQA_ATTENTION_H_
+
+#include "gqa/gqa.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct gqa_attention_params {
+  int64_t batch;       /* B */
+  int64_t q_len;       /* T: new queries */
+  int64_t kv_len;      /* S: keys/values */
+  int64_t q_heads;     /* Hq */
+  int64_t kv_heads;    /* Hkv, divides Hq */
+  int64_t head_dim;    /* D */
+
+  const void* q;
+  int64_t q_stride_batch, q_stride_token, q_stride_head;
+  int32_t q_dtype; /* gqa_dtype */
+  const void* k;
+  int64_t k_stride_batch, k_stride_token, k_stride_head;
+  const void* v;
+  int64_t v_stride_batch, v_stride_token, v_stride_head;
+  int32_t kv_dtype; /* gqa_dtype of k and v */
+  void* out;
+  int64_t out_stride_batch, out_stride_token, out_stride_head;
+  int32_t out_dtype; /* gqa_dtype */
+
+  float scale; /* multiplies q.k; 0: 1/sqrt(D) */
+
+  /* Top-left causal with an offset: query t (absolute position
+   * position_offset + t) sees keys s <= position_offset + t. */
+  int32_t causal;
+  int64_t position_offset; /* >= 0 */
+  int64_t sliding_window;  /* 0: none; else |position - s| < window */
+  /* Per-batch number of valid keys [B] (each in [0, S]), or NULL. */
+  const int64_t* key_lengths;
+  /* [B, S] uint8 key mask (nonzero = may attend), or NULL. */
+  const uint8_t* key_mask;
+  /* General mask, read in place: element (b, u, t, s) at
+   * mask[b*mask_stride_batch + u*mask_stride_head + t*mask_stride_query +
+   *      s*mask_stride_key]; stride 0 broadcasts an axis. NULL: none. */
+  const uint8_t* mask;
+  int64_t mask_stride_batch, mask_stride_head, mask_stride_query,
+      mask_stride_key;
+  /* Rows with no allowed key: GQA_FULLY_MASKED_KERAS (zero when scores are
+   * requested, else uniform), _ZERO or _UNIFORM (mean of all S values). */
+  int32_t fully_masked_policy;
+
+  /* Optional probabilities [B, Hq, T, S] (contiguous), or NULL. */
+  void* scores;
+  int32_t scores_dtype; /* gqa_dtype */
+} gqa_attention_params;
+
+/* Zeroes *params; then every field has its default (f32, token-major,
+ * scale 1/sqrt(D), no masks). */
+GQA_API void gqa_attention_params_init(gqa_attention_params* params);
+
+/* Workspace bytes for these shapes, run with a pool of up to max_threads
+ * threads (1: no pool). Does not depend on kv_len. */
+GQA_API gqa_status gqa_attention_workspace_size(
+    const gqa_attention_params* params, int64_t max_threads,
+    size_t* size_out);
+
+/* Runs attention. workspace: aligned to GQA_WORKSPACE_ALIGNMENT, at least
+ * the size for max_threads = 1; a bigger pool uses as many threads as the
+ * workspace has room for. On failure nothing is written. */
+GQA_API gqa_status gqa_attention(const gqa_attention_params* params,
+                                 void* workspace, size_t workspace_size,
+                                 pthreadpool_t threadpool);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* GQA_ATTENTION_H_ */

@@ -1,0 +1,260 @@
+// The public attention-core operator: validates a gqa_attention_params,
+// resolves default strides and scale, and runs the core on the caller's
+// workspace.
+#include <math.h>
+#include <pthreadpool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "gqa/attention.h"
+#include "src/attention_core.h"
+#include "src/status.h"
+
+namespace {
+
+using gqa::CheckedAdd;
+using gqa::CheckedMul;
+using gqa::Fail;
+
+bool ValidDtype(int32_t d) { return d == GQA_DTYPE_F32 || d == GQA_DTYPE_F16; }
+
+gqa::ElemType ToElem(int32_t d) {
+  return d == GQA_DTYPE_F16 ? gqa::ElemType::kF16 : gqa::ElemType::kF32;
+}
+
+// Fills default strides of a [B, L, H, D] view; checks the largest offset
+// it can touch fits int64.
+gqa_status ResolveView(const char* name, int64_t B, int64_t L, int64_t H,
+                       int64_t D, int64_t* sb, int64_t* st, int64_t* sh) {
+  if (*sb == 0 && *st == 0 && *sh == 0) {
+    *sh = D;
+    *st = H * D;
+    *sb = L * H * D;
+  }
+  if (*sb < 0 || *st < 0 || *sh < 0) {
+    return Fail(GQA_STATUS_INVALID_ARGUMENT,
+                "`%s` strides must be >= 0 (got %lld, %lld, %lld)", name,
+                static_cast<long long>(*sb), static_cast<long long>(*st),
+                static_cast<long long>(*sh));
+  }
+  int64_t a = 0, b = 0, c = 0, end = 0;
+  if (!CheckedMul(B - 1, *sb, &a) || !CheckedMul(L - 1, *st, &b) ||
+      !CheckedMul(H - 1, *sh, &c) || !CheckedAdd(a, b, &end) ||
+      !CheckedAdd(end, c, &end) || !CheckedAdd(end, D, &end)) {
+    return Fail(GQA_STATUS_SIZE_OVERFLOW, "`%s` view overflows", name);
+  }
+  return GQA_STATUS_OK;
+}
+
+// Validates p and builds the core's parameters from it.
+gqa_status Prepare(const gqa_attention_params* in, gqa::AttentionParams* out) {
+  if (!in) return Fail(GQA_STATUS_NULL_POINTER, "params is NULL");
+  gqa_attention_params p = *in;
+  const struct {
+    const char* name;
+    int64_t value;
+  } sizes[] = {{"batch", p.batch},       {"q_len", p.q_len},
+               {"kv_len", p.kv_len},     {"q_heads", p.q_heads},
+               {"kv_heads", p.kv_heads}, {"head_dim", p.head_dim}};
+  for (const auto& s : sizes) {
+    if (s.value <= 0) {
+      return Fail(GQA_STATUS_INVALID_SIZE, "`%s` must be > 0, got %lld",
+                  s.name, static_cast<long long>(s.value));
+    }
+  }
+  if (p.q_heads % p.kv_heads != 0) {
+    return Fail(GQA_STATUS_HEADS_NOT_DIVISIBLE,
+                "`q_heads` (%lld) must be divisible by `kv_heads` (%lld)",
+                static_cast<long long>(p.q_heads),
+                static_cast<long long>(p.kv_heads));
+  }
+  if (!p.q || !p.k || !p.v || !p.out) {
+    return Fail(GQA_STATUS_NULL_POINTER, "`%s` is NULL",
+                !p.q ? "q" : !p.k ? "k" : !p.v ? "v" : "out");
+  }
+  if (!ValidDtype(p.q_dtype) || !ValidDtype(p.kv_dtype) ||
+      !ValidDtype(p.out_dtype) || !ValidDtype(p.scores_dtype)) {
+    return Fail(GQA_STATUS_INVALID_ENUM,
+                "dtypes must be GQA_DTYPE_F32 or GQA_DTYPE_F16 (q %d, kv %d, "
+                "out %d, scores %d)",
+                p.q_dtype, p.kv_dtype, p.out_dtype, p.scores_dtype);
+  }
+  if (p.fully_masked_policy != GQA_FULLY_MASKED_KERAS &&
+      p.fully_masked_policy != GQA_FULLY_MASKED_ZERO &&
+      p.fully_masked_policy != GQA_FULLY_MASKED_UNIFORM) {
+    return Fail(GQA_STATUS_INVALID_ENUM, "unknown fully_masked_policy %d",
+                p.fully_masked_policy);
+  }
+  if (!(p.scale >= 0.0f) || isinf(p.scale)) {
+    return Fail(GQA_STATUS_INVALID_ARGUMENT,
+                "`scale` must be finite and >= 0 (0: 1/sqrt(D)), got %g",
+                static_cast<double>(p.scale));
+  }
+  if (p.sliding_window < 0) {
+    return Fail(GQA_STATUS_INVALID_SLIDING_WINDOW,
+                "`sliding_window` must be 0 (none) or positive, got %lld",
+                static_cast<long long>(p.sliding_window));
+  }
+  if (p.position_offset < 0) {
+    return Fail(GQA_STATUS_INVALID_ARGUMENT,
+                "`position_offset` must be >= 0, got %lld",
+                static_cast<long long>(p.position_offset));
+  }
+  int64_t n = 0;
+  if (!CheckedMul(p.batch, p.q_heads, &n) || !CheckedMul(n, p.q_len, &n) ||
+      !CheckedMul(n, p.kv_len, &n) || n > (INT64_MAX >> 3) ||
+      !CheckedAdd(p.position_offset, p.q_len, &n) ||
+      !CheckedAdd(n, p.sliding_window, &n) || n > (int64_t{1} << 24)) {
+    return Fail(GQA_STATUS_SIZE_OVERFLOW,
+                "sizes overflow (or positions reach 2^24: B=%lld Hq=%lld "
+                "T=%lld S=%lld offset=%lld)",
+                static_cast<long long>(p.batch),
+                static_cast<long long>(p.q_heads),
+                static_cast<long long>(p.q_len),
+                static_cast<long long>(p.kv_len),
+                static_cast<long long>(p.position_offset));
+  }
+  if (p.kv_len > (int64_t{1} << 24)) {
+    return Fail(GQA_STATUS_SIZE_OVERFLOW, "kv_len must be <= 2^24");
+  }
+  gqa_status s;
+  if ((s = ResolveView("q", p.batch, p.q_len, p.q_heads, p.head_dim,
+                       &p.q_stride_batch, &p.q_stride_token,
+                       &p.q_stride_head)) != GQA_STATUS_OK ||
+      (s = ResolveView("k", p.batch, p.kv_len, p.kv_heads, p.head_dim,
+                       &p.k_stride_batch, &p.k_stride_token,
+                       &p.k_stride_head)) != GQA_STATUS_OK ||
+      (s = ResolveView("v", p.batch, p.kv_len, p.kv_heads, p.head_dim,
+                       &p.v_stride_batch, &p.v_stride_token,
+                       &p.v_stride_head)) != GQA_STATUS_OK ||
+      (s = ResolveView("out", p.batch, p.q_len, p.q_heads, p.head_dim,
+                       &p.out_stride_batch, &p.out_stride_token,
+                       &p.out_stride_head)) != GQA_STATUS_OK) {
+    return s;
+  }
+  if (p.key_lengths) {
+    for (int64_t b = 0; b < p.batch; ++b) {
+      if (p.key_lengths[b] < 0 || p.key_lengths[b] > p.kv_len) {
+        return Fail(GQA_STATUS_INVALID_ARGUMENT,
+                    "key_lengths[%lld] = %lld is outside [0, kv_len=%lld]",
+                    static_cast<long long>(b),
+                    static_cast<long long>(p.key_lengths[b]),
+                    static_cast<long long>(p.kv_len));
+      }
+    }
+  }
+  if (p.mask && (p.mask_stride_batch < 0 || p.mask_stride_head < 0 ||
+                 p.mask_stride_query < 0 || p.mask_stride_key < 0)) {
+    return Fail(GQA_STATUS_INVALID_ARGUMENT, "mask strides must be >= 0");
+  }
+
+  gqa::AttentionParams& c = *out;
+  c = gqa::AttentionParams();
+  c.batch = p.batch;
+  c.q_len = p.q_len;
+  c.kv_len = p.kv_len;
+  c.q_heads = p.q_heads;
+  c.kv_heads = p.kv_heads;
+  c.head_dim = p.head_dim;
+  c.q = p.q;
+  c.q_stride_b = p.q_stride_batch;
+  c.q_stride_t = p.q_stride_token;
+  c.q_stride_h = p.q_stride_head;
+  c.k = p.k;
+  c.k_stride_b = p.k_stride_batch;
+  c.k_stride_s = p.k_stride_token;
+  c.k_stride_h = p.k_stride_head;
+  c.v = p.v;
+  c.v_stride_b = p.v_stride_batch;
+  c.v_stride_s = p.v_stride_token;
+  c.v_stride_h = p.v_stride_head;
+  c.q_type = ToElem(p.q_dtype);
+  c.kv_type = ToElem(p.kv_dtype);
+  c.out = p.out;
+  c.out_type = ToElem(p.out_dtype);
+  c.out_stride_b = p.out_stride_batch;
+  c.out_stride_t = p.out_stride_token;
+  c.out_stride_h = p.out_stride_head;
+  c.scale = p.scale > 0.0f
+                ? p.scale
+                : static_cast<float>(1.0 / sqrt(static_cast<double>(p.head_dim)));
+  c.causal = p.causal != 0;
+  c.position_offset = p.position_offset;
+  c.sliding_window = p.sliding_window;
+  c.key_lengths = p.key_lengths;
+  c.key_mask0 = p.key_mask;
+  c.mask = p.mask;
+  c.mask_stride_b = p.mask_stride_batch;
+  c.mask_stride_h = p.mask_stride_head;
+  c.mask_stride_t = p.mask_stride_query;
+  c.mask_stride_s = p.mask_stride_key;
+  c.scores = p.scores;
+  c.scores_type = ToElem(p.scores_dtype);
+  c.fully_masked_uniform =
+      p.fully_masked_policy == GQA_FULLY_MASKED_UNIFORM ||
+      (p.fully_masked_policy == GQA_FULLY_MASKED_KERAS && !p.scores);
+  return GQA_STATUS_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+void gqa_attention_params_init(gqa_attention_params* params) {
+  if (params) memset(params, 0, sizeof(*params));
+}
+
+gqa_status gqa_attention_workspace_size(const gqa_attention_params* params,
+                                        int64_t max_threads,
+                                        size_t* size_out) {
+  if (!size_out) return Fail(GQA_STATUS_NULL_POINTER, "size_out is NULL");
+  if (max_threads <= 0) {
+    return Fail(GQA_STATUS_INVALID_SIZE, "max_threads must be > 0, got %lld",
+                static_cast<long long>(max_threads));
+  }
+  if (!params) return Fail(GQA_STATUS_NULL_POINTER, "params is NULL");
+  // Only the shapes matter: validate those.
+  gqa_attention_params shape = *params;
+  static const float kDummy[1] = {0.0f};
+  shape.q = shape.k = shape.v = kDummy;
+  shape.out = const_cast<float*>(kDummy);
+  shape.key_lengths = nullptr;
+  gqa::AttentionParams core;
+  const gqa_status s = Prepare(&shape, &core);
+  if (s != GQA_STATUS_OK) return s;
+  int64_t bytes = 0;
+  if (!CheckedMul(gqa::PlanAttention(core).slot_bytes, max_threads, &bytes)) {
+    return Fail(GQA_STATUS_SIZE_OVERFLOW, "workspace size overflows");
+  }
+  *size_out = static_cast<size_t>(bytes);
+  return GQA_STATUS_OK;
+}
+
+gqa_status gqa_attention(const gqa_attention_params* params, void* workspace,
+                         size_t workspace_size, pthreadpool_t threadpool) {
+  gqa::AttentionParams core;
+  const gqa_status s = Prepare(params, &core);
+  if (s != GQA_STATUS_OK) return s;
+  const gqa::AttentionPlan plan = gqa::PlanAttention(core);
+  if (!workspace) return Fail(GQA_STATUS_NULL_POINTER, "workspace is NULL");
+  if (reinterpret_cast<uintptr_t>(workspace) % GQA_WORKSPACE_ALIGNMENT != 0) {
+    return Fail(GQA_STATUS_WORKSPACE_MISALIGNED,
+                "workspace must be aligned to %d bytes",
+                GQA_WORKSPACE_ALIGNMENT);
+  }
+  const size_t slot = static_cast<size_t>(plan.slot_bytes);
+  if (workspace_size < slot) {
+    return Fail(GQA_STATUS_WORKSPACE_TOO_SMALL,
+                "workspace has %zu bytes, this call needs %zu", workspace_size,
+                slot);
+  }
+  int64_t slots = threadpool
+                      ? static_cast<int64_t>(pthreadpool_get_threads_count(threadpool))
+                      : 1;
+  const int64_t room = static_cast<int64_t>(workspace_size / slot);
+  if (slots > room) slots = room;
+  gqa::RunAttention(core, workspace, slots, threadpool);
+  return GQA_STATUS_OK;
+}
+
+}  // extern "C"
