@@ -22,8 +22,14 @@ namespace hn = hwy::HWY_NAMESPACE;
 // FMA pipes. Returns flops done.
 HWY_NOINLINE double FmaChains(int64_t iters, float* sink) {
   const hn::ScalableTag<float> df;
-  auto a0 = hn::Set(df, 1.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0,
-       a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+  // Distinct starting values: equal chains would be merged by the compiler
+  // into one (and the flops over-counted twelvefold).
+  auto a0 = hn::Set(df, *sink + 1.0f), a1 = hn::Set(df, *sink + 1.01f),
+       a2 = hn::Set(df, *sink + 1.02f), a3 = hn::Set(df, *sink + 1.03f),
+       a4 = hn::Set(df, *sink + 1.04f), a5 = hn::Set(df, *sink + 1.05f),
+       a6 = hn::Set(df, *sink + 1.06f), a7 = hn::Set(df, *sink + 1.07f),
+       a8 = hn::Set(df, *sink + 1.08f), a9 = hn::Set(df, *sink + 1.09f),
+       a10 = hn::Set(df, *sink + 1.10f), a11 = hn::Set(df, *sink + 1.11f);
   const auto m = hn::Set(df, 0.999999f), c = hn::Set(df, 1e-7f);
   for (int64_t i = 0; i < iters; ++i) {
     a0 = hn::MulAdd(a0, m, c); a1 = hn::MulAdd(a1, m, c);

@@ -147,18 +147,19 @@ HWY_INLINE void RowToF32(DF df, const uint16_t* src, float* dst, int64_t n) {
 // s[j][m0 + ...] for 4 keys j0..j0+3 and kNV query vectors.
 template <class DF>
 HWY_INLINE void QkMicroTile(DF df, const float* HWY_RESTRICT qt, int64_t mp,
-                            const float* HWY_RESTRICT kt, int64_t dim,
-                            float* HWY_RESTRICT s, int64_t j0, int64_t m0) {
+                            const float* HWY_RESTRICT kt, int64_t k_stride,
+                            int64_t dim, float* HWY_RESTRICT s, int64_t j0,
+                            int64_t m0) {
   using V = hn::Vec<DF>;
   const size_t N = hn::Lanes(df);
   V c00 = hn::Zero(df), c01 = c00, c02 = c00, c03 = c00;
   V c10 = c00, c11 = c00, c12 = c00, c13 = c00;
   V c20 = c00, c21 = c00, c22 = c00, c23 = c00;
   V c30 = c00, c31 = c00, c32 = c00, c33 = c00;
-  const float* k0 = kt + (j0 + 0) * dim;
-  const float* k1 = kt + (j0 + 1) * dim;
-  const float* k2 = kt + (j0 + 2) * dim;
-  const float* k3 = kt + (j0 + 3) * dim;
+  const float* k0 = kt + (j0 + 0) * k_stride;
+  const float* k1 = kt + (j0 + 1) * k_stride;
+  const float* k2 = kt + (j0 + 2) * k_stride;
+  const float* k3 = kt + (j0 + 3) * k_stride;
   const float* q = qt + m0;
   for (int64_t d = 0; d < dim; ++d, q += mp) {
     const V q0 = hn::LoadU(df, q);
@@ -204,9 +205,9 @@ HWY_INLINE void QkMicroTile(DF df, const float* HWY_RESTRICT qt, int64_t mp,
 // o[m0..m0+3][d0 + ...] += p[m][j] * vt[j][d0 + ...] over the tile's keys.
 template <class DF>
 HWY_INLINE void PvMicroTile(DF df, const float* HWY_RESTRICT s, int64_t mp,
-                            const float* HWY_RESTRICT vt, int64_t dp,
-                            int64_t keys, float* HWY_RESTRICT o, int64_t m0,
-                            int64_t d0) {
+                            const float* HWY_RESTRICT vt, int64_t v_stride,
+                            int64_t keys, float* HWY_RESTRICT o, int64_t dp,
+                            int64_t m0, int64_t d0) {
   using V = hn::Vec<DF>;
   const size_t N = hn::Lanes(df);
   float* o0 = o + (m0 + 0) * dp + d0;
@@ -225,7 +226,7 @@ HWY_INLINE void PvMicroTile(DF df, const float* HWY_RESTRICT s, int64_t mp,
   }
   const float* v = vt + d0;
   const float* pr = s + m0;
-  for (int64_t j = 0; j < keys; ++j, v += dp, pr += mp) {
+  for (int64_t j = 0; j < keys; ++j, v += v_stride, pr += mp) {
     const V v0 = hn::LoadU(df, v);
     const V v1 = hn::LoadU(df, v + N);
     V v2 = v0, v3 = v0;
@@ -329,17 +330,43 @@ HWY_INLINE bool KeyOpen(const AttentionParams& p, const Item& it, int64_t j) {
          (!p.key_mask1 || p.key_mask1[it.b * S + j]);
 }
 
+// Where the K and V rows of a tile are read from: the caller's f32 tensors
+// in place when the tile is full and D fills whole micro-tiles, else the
+// converted, zero-padded copies in the scratch.
+struct TileView {
+  const float* k;
+  int64_t k_stride;
+  const float* v;
+  int64_t v_stride;
+};
+
+template <typename T>
+HWY_INLINE TileView ViewKvTile(const AttentionParams& p, const AttentionPlan& plan,
+                               const Item& it, int64_t j0, int64_t keys,
+                               const Scratch& sc) {
+  if (hwy::IsSame<T, float>() && keys == plan.keys_per_tile &&
+      plan.dim_padded == p.head_dim) {
+    const float* k = static_cast<const float*>(p.k) + it.b * p.k_stride_b +
+                     it.g * p.k_stride_h + j0 * p.k_stride_s;
+    const float* v = static_cast<const float*>(p.v) + it.b * p.v_stride_b +
+                     it.g * p.v_stride_h + j0 * p.v_stride_s;
+    return TileView{k, p.k_stride_s, v, p.v_stride_s};
+  }
+  PackKvTile<T>(p, plan, it, j0, keys, sc);
+  return TileView{sc.kt, p.head_dim, sc.vt, plan.dim_padded};
+}
+
 // Computes the scores tile s^T for keys [j0, j0 + keys) and masks it (-inf).
 template <typename T>
-void ScoreTile(const AttentionParams& p, const AttentionPlan& plan, const Item& it,
-               int64_t j0, int64_t keys, const Scratch& sc) {
+TileView ScoreTile(const AttentionParams& p, const AttentionPlan& plan, const Item& it,
+                   int64_t j0, int64_t keys, const Scratch& sc) {
   const hn::ScalableTag<float> df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   const int64_t Mp = plan.rows_padded, Bk = plan.keys_per_tile, D = p.head_dim;
-  PackKvTile<T>(p, plan, it, j0, keys, sc);
+  const TileView view = ViewKvTile<T>(p, plan, it, j0, keys, sc);
   for (int64_t jb = 0; jb < Bk; jb += 4) {
     for (int64_t m0 = 0; m0 < Mp; m0 += kNV * N) {
-      QkMicroTile(df, sc.qt, Mp, sc.kt, D, sc.s, jb, m0);
+      QkMicroTile(df, sc.qt, Mp, view.k, view.k_stride, D, sc.s, jb, m0);
     }
   }
   const auto neg_inf = hn::Set(df, -INFINITY);
@@ -387,6 +414,7 @@ void ScoreTile(const AttentionParams& p, const AttentionPlan& plan, const Item& 
       }
     }
   }
+  return view;
 }
 
 // Dropout multipliers applied to the probabilities of the tile, in place.
@@ -455,13 +483,14 @@ void RescaleAccumulator(const AttentionPlan& plan, const Scratch& sc) {
   }
 }
 
-void AccumulateTile(const AttentionPlan& plan, int64_t keys, const Scratch& sc) {
+void AccumulateTile(const AttentionPlan& plan, int64_t keys, const TileView& view,
+                    const Scratch& sc) {
   const hn::ScalableTag<float> df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   const int64_t Mp = plan.rows_padded, Dp = plan.dim_padded;
   for (int64_t m0 = 0; m0 < Mp; m0 += 4) {
     for (int64_t d0 = 0; d0 < Dp; d0 += kNV * N) {
-      PvMicroTile(df, sc.s, Mp, sc.vt, Dp, keys, sc.o, m0, d0);
+      PvMicroTile(df, sc.s, Mp, view.v, view.v_stride, keys, sc.o, Dp, m0, d0);
     }
   }
 }
@@ -530,12 +559,12 @@ void RunItem(const AttentionParams& p, const AttentionPlan& plan, int64_t index,
   for (int64_t j0 = it.lo; j0 < it.hi; j0 += Bk) {
     const int64_t keys = tile_keys(j0);
     if (tile_closed(j0, keys)) continue;
-    ScoreTile<T>(p, plan, it, j0, keys, sc);
+    const TileView view = ScoreTile<T>(p, plan, it, j0, keys, sc);
     SoftmaxTile(plan, keys, sc, fused);
     if (!fused) continue;
     RescaleAccumulator(plan, sc);
     if (p.apply_dropout) DropoutTile(p, plan, it, j0, keys, sc);
-    AccumulateTile(plan, keys, sc);
+    AccumulateTile(plan, keys, view, sc);
   }
 
   if (!fused) {
@@ -551,7 +580,7 @@ void RunItem(const AttentionParams& p, const AttentionPlan& plan, int64_t index,
     for (int64_t j0 = it.lo; j0 < it.hi; j0 += Bk) {
       const int64_t keys = tile_keys(j0);
       if (tile_closed(j0, keys)) continue;
-      ScoreTile<T>(p, plan, it, j0, keys, sc);
+      const TileView view = ScoreTile<T>(p, plan, it, j0, keys, sc);
       for (int64_t jj = 0; jj < keys; ++jj) {
         float* row = sc.s + jj * Mp;
         for (int64_t m0 = 0; m0 < Mp; m0 += N) {
@@ -569,7 +598,7 @@ void RunItem(const AttentionParams& p, const AttentionPlan& plan, int64_t index,
         for (int64_t jj = 0; jj < keys; ++jj) StoreScore(p, row + jj, sc.s[jj * Mp + m]);
       }
       if (p.apply_dropout) DropoutTile(p, plan, it, j0, keys, sc);
-      AccumulateTile(plan, keys, sc);
+      AccumulateTile(plan, keys, view, sc);
     }
   }
 
