@@ -53,8 +53,8 @@ constexpr int kNV = 4;
 #else
 constexpr int kNV = 2;
 #endif
-constexpr int64_t kKeysPerTile = 64;   // Bk, a multiple of 4
-constexpr int64_t kTargetRows = 64;    // aim for M = G*Tb close to this
+constexpr int64_t kKeysPerTile = 128;   // Bk, a multiple of 4
+constexpr int64_t kTargetRows = 128;    // aim for M = G*Tb close to this
 
 HWY_INLINE int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -70,6 +70,7 @@ struct Scratch {
   float* alpha;  // [Mp]
   float* pos;    // [Mp] absolute position of each row's query
   float* open;   // [Mp] 1 if the row's query is not masked out
+  int64_t* q_offset;  // [Mp] element offset of each row's query vector
 };
 
 void MakePlanImpl(const AttentionParams& p, AttentionPlan* plan) {
@@ -91,9 +92,9 @@ void MakePlanImpl(const AttentionParams& p, AttentionPlan* plan) {
   plan->items = p.batch * p.kv_heads * plan->blocks_per_head;
   const int64_t D = p.head_dim, Mp = plan->rows_padded, Dp = plan->dim_padded,
                 Bk = plan->keys_per_tile;
-  const int64_t floats = D * Mp + Bk * D + Bk * Dp + Bk * Mp + Mp * Dp + 5 * Mp;
+  const int64_t floats = D * Mp + Bk * D + Bk * Dp + Bk * Mp + Mp * Dp + 7 * Mp;
   // 10 regions, each rounded to 64 bytes.
-  plan->slot_bytes = RoundUp(floats * 4 + 10 * 64, 64);
+  plan->slot_bytes = RoundUp(floats * 4 + 11 * 64, 64);
 }
 
 Scratch CarveSlot(const AttentionPlan& plan, int64_t head_dim, unsigned char* base) {
@@ -116,6 +117,7 @@ Scratch CarveSlot(const AttentionPlan& plan, int64_t head_dim, unsigned char* ba
   s.alpha = take(Mp);
   s.pos = take(Mp);
   s.open = take(Mp);
+  s.q_offset = reinterpret_cast<int64_t*>(take(2 * Mp));
   return s;
 }
 
@@ -280,6 +282,9 @@ HWY_INLINE void RowOf(const AttentionParams& p, const AttentionPlan& plan,
   *t = it.t0 + m % it.tb;
 }
 
+// qt[d][m] = scale * q[row m][d]; rows past M are zero. Row-major reads of
+// each query would scatter the writes: walk d outer, rows inner instead, so
+// writes are contiguous and the reads hit the 64 rows' lines in L1.
 template <typename T>
 void PackQueries(const AttentionParams& p, const AttentionPlan& plan,
                  const Item& it, const Scratch& sc) {
@@ -288,18 +293,23 @@ void PackQueries(const AttentionParams& p, const AttentionPlan& plan,
   const int64_t rows = group * it.tb;
   for (int64_t m = 0; m < Mp; ++m) {
     if (m >= rows) {
-      for (int64_t d = 0; d < D; ++d) sc.qt[d * Mp + m] = 0.0f;
       sc.pos[m] = 3.0e38f;  // padding rows see every key: no NaN
       sc.open[m] = 1.0f;
       continue;
     }
     int64_t u, t;
     RowOf(p, plan, it, m, &u, &t);
-    const T* q = static_cast<const T*>(p.q) + it.b * p.q_stride_b + t * p.q_stride_t +
-                 u * p.q_stride_h;
-    for (int64_t d = 0; d < D; ++d) sc.qt[d * Mp + m] = ToF32<T>(q[d]) * p.scale;
+    sc.q_offset[m] = it.b * p.q_stride_b + t * p.q_stride_t + u * p.q_stride_h;
     sc.pos[m] = static_cast<float>(t + p.position_offset);
     sc.open[m] = (p.query_mask && !p.query_mask[it.b * p.q_len + t]) ? 0.0f : 1.0f;
+  }
+  const T* q = static_cast<const T*>(p.q);
+  const float scale = p.scale;
+  for (int64_t d = 0; d < D; ++d) {
+    float* HWY_RESTRICT dst = sc.qt + d * Mp;
+    const T* qd = q + d;
+    for (int64_t m = 0; m < rows; ++m) dst[m] = ToF32<T>(qd[sc.q_offset[m]]) * scale;
+    for (int64_t m = rows; m < Mp; ++m) dst[m] = 0.0f;
   }
 }
 
@@ -344,8 +354,9 @@ template <typename T>
 HWY_INLINE TileView ViewKvTile(const AttentionParams& p, const AttentionPlan& plan,
                                const Item& it, int64_t j0, int64_t keys,
                                const Scratch& sc) {
-  if (hwy::IsSame<T, float>() && keys == plan.keys_per_tile &&
-      plan.dim_padded == p.head_dim) {
+  // The QK micro-tiles read rows [0, round_up(keys, 4)): in bounds when keys
+  // is a multiple of 4.
+  if (hwy::IsSame<T, float>() && keys % 4 == 0 && plan.dim_padded == p.head_dim) {
     const float* k = static_cast<const float*>(p.k) + it.b * p.k_stride_b +
                      it.g * p.k_stride_h + j0 * p.k_stride_s;
     const float* v = static_cast<const float*>(p.v) + it.b * p.v_stride_b +
@@ -364,15 +375,16 @@ TileView ScoreTile(const AttentionParams& p, const AttentionPlan& plan, const It
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   const int64_t Mp = plan.rows_padded, Bk = plan.keys_per_tile, D = p.head_dim;
   const TileView view = ViewKvTile<T>(p, plan, it, j0, keys, sc);
-  for (int64_t jb = 0; jb < Bk; jb += 4) {
+  (void)Bk;
+  for (int64_t jb = 0; jb < keys; jb += 4) {
     for (int64_t m0 = 0; m0 < Mp; m0 += kNV * N) {
       QkMicroTile(df, sc.qt, Mp, view.k, view.k_stride, D, sc.s, jb, m0);
     }
   }
   const auto neg_inf = hn::Set(df, -INFINITY);
-  // Whole keys: past the end of the tile or masked per key.
-  for (int64_t jj = 0; jj < Bk; ++jj) {
-    if (jj < keys && KeyOpen(p, it, j0 + jj)) continue;
+  // Keys masked per key (rows past `keys` are never read).
+  for (int64_t jj = 0; jj < keys && (p.key_mask0 || p.key_mask1); ++jj) {
+    if (KeyOpen(p, it, j0 + jj)) continue;
     float* row = sc.s + jj * Mp;
     for (int64_t m0 = 0; m0 < Mp; m0 += N) hn::StoreU(neg_inf, df, row + m0);
   }
@@ -488,8 +500,9 @@ void AccumulateTile(const AttentionPlan& plan, int64_t keys, const TileView& vie
   const hn::ScalableTag<float> df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   const int64_t Mp = plan.rows_padded, Dp = plan.dim_padded;
-  for (int64_t m0 = 0; m0 < Mp; m0 += 4) {
-    for (int64_t d0 = 0; d0 < Dp; d0 += kNV * N) {
+  // d outer: one column chunk of the V tile stays in L1 for all rows.
+  for (int64_t d0 = 0; d0 < Dp; d0 += kNV * N) {
+    for (int64_t m0 = 0; m0 < Mp; m0 += 4) {
       PvMicroTile(df, sc.s, Mp, view.v, view.v_stride, keys, sc.o, Dp, m0, d0);
     }
   }
