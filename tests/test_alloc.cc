@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "doctest/doctest.h"
+#include "gqa/attention.h"
 #include "gqa/gqa.hpp"
 
 extern "C" {
@@ -124,6 +125,34 @@ TEST_CASE("forward allocates nothing, f32 and f16, with and without threads") {
     }
     pthreadpool_destroy(pool);
   }
+}
+
+TEST_CASE("gqa_attention allocates nothing, every dtype, masks, scores, threads") {
+  const int64_t B = 2, T = 37, S = 70, Hq = 8, Hkv = 2, D = 40;
+  std::vector<float> q(B * T * Hq * D, 0.5f), kv(B * S * Hkv * D, 0.25f);
+  std::vector<float> out(B * T * Hq * D), scores(B * Hq * T * S);
+  std::vector<uint8_t> km(B * S, 1), mask(T * S, 1);
+  std::vector<int64_t> lengths = {S, S - 5};
+  gqa_attention_params p;
+  gqa_attention_params_init(&p);
+  p.batch = B, p.q_len = T, p.kv_len = S, p.q_heads = Hq, p.kv_heads = Hkv, p.head_dim = D;
+  p.q = q.data(), p.k = kv.data(), p.v = kv.data(), p.out = out.data();
+  p.causal = 1, p.sliding_window = 20, p.key_lengths = lengths.data(), p.key_mask = km.data();
+  p.mask = mask.data(), p.mask_stride_query = S, p.mask_stride_key = 1;
+  p.scores = scores.data();
+  pthreadpool_t pool = pthreadpool_create(2);
+  size_t bytes = 0;
+  REQUIRE(gqa_attention_workspace_size(&p, 2, &bytes) == GQA_STATUS_OK);
+  gqa::Workspace ws(bytes);
+  for (int32_t dtype : {GQA_DTYPE_F32, GQA_DTYPE_F16}) {
+    p.q_dtype = p.kv_dtype = p.out_dtype = p.scores_dtype = dtype;  // f16 reads half the buffers
+    for (pthreadpool_t tp : {static_cast<pthreadpool_t>(nullptr), pool}) {
+      const long before = g_allocs.load();
+      CHECK(gqa_attention(&p, ws.data(), ws.size(), tp) == GQA_STATUS_OK);
+      CHECK(g_allocs.load() - before == 0);
+    }
+  }
+  pthreadpool_destroy(pool);
 }
 
 }  // namespace
