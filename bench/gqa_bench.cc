@@ -35,6 +35,8 @@ struct Shape {
   bool causal = false;
   bool layer = false;        // whole layer (projections too) vs core only
   int64_t features = 0;      // layer: Fq = Fk = Fv
+  bool decode = false;       // T new queries at the end of an S-long cache,
+                             // always cold; GB/s counts the K+V read
 };
 
 struct Options {
@@ -63,18 +65,24 @@ const Shape kPresets[] = {
     // Whole-layer cases (projections through XNNPACK or the f16 GEMM).
     {"L1", 1, 8, 2, 64, 128, 128, true, true, 512},
     {"L2", 4, 4, 1, 32, 64, 96, false, true, 128},
+    // KV-cache decode, one new token (T = 1) against S cached ones.
+    {"D1", 1, 32, 8, 128, 1, 4096, true, false, 0, true},
+    {"D2", 1, 14, 2, 64, 1, 8192, true, false, 0, true},
+    {"D3", 4, 8, 2, 64, 1, 1024, true, false, 0, true},
 };
 
 void Usage() {
   fprintf(stderr,
-          "usage: gqa-bench [--preset P1|P2|P3|N1|L1|L2]... [--batch N --q-heads N\n"
+          "usage: gqa-bench [--preset P1|P2|P3|N1|L1|L2|D1|D2|D3]... [--batch N --q-heads N\n"
           "  --kv-heads N --head-dim N --q-len N --kv-len N [--causal]]\n"
           "  [--dtype f32|f16] [--threads N] [--reps N] [--cold] [--json FILE]\n");
 }
 
 // Query-key pairs that the mask allows.
 double Pairs(const Shape& s) {
-  if (!s.causal) return static_cast<double>(s.q_len) * static_cast<double>(s.kv_len);
+  if (!s.causal || s.decode) {
+    return static_cast<double>(s.q_len) * static_cast<double>(s.kv_len);
+  }
   double n = 0;
   for (int64_t t = 0; t < s.q_len; ++t) n += static_cast<double>(std::min(t + 1, s.kv_len));
   return n;
@@ -102,7 +110,8 @@ Record BenchCore(const Shape& s, const Options& o, pthreadpool_t pool) {
   const size_t elem = o.f16 ? 2 : 4;
   const size_t set_bytes = (nq + 2 * nkv) * elem;
   // --cold: enough copies to pass 512 MiB, so each rep reads from DRAM.
-  const size_t copies = o.cold ? std::max<size_t>(1, (512u << 20) / set_bytes + 1) : 1;
+  const size_t copies =
+      (o.cold || s.decode) ? std::max<size_t>(1, (512u << 20) / set_bytes + 1) : 1;
   std::vector<float> qf = RandomFloats(nq, 1, -1.5f, 1.5f);
   std::vector<float> kf = RandomFloats(nkv, 2, -1.5f, 1.5f);
   std::vector<float> vf = RandomFloats(nkv, 3, -1.0f, 1.0f);
@@ -142,6 +151,7 @@ Record BenchCore(const Shape& s, const Options& o, pthreadpool_t pool) {
   p.out = out.data();
   p.scale = static_cast<float>(1.0 / sqrt(static_cast<double>(s.head_dim)));
   p.causal = s.causal;
+  if (s.decode) p.position_offset = s.kv_len - s.q_len;  // the queries are the newest tokens
   const AttentionPlan plan = PlanAttention(p);
   Workspace ws(static_cast<size_t>(AttentionWorkspaceBytes(plan, o.threads)));
   std::vector<double> times;
@@ -158,13 +168,15 @@ Record BenchCore(const Shape& s, const Options& o, pthreadpool_t pool) {
   r.median_ms = med * 1e3;
   r.min_ms = *std::min_element(times.begin(), times.end()) * 1e3;
   r.gflops = 4.0 * s.batch * s.q_heads * s.head_dim * Pairs(s) / med * 1e-9;
-  r.gbps = static_cast<double>(set_bytes + nq * 4) / med * 1e-9;
+  r.gbps = s.decode ? static_cast<double>(2 * nkv * elem) / med * 1e-9
+                    : static_cast<double>(set_bytes + nq * 4) / med * 1e-9;
   // Check 64 sampled rows against a float64 evaluation of the same inputs.
   std::mt19937_64 rng(5);
   const int64_t group = s.q_heads / s.kv_heads;
   for (int i = 0; i < 64; ++i) {
     const int64_t b = rng() % s.batch, u = rng() % s.q_heads, t = rng() % s.q_len;
-    const int64_t g = u / group, hi = s.causal ? std::min(t + 1, s.kv_len) : s.kv_len;
+    const int64_t visible = s.decode ? s.kv_len - s.q_len + t + 1 : t + 1;
+    const int64_t g = u / group, hi = s.causal ? std::min(visible, s.kv_len) : s.kv_len;
     std::vector<double> x(hi);
     double mx = -INFINITY;
     for (int64_t j = 0; j < hi; ++j) {
@@ -387,14 +399,15 @@ int main(int argc, char** argv) {
               "  {\"name\": \"%s\", \"kind\": \"%s\", \"batch\": %lld, \"q_heads\": %lld, "
               "\"kv_heads\": %lld, \"head_dim\": %lld, \"q_len\": %lld, \"kv_len\": %lld, "
               "\"causal\": %s, \"dtype\": \"%s\", \"threads\": %d, \"cold\": %s, "
-              "\"median_ms\": %.6f, \"min_ms\": %.6f, \"gflops\": %.4f, \"gbps\": %.4f, "
+              "\"decode\": %s, \"median_ms\": %.6f, \"min_ms\": %.6f, \"gflops\": %.4f, \"gbps\": %.4f, "
               "\"peak_gflops\": %.4f, \"peak_gbps\": %.4f, \"max_abs_err\": %.3e, "
               "\"pass\": %s}%s\n",
               r.shape.name.c_str(), r.shape.layer ? "layer" : "core", (long long)r.shape.batch,
               (long long)r.shape.q_heads, (long long)r.shape.kv_heads,
               (long long)r.shape.head_dim, (long long)r.shape.q_len, (long long)r.shape.kv_len,
               r.shape.causal ? "true" : "false", r.dtype.c_str(), r.threads,
-              o.cold ? "true" : "false", r.median_ms, r.min_ms, r.gflops, r.gbps,
+              (o.cold || r.shape.decode) ? "true" : "false", r.shape.decode ? "true" : "false",
+              r.median_ms, r.min_ms, r.gflops, r.gbps,
               r.peak_gflops, r.peak_gbps, r.max_abs_err, r.pass ? "true" : "false",
               i + 1 < records.size() ? "," : "");
     }

@@ -222,8 +222,10 @@ gqa_status gqa_attention_workspace_size(const gqa_attention_params* params,
   gqa::AttentionParams core;
   const gqa_status s = Prepare(&shape, &core);
   if (s != GQA_STATUS_OK) return s;
+  const gqa::AttentionPlan plan = gqa::PlanAttention(core);
   int64_t bytes = 0;
-  if (!CheckedMul(gqa::PlanAttention(core).slot_bytes, max_threads, &bytes)) {
+  if (!CheckedMul(plan.slot_bytes, max_threads, &bytes) ||
+      !CheckedAdd(bytes, plan.shared_bytes, &bytes)) {
     return Fail(GQA_STATUS_SIZE_OVERFLOW, "workspace size overflows");
   }
   *size_out = static_cast<size_t>(bytes);
@@ -243,15 +245,16 @@ gqa_status gqa_attention(const gqa_attention_params* params, void* workspace,
                 GQA_WORKSPACE_ALIGNMENT);
   }
   const size_t slot = static_cast<size_t>(plan.slot_bytes);
-  if (workspace_size < slot) {
+  const size_t shared = static_cast<size_t>(plan.shared_bytes);
+  if (workspace_size < shared + slot) {
     return Fail(GQA_STATUS_WORKSPACE_TOO_SMALL,
                 "workspace has %zu bytes, this call needs %zu", workspace_size,
-                slot);
+                shared + slot);
   }
   int64_t slots = threadpool
                       ? static_cast<int64_t>(pthreadpool_get_threads_count(threadpool))
                       : 1;
-  const int64_t room = static_cast<int64_t>(workspace_size / slot);
+  const int64_t room = static_cast<int64_t>((workspace_size - shared) / slot);
   if (slots > room) slots = room;
   gqa::RunAttention(core, workspace, slots, threadpool);
   return GQA_STATUS_OK;

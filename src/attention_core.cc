@@ -6,6 +6,7 @@
 
 #include "hwy/highway.h"
 #include "src/kernels/flash_attention-inl.h"
+#include "src/kernels/decode_attention-inl.h"
 
 #if HWY_ONCE
 namespace gqa {

@@ -43,6 +43,13 @@ struct AttentionParams {
   // Masks (nonzero = may attend); all optional, ANDed together.
   bool causal = false;          // key s visible iff s <= t + position_offset
   int64_t position_offset = 0;  // absolute position of query 0
+  // Per-batch position of query 0 [B] (KV-cache decoding); overrides
+  // position_offset when set.
+  const int64_t* position_offsets = nullptr;
+  // Ring KV cache: slot j of batch b holds the latest position p < L_b with
+  // p % ring_capacity == j, L_b = key_lengths[b] tokens written so far
+  // (kv_len == ring_capacity). 0: keys are positions 0..S-1.
+  int64_t ring_capacity = 0;
   int64_t sliding_window = 0;   // 0: none; else |t + offset - s| < window
   const int64_t* key_lengths = nullptr;  // [B]: keys >= length never seen
   const uint8_t* query_mask = nullptr;  // [B, T] contiguous
@@ -80,13 +87,29 @@ struct AttentionPlan {
   int64_t blocks_per_head = 0;  // ceil(T / Tb)
   int64_t items = 0;            // B * Hkv * blocks_per_head
   int64_t slot_bytes = 0;       // scratch of one worker (64-byte multiple)
+  // Decode path (few query rows per kv head): keys split in fixed chunks,
+  // partial (max, sum, acc) per chunk merged in chunk order.
+  bool decode = false;
+  int64_t splits = 0;        // chunks of the key axis per (b, g)
+  int64_t split_keys = 0;    // keys per chunk
+  int64_t shared_bytes = 0;  // partials [B*Hkv*splits][rows][Dp + 2] f32
 };
 AttentionPlan PlanAttention(const AttentionParams& p);
 
-// Workspace of RunAttention for `slots` concurrent workers: one slot each.
-// Independent of S.
+// Workspace of RunAttention for `slots` concurrent workers: one slot each,
+// plus the shared partial results of the decode path. Independent of S.
 inline int64_t AttentionWorkspaceBytes(const AttentionPlan& plan, int64_t slots) {
-  return plan.slot_bytes * slots;
+  return plan.shared_bytes + plan.slot_bytes * slots;
+}
+
+// Position of query t of batch b, and of the key in slot j.
+inline int64_t QueryPosition(const AttentionParams& p, int64_t b, int64_t t) {
+  return (p.position_offsets ? p.position_offsets[b] : p.position_offset) + t;
+}
+inline int64_t KeyPosition(const AttentionParams& p, int64_t b, int64_t j) {
+  if (p.ring_capacity == 0) return j;
+  const int64_t last = p.key_lengths[b] - 1;
+  return last - ((last - j) % p.ring_capacity + p.ring_capacity) % p.ring_capacity;
 }
 
 // Computes out (and scores) for p with at most `slots` workers (the

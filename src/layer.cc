@@ -11,9 +11,11 @@
 #include <xnnpack.h>
 
 #include "gqa/gqa.h"
+#include "gqa/kv_cache.h"
 #include "src/attention_core.h"
 #include "src/dense_f16.h"
 #include "src/half.h"
+#include "src/kv_cache.h"
 #include "src/status.h"
 
 namespace {
@@ -317,7 +319,8 @@ gqa::AttentionParams CoreShape(const gqa_layer* L, int64_t B, int64_t T,
 }
 
 bool PlanWorkspace(const gqa_layer* L, int64_t B, int64_t T, int64_t S,
-                   int64_t slots, WorkspacePlan* plan) {
+                   const gqa::AttentionParams& core_shape, int64_t slots,
+                   WorkspacePlan* plan) {
   const gqa_layer_config& c = L->config;
   int64_t bt, bs;
   if (!CheckedMul(B, T, &bt) || !CheckedMul(B, S, &bs)) return false;
@@ -361,9 +364,11 @@ bool PlanWorkspace(const gqa_layer* L, int64_t B, int64_t T, int64_t S,
   }
   if (!ok) return false;
   plan->core = offset;
-  plan->slot_bytes = gqa::PlanAttention(CoreShape(L, B, T, S)).slot_bytes;
+  const gqa::AttentionPlan core = gqa::PlanAttention(core_shape);
+  plan->slot_bytes = core.slot_bytes;
   int64_t core_bytes = 0;
   if (!CheckedMul(plan->slot_bytes, slots, &core_bytes) ||
+      !CheckedAdd(core_bytes, core.shared_bytes, &core_bytes) ||
       !CheckedAdd(offset, core_bytes, &offset)) {
     return false;
   }
@@ -518,6 +523,212 @@ void ApplyGate(float* attn, int64_t rows, int64_t width, const float* gate,
   }
 }
 
+// Checks the caller's workspace against plan; how many core workers fit.
+gqa_status CheckWorkspace(const WorkspacePlan& plan, void* workspace, size_t workspace_size,
+                          pthreadpool_t pool, int64_t* slots) {
+  if (!workspace) return Fail(GQA_STATUS_NULL_POINTER, "workspace is NULL");
+  if (reinterpret_cast<uintptr_t>(workspace) % kAlign != 0) {
+    return Fail(GQA_STATUS_WORKSPACE_MISALIGNED, "workspace must be aligned to %d bytes",
+                GQA_WORKSPACE_ALIGNMENT);
+  }
+  if (workspace_size < static_cast<size_t>(plan.total)) {
+    return Fail(GQA_STATUS_WORKSPACE_TOO_SMALL, "workspace has %zu bytes, this call needs %lld",
+                workspace_size, static_cast<long long>(plan.total));
+  }
+  // As many core workers as the pool has threads and the workspace slots.
+  *slots = pool ? static_cast<int64_t>(pthreadpool_get_threads_count(pool)) : 1;
+  const int64_t room =
+      1 + static_cast<int64_t>((workspace_size - static_cast<size_t>(plan.total)) /
+                               static_cast<size_t>(plan.slot_bytes));
+  if (*slots > room) *slots = room;
+  return GQA_STATUS_OK;
+}
+
+// 1. Projections: q [B*T, Hq*D], k and v [B*S, Hkv*D], gate logits, into the
+// workspace (f16 layer: rows padded to the dense kernel's column chunk).
+gqa_status Project(const gqa_layer* L, const gqa_forward_args& a, const WorkspacePlan& plan,
+                   unsigned char* ws, pthreadpool_t pool) {
+  const gqa_layer_config& c = L->config;
+  auto at = [ws](int64_t offset) {
+    return offset < 0 ? nullptr : reinterpret_cast<float*>(ws + offset);
+  };
+  float* q = at(plan.q);
+  float* k = at(plan.k);
+  float* v = at(plan.v);
+  float* gate = at(plan.gate);
+  const int64_t BT = a.batch * a.query_len, BS = a.batch * a.value_len;
+  const bool f16 = c.dtype == GQA_DTYPE_F16;
+  const int64_t q_cols = f16 ? L->q_padded : L->q_width;
+  const int64_t kv_cols = f16 ? L->kv_padded : L->kv_width;
+  const void* key = a.key ? a.key : a.value;
+  if (f16) {
+    float* x32 = at(plan.x32);
+    gqa::DenseF16Params d;
+    d.a = x32;
+    auto dense = [&](int64_t rows, int64_t in_cols, const uint16_t* w, int64_t n_padded,
+                     const float* bias, float* out) {
+      d.lda = in_cols;
+      d.k = in_cols;
+      d.w = w;
+      d.n_padded = n_padded;
+      d.bias = c.use_bias ? bias : nullptr;
+      d.c = out;
+      d.ldc = n_padded;
+      d.m = rows;
+      gqa::RunDenseF16(d, pool);
+    };
+    auto to_f32 = [&](const void* src, int64_t count) {
+      gqa::ConvertF16ToF32(static_cast<const uint16_t*>(src), x32, static_cast<size_t>(count));
+    };
+    to_f32(a.query, BT * c.query_features);
+    dense(BT, c.query_features, L->w_query, L->q_padded, L->b_query, q);
+    if (c.use_gate) dense(BT, c.query_features, L->w_gate, L->q_padded, L->b_gate, gate);
+    to_f32(key, BS * c.key_features);
+    dense(BS, c.key_features, L->w_key, L->kv_padded, L->b_key, k);
+    if (a.key) to_f32(a.value, BS * c.value_features);
+    dense(BS, c.value_features, L->w_value, L->kv_padded, L->b_value, v);
+    return GQA_STATUS_OK;
+  }
+  float* tail = at(plan.tail);
+  const float* query = static_cast<const float*>(a.query);
+  gqa_status s;
+  if ((s = RunFc(L->op_query, BT, query, c.query_features, q, q_cols, tail, pool)) !=
+          GQA_STATUS_OK ||
+      (s = RunFc(L->op_key, BS, static_cast<const float*>(key), c.key_features, k, kv_cols,
+                 tail, pool)) != GQA_STATUS_OK ||
+      (s = RunFc(L->op_value, BS, static_cast<const float*>(a.value), c.value_features, v,
+                 kv_cols, tail, pool)) != GQA_STATUS_OK) {
+    return s;
+  }
+  if (c.use_gate) {
+    return RunFc(L->op_gate, BT, query, c.query_features, gate, q_cols, tail, pool);
+  }
+  return GQA_STATUS_OK;
+}
+
+// 2. Attention over the projected q, k, v: attn [B, T, Hq, D].
+void Attend(const gqa_layer* L, const gqa_forward_args& a, const WorkspacePlan& plan,
+            unsigned char* ws, int64_t slots, pthreadpool_t pool) {
+  const gqa_layer_config& c = L->config;
+  const int64_t T = a.query_len, S = a.value_len;
+  const bool f16 = c.dtype == GQA_DTYPE_F16;
+  const int64_t q_cols = f16 ? L->q_padded : L->q_width;
+  const int64_t kv_cols = f16 ? L->kv_padded : L->kv_width;
+  gqa::AttentionParams p = CoreShape(L, a.batch, T, S);
+  p.q = ws + plan.q;
+  p.q_stride_t = q_cols;
+  p.q_stride_b = T * q_cols;
+  p.q_stride_h = c.head_dim;
+  p.k = ws + plan.k;
+  p.v = ws + plan.v;
+  p.k_stride_s = p.v_stride_s = kv_cols;
+  p.k_stride_b = p.v_stride_b = S * kv_cols;
+  p.k_stride_h = p.v_stride_h = c.head_dim;
+  p.out = ws + plan.attn;
+  p.out_stride_t = L->q_width;
+  p.out_stride_b = T * L->q_width;
+  p.out_stride_h = c.head_dim;
+  p.scale = static_cast<float>(1.0 / sqrt(static_cast<double>(c.head_dim)));
+  WireMasks(L, a, &p);
+  const bool scores = a.scores != nullptr;
+  switch (c.fully_masked_policy) {
+    case GQA_FULLY_MASKED_ZERO: p.fully_masked_uniform = false; break;
+    case GQA_FULLY_MASKED_UNIFORM: p.fully_masked_uniform = true; break;
+    default: p.fully_masked_uniform = !(c.dropout > 0.0f || scores); break;
+  }
+  p.scores = a.scores;
+  p.scores_type = f16 ? gqa::ElemType::kF16 : gqa::ElemType::kF32;
+  p.apply_dropout = a.training != 0 && c.dropout > 0.0f;
+  p.dropout_rate = c.dropout;
+  p.keep_mask = a.dropout_keep_mask;
+  p.seed = c.seed;
+  gqa::RunAttention(p, ws + plan.core, slots, pool);
+}
+
+// 3. Gate and 4. output projection: out [B*T, Fq].
+gqa_status Finish(const gqa_layer* L, const gqa_forward_args& a, const WorkspacePlan& plan,
+                  unsigned char* ws, pthreadpool_t pool) {
+  const gqa_layer_config& c = L->config;
+  const bool f16 = c.dtype == GQA_DTYPE_F16;
+  const int64_t BT = a.batch * a.query_len;
+  float* attn = reinterpret_cast<float*>(ws + plan.attn);
+  if (c.use_gate) {
+    ApplyGate(attn, BT, L->q_width, reinterpret_cast<const float*>(ws + plan.gate),
+              f16 ? L->q_padded : L->q_width);
+  }
+  if (f16) {
+    float* out32 = reinterpret_cast<float*>(ws + plan.out32);
+    gqa::DenseF16Params d;
+    d.a = attn;
+    d.lda = L->q_width;
+    d.k = L->q_width;
+    d.w = L->w_output;
+    d.n_padded = L->out_padded;
+    d.bias = c.use_bias ? L->b_output : nullptr;
+    d.c = out32;
+    d.ldc = L->out_padded;
+    d.m = BT;
+    gqa::RunDenseF16(d, pool);
+    uint16_t* out = static_cast<uint16_t*>(a.output);
+    for (int64_t r = 0; r < BT; ++r) {
+      gqa::ConvertF32ToF16(out32 + r * L->out_padded, out + r * c.query_features,
+                           static_cast<size_t>(c.query_features));
+    }
+    return GQA_STATUS_OK;
+  }
+  const xnn_status xs = xnn_setup_fully_connected_nc_f32(
+      L->op_output, static_cast<size_t>(BT), attn, static_cast<float*>(a.output), pool);
+  if (xs != xnn_status_success || xnn_run_operator(L->op_output, pool) != xnn_status_success) {
+    return Fail(GQA_STATUS_BACKEND_FAILURE, "XNNPACK output projection failed");
+  }
+  return GQA_STATUS_OK;
+}
+
+gqa_status CheckCacheMatches(const gqa_layer* L, const gqa_kv_cache& cache) {
+  if (cache.kv_heads != L->config.num_key_value_heads || cache.head_dim != L->config.head_dim) {
+    return Fail(GQA_STATUS_SHAPE_MISMATCH,
+                "cache has Hkv=%lld D=%lld, the layer Hkv=%lld D=%lld",
+                static_cast<long long>(cache.kv_heads), static_cast<long long>(cache.head_dim),
+                static_cast<long long>(L->config.num_key_value_heads),
+                static_cast<long long>(L->config.head_dim));
+  }
+  return GQA_STATUS_OK;
+}
+
+gqa_kv_attend_params AttendParams(const gqa_layer* L, const gqa_kv_cache& cache, int64_t T,
+                                  const void* q, void* out) {
+  (void)cache;
+  gqa_kv_attend_params ap;
+  memset(&ap, 0, sizeof(ap));
+  ap.q_len = T;
+  ap.q_heads = L->config.num_query_heads;
+  ap.q = q;
+  ap.q_dtype = GQA_DTYPE_F32;
+  ap.out = out;
+  ap.out_dtype = GQA_DTYPE_F32;
+  ap.sliding_window = L->config.sliding_window;
+  // Causal rows always see their own token, so no row is ever fully masked.
+  ap.fully_masked_policy = GQA_FULLY_MASKED_UNIFORM;
+  return ap;
+}
+
+// Projection regions for T new tokens and the cache-attend core region.
+bool PlanCachedWorkspace(const gqa_layer* L, const gqa_kv_cache& cache, int64_t T,
+                         int64_t slots, WorkspacePlan* plan) {
+  if (!PlanWorkspace(L, cache.batch, T, T, CoreShape(L, cache.batch, T, T), 0, plan)) {
+    return false;
+  }
+  const gqa_kv_attend_params ap = AttendParams(L, cache, T, nullptr, nullptr);
+  int64_t total = 0;
+  if (!CheckedAdd(plan->core, gqa::AttendWorkspaceBytes(cache, ap, slots), &total)) {
+    return false;
+  }
+  // The extra-slot arithmetic of CheckWorkspace uses the attend slot size.
+  plan->slot_bytes = gqa::AttendSlotBytes(cache, ap);
+  plan->total = total;
+  return true;
+}
+
 }  // namespace
 
 extern "C" {
@@ -583,7 +794,8 @@ gqa_status gqa_layer_workspace_size(gqa_layer_t layer, int64_t batch,
                 static_cast<long long>(max_threads));
   }
   WorkspacePlan plan;
-  if (!PlanWorkspace(layer, batch, query_len, value_len, max_threads, &plan)) {
+  if (!PlanWorkspace(layer, batch, query_len, value_len,
+                     CoreShape(layer, batch, query_len, value_len), max_threads, &plan)) {
     return Fail(GQA_STATUS_SIZE_OVERFLOW, "workspace size overflows");
   }
   *size_out = static_cast<size_t>(plan.total);
@@ -596,159 +808,101 @@ gqa_status gqa_layer_forward(gqa_layer_t L, const gqa_forward_args* args,
   gqa_status s = ValidateForward(L, args);
   if (s != GQA_STATUS_OK) return s;
   const gqa_forward_args& a = *args;
-  const gqa_layer_config& c = L->config;
   const int64_t B = a.batch, T = a.query_len, S = a.value_len;
   WorkspacePlan plan;
-  if (!PlanWorkspace(L, B, T, S, 1, &plan)) {
+  if (!PlanWorkspace(L, B, T, S, CoreShape(L, B, T, S), 1, &plan)) {
     return Fail(GQA_STATUS_SIZE_OVERFLOW, "workspace size overflows");
   }
-  if (!workspace) return Fail(GQA_STATUS_NULL_POINTER, "workspace is NULL");
-  if (reinterpret_cast<uintptr_t>(workspace) % kAlign != 0) {
-    return Fail(GQA_STATUS_WORKSPACE_MISALIGNED,
-                "workspace must be aligned to %d bytes",
-                GQA_WORKSPACE_ALIGNMENT);
+  int64_t slots = 0;
+  if ((s = CheckWorkspace(plan, workspace, workspace_size, pool, &slots)) != GQA_STATUS_OK) {
+    return s;
   }
-  if (workspace_size < static_cast<size_t>(plan.total)) {
-    return Fail(GQA_STATUS_WORKSPACE_TOO_SMALL,
-                "workspace has %zu bytes, this call needs %lld", workspace_size,
-                static_cast<long long>(plan.total));
-  }
-  // As many core workers as the pool has threads and the workspace slots.
-  int64_t slots = pool ? static_cast<int64_t>(pthreadpool_get_threads_count(pool)) : 1;
-  const int64_t room = 1 + static_cast<int64_t>(
-      (workspace_size - static_cast<size_t>(plan.total)) / static_cast<size_t>(plan.slot_bytes));
-  if (slots > room) slots = room;
-
   unsigned char* ws = static_cast<unsigned char*>(workspace);
-  auto at = [ws](int64_t offset) {
-    return offset < 0 ? nullptr : reinterpret_cast<float*>(ws + offset);
-  };
-  float* q = at(plan.q);
-  float* k = at(plan.k);
-  float* v = at(plan.v);
-  float* gate = at(plan.gate);
-  float* attn = at(plan.attn);
-  const int64_t BT = B * T, BS = B * S;
-  const bool f16 = c.dtype == GQA_DTYPE_F16;
-  const int64_t q_cols = f16 ? L->q_padded : L->q_width;
-  const int64_t kv_cols = f16 ? L->kv_padded : L->kv_width;
-  const void* key = a.key ? a.key : a.value;
+  if ((s = Project(L, a, plan, ws, pool)) != GQA_STATUS_OK) return s;
+  Attend(L, a, plan, ws, slots, pool);
+  return Finish(L, a, plan, ws, pool);
+}
 
-  // 1. Projections: q [B*T, Hq*D], k and v [B*S, Hkv*D], gate logits.
-  if (f16) {
-    float* x32 = at(plan.x32);
-    gqa::DenseF16Params d;
-    d.a = x32;
-    d.c = nullptr;
-    auto dense = [&](int64_t rows, int64_t in_cols, const uint16_t* w,
-                     int64_t n_padded, const float* bias, float* out) {
-      d.lda = in_cols;
-      d.k = in_cols;
-      d.w = w;
-      d.n_padded = n_padded;
-      d.bias = c.use_bias ? bias : nullptr;
-      d.c = out;
-      d.ldc = n_padded;
-      d.m = rows;
-      gqa::RunDenseF16(d, pool);
-    };
-    auto to_f32 = [&](const void* src, int64_t count) {
-      gqa::ConvertF16ToF32(static_cast<const uint16_t*>(src), x32,
-                           static_cast<size_t>(count));
-    };
-    to_f32(a.query, BT * c.query_features);
-    dense(BT, c.query_features, L->w_query, L->q_padded, L->b_query, q);
-    if (c.use_gate) {
-      dense(BT, c.query_features, L->w_gate, L->q_padded, L->b_gate, gate);
-    }
-    to_f32(key, BS * c.key_features);
-    dense(BS, c.key_features, L->w_key, L->kv_padded, L->b_key, k);
-    if (a.key) to_f32(a.value, BS * c.value_features);
-    dense(BS, c.value_features, L->w_value, L->kv_padded, L->b_value, v);
-  } else {
-    float* tail = at(plan.tail);
-    const float* query = static_cast<const float*>(a.query);
-    if ((s = RunFc(L->op_query, BT, query, c.query_features, q, q_cols, tail,
-                   pool)) != GQA_STATUS_OK ||
-        (s = RunFc(L->op_key, BS, static_cast<const float*>(key),
-                   c.key_features, k, kv_cols, tail, pool)) !=
-            GQA_STATUS_OK ||
-        (s = RunFc(L->op_value, BS, static_cast<const float*>(a.value),
-                   c.value_features, v, kv_cols, tail, pool)) !=
-            GQA_STATUS_OK) {
-      return s;
-    }
-    if (c.use_gate &&
-        (s = RunFc(L->op_gate, BT, query, c.query_features, gate, q_cols, tail,
-                   pool)) != GQA_STATUS_OK) {
-      return s;
-    }
+gqa_status gqa_layer_cached_workspace_size(gqa_layer_t layer,
+                                           const gqa_kv_cache* cache,
+                                           int64_t new_tokens,
+                                           int64_t max_threads,
+                                           size_t* size_out) {
+  if (!layer) return Fail(GQA_STATUS_NULL_POINTER, "layer is NULL");
+  if (!size_out) return Fail(GQA_STATUS_NULL_POINTER, "size_out is NULL");
+  if (new_tokens <= 0 || max_threads <= 0) {
+    return Fail(GQA_STATUS_INVALID_SIZE, "new_tokens and max_threads must be > 0");
   }
-
-  // 2. Attention: attn [B, T, Hq, D].
-  gqa::AttentionParams p = CoreShape(L, B, T, S);
-  p.q = q;
-  p.q_stride_t = q_cols;
-  p.q_stride_b = T * q_cols;
-  p.q_stride_h = c.head_dim;
-  p.k = k;
-  p.v = v;
-  p.k_stride_s = p.v_stride_s = kv_cols;
-  p.k_stride_b = p.v_stride_b = S * kv_cols;
-  p.k_stride_h = p.v_stride_h = c.head_dim;
-  p.out = attn;
-  p.out_stride_t = L->q_width;
-  p.out_stride_b = T * L->q_width;
-  p.out_stride_h = c.head_dim;
-  p.scale = static_cast<float>(1.0 / sqrt(static_cast<double>(c.head_dim)));
-  WireMasks(L, a, &p);
-  const bool scores = a.scores != nullptr;
-  switch (c.fully_masked_policy) {
-    case GQA_FULLY_MASKED_ZERO: p.fully_masked_uniform = false; break;
-    case GQA_FULLY_MASKED_UNIFORM: p.fully_masked_uniform = true; break;
-    default: p.fully_masked_uniform = !(c.dropout > 0.0f || scores); break;
+  gqa_status s = gqa::ValidateCache(cache);
+  if (s != GQA_STATUS_OK) return s;
+  if ((s = CheckCacheMatches(layer, *cache)) != GQA_STATUS_OK) return s;
+  WorkspacePlan plan;
+  if (!PlanCachedWorkspace(layer, *cache, new_tokens, max_threads, &plan)) {
+    return Fail(GQA_STATUS_SIZE_OVERFLOW, "workspace size overflows");
   }
-  p.scores = a.scores;
-  p.scores_type = f16 ? gqa::ElemType::kF16 : gqa::ElemType::kF32;
-  p.apply_dropout = a.training != 0 && c.dropout > 0.0f;
-  p.dropout_rate = c.dropout;
-  p.keep_mask = a.dropout_keep_mask;
-  p.seed = c.seed;
-  gqa::RunAttention(p, ws + plan.core, slots, pool);
-
-  // 3. Gate: attn *= sigmoid(gate logits).
-  if (c.use_gate) ApplyGate(attn, BT, L->q_width, gate, q_cols);
-
-  // 4. Output projection: out [B*T, Fq].
-  if (f16) {
-    float* out32 = at(plan.out32);
-    gqa::DenseF16Params d;
-    d.a = attn;
-    d.lda = L->q_width;
-    d.k = L->q_width;
-    d.w = L->w_output;
-    d.n_padded = L->out_padded;
-    d.bias = c.use_bias ? L->b_output : nullptr;
-    d.c = out32;
-    d.ldc = L->out_padded;
-    d.m = BT;
-    gqa::RunDenseF16(d, pool);
-    uint16_t* out = static_cast<uint16_t*>(a.output);
-    for (int64_t r = 0; r < BT; ++r) {
-      gqa::ConvertF32ToF16(out32 + r * L->out_padded, out + r * c.query_features,
-                           static_cast<size_t>(c.query_features));
-    }
-    return GQA_STATUS_OK;
-  }
-  const xnn_status xs = xnn_setup_fully_connected_nc_f32(
-      L->op_output, static_cast<size_t>(BT), attn,
-      static_cast<float*>(a.output), pool);
-  if (xs != xnn_status_success || xnn_run_operator(L->op_output, pool) !=
-                                      xnn_status_success) {
-    return Fail(GQA_STATUS_BACKEND_FAILURE,
-                "XNNPACK output projection failed");
-  }
+  *size_out = static_cast<size_t>(plan.total);
   return GQA_STATUS_OK;
+}
+
+gqa_status gqa_layer_forward_cached(gqa_layer_t L, const gqa_forward_args* args,
+                                    gqa_kv_cache* cache, void* workspace,
+                                    size_t workspace_size, pthreadpool_t pool) {
+  gqa_status s = ValidateForward(L, args);
+  if (s != GQA_STATUS_OK) return s;
+  const gqa_forward_args& a = *args;
+  if (a.value_len != a.query_len) {
+    return Fail(GQA_STATUS_SHAPE_MISMATCH,
+                "with a KV cache, value (and key) carry the same %lld new tokens as "
+                "the query (got value_len %lld)",
+                static_cast<long long>(a.query_len), static_cast<long long>(a.value_len));
+  }
+  if (a.attention_mask || a.query_mask || a.value_mask || a.key_mask || a.scores ||
+      a.training) {
+    return Fail(GQA_STATUS_INVALID_ARGUMENT,
+                "a cached forward is causal inference: masks, scores and training "
+                "are not taken");
+  }
+  if ((s = gqa::ValidateCache(cache)) != GQA_STATUS_OK) return s;
+  if ((s = CheckCacheMatches(L, *cache)) != GQA_STATUS_OK) return s;
+  if (cache->batch != a.batch) {
+    return Fail(GQA_STATUS_SHAPE_MISMATCH, "cache batch %lld != call batch %lld",
+                static_cast<long long>(cache->batch), static_cast<long long>(a.batch));
+  }
+  const int64_t T = a.query_len;
+  // The append must fit before anything is written.
+  static const float kProbe[1] = {0.0f};
+  if ((s = gqa::ValidateAppend(cache, T, nullptr, kProbe, kProbe, GQA_DTYPE_F32)) !=
+      GQA_STATUS_OK) {
+    return s;
+  }
+  const gqa_kv_attend_params attend = AttendParams(L, *cache, T, nullptr, nullptr);
+  if (cache->ring && (attend.sliding_window == 0 ||
+                      attend.sliding_window + T - 1 > cache->capacity)) {
+    return Fail(GQA_STATUS_INVALID_ARGUMENT,
+                "a ring cache of %lld slots needs the layer's sliding_window W with "
+                "W + T - 1 <= %lld",
+                static_cast<long long>(cache->capacity),
+                static_cast<long long>(cache->capacity));
+  }
+  WorkspacePlan plan;
+  if (!PlanCachedWorkspace(L, *cache, T, 1, &plan)) {
+    return Fail(GQA_STATUS_SIZE_OVERFLOW, "workspace size overflows");
+  }
+  int64_t slots = 0;
+  if ((s = CheckWorkspace(plan, workspace, workspace_size, pool, &slots)) != GQA_STATUS_OK) {
+    return s;
+  }
+  unsigned char* ws = static_cast<unsigned char*>(workspace);
+  if ((s = Project(L, a, plan, ws, pool)) != GQA_STATUS_OK) return s;
+  // Append the new tokens' k and v, then attend the cache.
+  const bool f16 = L->config.dtype == GQA_DTYPE_F16;
+  const int64_t kv_cols = f16 ? L->kv_padded : L->kv_width;
+  gqa::AppendRows(cache, T, nullptr, ws + plan.k, ws + plan.v, GQA_DTYPE_F32, kv_cols);
+  const int64_t q_cols = f16 ? L->q_padded : L->q_width;
+  const gqa_kv_attend_params ap =
+      AttendParams(L, *cache, T, ws + plan.q, ws + plan.attn);
+  gqa::RunAttendValidated(*cache, ap, q_cols, ws + plan.core, slots, pool);
+  return Finish(L, a, plan, ws, pool);
 }
 
 }  // extern "C"

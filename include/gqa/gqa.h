@@ -56,7 +56,8 @@ typedef enum gqa_status {
   GQA_STATUS_OUT_OF_MEMORY = 14,        /* only at creation */
   GQA_STATUS_BACKEND_FAILURE = 15,      /* XNNPACK reported an error */
   GQA_STATUS_MISSING_WEIGHT = 16,       /* a weight the config needs is NULL */
-  GQA_STATUS_INVALID_ARGUMENT = 17      /* anything else, see the message */
+  GQA_STATUS_INVALID_ARGUMENT = 17,     /* anything else, see the message */
+  GQA_STATUS_CACHE_OVERFLOW = 18        /* a KV cache append past capacity */
 } gqa_status;
 
 typedef enum gqa_dtype {
@@ -172,6 +173,27 @@ GQA_API gqa_status gqa_layer_forward(gqa_layer_t layer,
                                      const gqa_forward_args* args,
                                      void* workspace, size_t workspace_size,
                                      pthreadpool_t threadpool);
+
+/* Incremental decoding with a KV cache (gqa/kv_cache.h): T new tokens:
+ * query [B,T,Fq] and value (key) [B,T,F] are projected, their k and v are
+ * appended to `cache` (its Hkv and D must match the layer), and the queries
+ * attend causally to everything cached (with the layer's sliding window);
+ * then gate and output projection as in gqa_layer_forward. args->value_len
+ * must equal args->query_len; masks, scores and training are not taken.
+ * Running a sequence token by token equals gqa_layer_forward on the whole
+ * sequence with use_causal_mask (to float rounding). */
+struct gqa_kv_cache;
+GQA_API gqa_status gqa_layer_cached_workspace_size(gqa_layer_t layer,
+                                                   const struct gqa_kv_cache* cache,
+                                                   int64_t new_tokens,
+                                                   int64_t max_threads,
+                                                   size_t* size_out);
+GQA_API gqa_status gqa_layer_forward_cached(gqa_layer_t layer,
+                                            const gqa_forward_args* args,
+                                            struct gqa_kv_cache* cache,
+                                            void* workspace,
+                                            size_t workspace_size,
+                                            pthreadpool_t threadpool);
 
 /* Static name of a status ("GQA_STATUS_..."). */
 GQA_API const char* gqa_status_name(gqa_status status);

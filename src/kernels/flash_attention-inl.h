@@ -73,7 +73,7 @@ struct Scratch {
   int64_t* q_offset;  // [Mp] element offset of each row's query vector
 };
 
-void MakePlanImpl(const AttentionParams& p, AttentionPlan* plan) {
+void MakeFlashPlan(const AttentionParams& p, AttentionPlan* plan) {
   const hn::ScalableTag<float> df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   const int64_t group = p.q_heads / p.kv_heads;
@@ -300,7 +300,7 @@ void PackQueries(const AttentionParams& p, const AttentionPlan& plan,
     int64_t u, t;
     RowOf(p, plan, it, m, &u, &t);
     sc.q_offset[m] = it.b * p.q_stride_b + t * p.q_stride_t + u * p.q_stride_h;
-    sc.pos[m] = static_cast<float>(t + p.position_offset);
+    sc.pos[m] = static_cast<float>(QueryPosition(p, it.b, t));
     sc.open[m] = (p.query_mask && !p.query_mask[it.b * p.q_len + t]) ? 0.0f : 1.0f;
   }
   const T* q = static_cast<const T*>(p.q);
@@ -390,15 +390,16 @@ TileView ScoreTile(const AttentionParams& p, const AttentionPlan& plan, const It
   }
   // Causal and window bounds, from positions, where the tile crosses them.
   const float j_first = static_cast<float>(j0), j_last = static_cast<float>(j0 + keys - 1);
-  const bool causal_cut = p.causal && j_last > it.pos_min;
+  const bool ring = p.ring_capacity > 0;  // key positions not monotonic
+  const bool causal_cut = p.causal && (ring || j_last > it.pos_min);
   const float w = static_cast<float>(p.sliding_window);
   const bool window_cut = p.sliding_window > 0 &&
-                          (it.pos_max - j_first >= w || j_last - it.pos_min >= w);
+                          (ring || it.pos_max - j_first >= w || j_last - it.pos_min >= w);
   if (causal_cut || window_cut || p.query_mask) {
     const auto vw = hn::Set(df, w);
     const auto zero = hn::Zero(df);
     for (int64_t jj = 0; jj < keys; ++jj) {
-      const auto jv = hn::Set(df, static_cast<float>(j0 + jj));
+      const auto jv = hn::Set(df, static_cast<float>(KeyPosition(p, it.b, j0 + jj)));
       float* row = sc.s + jj * Mp;
       for (int64_t m0 = 0; m0 < Mp; m0 += N) {
         const auto pos = hn::LoadU(df, sc.pos + m0);
@@ -535,19 +536,21 @@ void RunItem(const AttentionParams& p, const AttentionPlan& plan, int64_t index,
   it.t0 = block * plan.block_positions;
   it.tb = plan.block_positions < p.q_len - it.t0 ? plan.block_positions : p.q_len - it.t0;
   it.kv_len = p.key_lengths ? p.key_lengths[it.b] : p.kv_len;
-  it.pos_min = static_cast<float>(it.t0 + p.position_offset);
-  it.pos_max = static_cast<float>(it.t0 + it.tb - 1 + p.position_offset);
+  const int64_t first_pos = QueryPosition(p, it.b, it.t0);
+  const int64_t last_pos = first_pos + it.tb - 1;
+  it.pos_min = static_cast<float>(first_pos);
+  it.pos_max = static_cast<float>(last_pos);
   it.lo = 0;
   it.hi = it.kv_len;
-  if (p.causal) {
-    const int64_t last = it.t0 + it.tb - 1 + p.position_offset + 1;
-    if (last < it.hi) it.hi = last;
-  }
-  if (p.sliding_window > 0) {
-    const int64_t first = it.t0 + p.position_offset - p.sliding_window + 1;
-    const int64_t last = it.t0 + it.tb - 1 + p.position_offset + p.sliding_window;
-    if (first > it.lo) it.lo = first;
-    if (last < it.hi) it.hi = last;
+  if (p.ring_capacity > 0) {
+    // Slots filled so far; positions come from KeyPosition per key.
+    it.hi = it.kv_len < p.ring_capacity ? it.kv_len : p.ring_capacity;
+  } else {
+    if (p.causal && last_pos + 1 < it.hi) it.hi = last_pos + 1;
+    if (p.sliding_window > 0) {
+      if (first_pos - p.sliding_window + 1 > it.lo) it.lo = first_pos - p.sliding_window + 1;
+      if (last_pos + p.sliding_window < it.hi) it.hi = last_pos + p.sliding_window;
+    }
   }
   if (it.hi < it.lo) it.hi = it.lo;
   const int64_t rows = group * it.tb;
@@ -678,14 +681,12 @@ void SlotTask(void* context, size_t slot) {
   }
 }
 
-void RunAttentionImpl(const AttentionParams& p, void* workspace, int64_t slots,
-                      pthreadpool_t pool) {
-  AttentionPlan plan;
-  MakePlanImpl(p, &plan);
+void RunFlash(const AttentionParams& p, const AttentionPlan& plan, void* workspace,
+              int64_t slots, pthreadpool_t pool) {
   RunContext ctx;
   ctx.p = &p;
   ctx.plan = &plan;
-  ctx.workspace = static_cast<unsigned char*>(workspace);
+  ctx.workspace = static_cast<unsigned char*>(workspace) + plan.shared_bytes;
   const bool q16 = p.q_type == ElemType::kF16, kv16 = p.kv_type == ElemType::kF16;
   const pthreadpool_task_1d_t fn = q16 ? (kv16 ? &SlotTask<uint16_t, uint16_t>
                                                : &SlotTask<uint16_t, float>)

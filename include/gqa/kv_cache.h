@@ -1,0 +1,74 @@
+/* gqa KV cache C ABI: a per-layer key/value cache in caller memory, append
+ * of new tokens, and attention of the newest T >= 1 queries against
+ * everything cached (token-by-token decoding of an LLM on device).
+ *
+ * Layout (documented, stable): k and v are each [B, capacity, Hkv, D],
+ * row-major, in the cache's dtype (f32 or IEEE f16). lengths[b] counts the
+ * tokens written to batch b so far (ragged batches are fine). Linear cache:
+ * token p of batch b is at slot p, and p < capacity. Ring cache (ring != 0):
+ * token p is at slot p % capacity, the last `capacity` tokens stay, and
+ * attention must use a sliding window W with W + T - 1 <= capacity.
+ *
+ * Queries of a call are the last T tokens of each batch: query t of batch b
+ * has position lengths[b] - T + t and sees the cached keys at positions <= its
+ * own (and > position - W with a window). Calls never allocate; on error
+ * nothing is written (lengths included).
+ */
+#ifndef GQA_KV_CACHE_H_
+#define GQA_KV_CACHE_H_
+
+#include "gqa/gqa.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct gqa_kv_cache {
+  int64_t batch;     /* B */
+  int64_t capacity;  /* slots per batch */
+  int64_t kv_heads;  /* Hkv */
+  int64_t head_dim;  /* D */
+  int32_t dtype;     /* gqa_dtype of k and v */
+  int32_t ring;      /* nonzero: ring of `capacity` slots */
+  void* k;           /* [B, capacity, Hkv, D] */
+  void* v;           /* [B, capacity, Hkv, D] */
+  int64_t* lengths;  /* [B] tokens written so far */
+} gqa_kv_cache;
+
+/* Appends new tokens: k_new, v_new [B, new_tokens, Hkv, D] in src_dtype
+ * (converted to the cache's dtype). counts: [B] tokens to take from each
+ * batch's rows (<= new_tokens; ragged), or NULL for new_tokens each.
+ * Errors: GQA_STATUS_CACHE_OVERFLOW when a linear cache would pass its
+ * capacity (or a ring append is longer than the ring), and the usual ones. */
+GQA_API gqa_status gqa_kv_cache_append(gqa_kv_cache* cache,
+                                       int64_t new_tokens,
+                                       const int64_t* counts,
+                                       const void* k_new, const void* v_new,
+                                       int32_t src_dtype);
+
+typedef struct gqa_kv_attend_params {
+  int64_t q_len;       /* T: the newest T tokens of each batch */
+  int64_t q_heads;     /* Hq, a multiple of the cache's Hkv */
+  const void* q;       /* [B, T, Hq, D] */
+  int32_t q_dtype;
+  void* out;           /* [B, T, Hq, D] */
+  int32_t out_dtype;
+  float scale;         /* 0: 1/sqrt(D) */
+  int64_t sliding_window; /* 0: none */
+  int32_t fully_masked_policy;
+} gqa_kv_attend_params;
+
+GQA_API gqa_status gqa_kv_cache_attend_workspace_size(
+    const gqa_kv_cache* cache, const gqa_kv_attend_params* params,
+    int64_t max_threads, size_t* size_out);
+
+GQA_API gqa_status gqa_kv_cache_attend(const gqa_kv_cache* cache,
+                                       const gqa_kv_attend_params* params,
+                                       void* workspace, size_t workspace_size,
+                                       pthreadpool_t threadpool);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* GQA_KV_CACHE_H_ */
