@@ -4,6 +4,7 @@
 #include <malloc.h>
 #include <pthreadpool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <atomic>
 #include <new>
@@ -12,6 +13,7 @@
 #include "doctest/doctest.h"
 #include "gqa/attention.h"
 #include "gqa/gqa.hpp"
+#include "gqa/kv_cache.h"
 
 extern "C" {
 void* __libc_malloc(size_t);
@@ -153,6 +155,58 @@ TEST_CASE("gqa_attention allocates nothing, every dtype, masks, scores, threads"
     }
   }
   pthreadpool_destroy(pool);
+}
+
+TEST_CASE("kv cache append, attend and the cached layer forward allocate nothing") {
+  const int64_t B = 2, cap = 600, Hq = 8, Hkv = 2, D = 16, F = 24;
+  for (int32_t dtype : {GQA_DTYPE_F32, GQA_DTYPE_F16}) {
+    std::vector<unsigned char> k(B * cap * Hkv * D * 4), v(k.size());
+    std::vector<int64_t> lengths(B, 0);
+    gqa_kv_cache cache{B, cap, Hkv, D, dtype, 0, k.data(), v.data(), lengths.data()};
+    std::vector<float> kn(B * 3 * Hkv * D, 0.5f), q(B * 3 * Hq * D, 0.25f), out(q.size());
+    gqa_kv_attend_params ap;
+    memset(&ap, 0, sizeof(ap));
+    ap.q_len = 3, ap.q_heads = Hq, ap.q = q.data(), ap.out = out.data();
+    size_t bytes = 0;
+    REQUIRE(gqa_kv_cache_attend_workspace_size(&cache, &ap, 2, &bytes) == GQA_STATUS_OK);
+    gqa::Workspace ws(bytes);
+    pthreadpool_t pool = pthreadpool_create(2);
+    for (int step = 0; step < 100; ++step) {
+      const long before = g_allocs.load();
+      CHECK(gqa_kv_cache_append(&cache, 3, nullptr, kn.data(), kn.data(), GQA_DTYPE_F32) ==
+            GQA_STATUS_OK);
+      CHECK(gqa_kv_cache_attend(&cache, &ap, ws.data(), ws.size(), step % 2 ? pool : nullptr) ==
+            GQA_STATUS_OK);
+      CHECK(g_allocs.load() - before == 0);
+    }
+    // The layer decoding token by token into a fresh cache.
+    lengths.assign(B, 0);
+    gqa_layer_config c;
+    gqa_layer_config_init(&c, D, Hq, Hkv, F, F);
+    c.dtype = dtype;
+    c.use_gate = 1;
+    const size_t e = dtype == GQA_DTYPE_F16 ? 2 : 4;
+    std::vector<unsigned char> wq(F * Hq * D * e, 0), wkv(F * Hkv * D * e, 0),
+        wo(Hq * D * F * e, 0), bq(Hq * D * e, 0), bkv(Hkv * D * e, 0), bo(F * e, 0);
+    gqa_layer_weights w{wq.data(), bq.data(), wkv.data(), bkv.data(), wkv.data(),
+                        bkv.data(), wq.data(), bq.data(), wo.data(), bo.data()};
+    gqa::Layer layer;
+    REQUIRE(gqa::Layer::Create(c, w, &layer).ok());
+    REQUIRE(gqa_layer_cached_workspace_size(layer.handle(), &cache, 1, 2, &bytes) ==
+            GQA_STATUS_OK);
+    gqa::Workspace lws(bytes);
+    std::vector<unsigned char> x(B * F * e, 0), y(B * F * e);
+    gqa_forward_args a{};
+    a.batch = B, a.query_len = 1, a.value_len = 1, a.query = a.value = x.data();
+    a.output = y.data();
+    for (int step = 0; step < 50; ++step) {
+      const long before = g_allocs.load();
+      CHECK(gqa_layer_forward_cached(layer.handle(), &a, &cache, lws.data(), lws.size(),
+                                     step % 2 ? pool : nullptr) == GQA_STATUS_OK);
+      CHECK(g_allocs.load() - before == 0);
+    }
+    pthreadpool_destroy(pool);
+  }
 }
 
 }  // namespace
