@@ -131,8 +131,11 @@ HWY_INLINE float ToF32<uint16_t>(uint16_t x) { return HalfToFloat(x); }
 // Converts n elements of a row to f32.
 template <class DF>
 HWY_INLINE void RowToF32(DF df, const float* src, float* dst, int64_t n) {
-  (void)df;
-  memcpy(dst, src, static_cast<size_t>(n) * 4);
+  // Rows are short (one head): an inline vector copy beats a libc call.
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(hn::LoadU(df, src + i), df, dst + i);
+  for (; i < n; ++i) dst[i] = src[i];
 }
 template <class DF>
 HWY_INLINE void RowToF32(DF df, const uint16_t* src, float* dst, int64_t n) {
