@@ -241,15 +241,7 @@ GoldenRun RunGoldenCase(const GoldenCase& c, gqa_dtype dtype,
 
   auto widen = [&](const std::vector<unsigned char>& raw, size_t count) {
     std::vector<float> v(count);
-    for (size_t i = 0; i < count; ++i) {
-      if (f16) {
-        uint16_t h;
-        memcpy(&h, raw.data() + 2 * i, 2);
-        v[i] = HalfToFloat(h);
-      } else {
-        memcpy(&v[i], raw.data() + 4 * i, 4);
-      }
-    }
+    RawToFloats(raw.data(), count, f16, v.data());
     return v;
   };
   run.output = widen(out, out_count);

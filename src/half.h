@@ -4,6 +4,7 @@
 #ifndef GQA_SRC_HALF_H_
 #define GQA_SRC_HALF_H_
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -60,6 +61,20 @@ inline uint16_t FloatToHalf(float f) {
   const uint32_t rem = abs & 0x1FFFu;
   if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;
   return static_cast<uint16_t>(sign | h);
+}
+
+// dst[i] = element i of `raw`: binary16 bits when `half`, else float32.
+inline void RawToFloats(const void* raw, size_t count, bool half, float* dst) {
+  const unsigned char* bytes = static_cast<const unsigned char*>(raw);
+  for (size_t i = 0; i < count; ++i) {
+    if (half) {
+      uint16_t h;
+      memcpy(&h, bytes + 2 * i, 2);
+      dst[i] = HalfToFloat(h);
+    } else {
+      memcpy(&dst[i], bytes + 4 * i, 4);
+    }
+  }
 }
 
 }  // namespace gqa

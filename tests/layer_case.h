@@ -345,15 +345,7 @@ class LayerCase {
   }
   std::vector<float> Widen(const std::vector<unsigned char>& raw, size_t n) const {
     std::vector<float> v(n);
-    for (size_t i = 0; i < n; ++i) {
-      if (f16_) {
-        uint16_t h;
-        memcpy(&h, raw.data() + 2 * i, 2);
-        v[i] = HalfToFloat(h);
-      } else {
-        memcpy(&v[i], raw.data() + 4 * i, 4);
-      }
-    }
+    RawToFloats(raw.data(), n, f16_, v.data());
     return v;
   }
 

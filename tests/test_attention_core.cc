@@ -213,15 +213,7 @@ gqa_status RunCore(const CoreCase& c, const CoreData& d, int threads, std::vecto
   if (s != GQA_STATUS_OK) return s;
   auto widen = [](const std::vector<unsigned char>& raw, size_t n, bool half) {
     std::vector<float> w(n);
-    for (size_t i = 0; i < n; ++i) {
-      if (half) {
-        uint16_t h;
-        memcpy(&h, raw.data() + 2 * i, 2);
-        w[i] = HalfToFloat(h);
-      } else {
-        memcpy(&w[i], raw.data() + 4 * i, 4);
-      }
-    }
+    RawToFloats(raw.data(), n, half, w.data());
     return w;
   };
   *out = widen(o, n_out, c.out16);  // out is token-major (default strides)

@@ -354,27 +354,10 @@ void CheckLayerDecode(gqa_dtype dtype, bool cache16, bool gate, int64_t window, 
     REQUIRE(gqa_layer_forward_cached(layer.handle(), &s, &cache, cws.data(), cws.size(),
                                      nullptr) == GQA_STATUS_OK);
     for (int64_t b = 0; b < B; ++b) {
-      for (int64_t i = 0; i < n * F; ++i) {
-        const size_t at = (b * T + t0) * F + i;
-        if (f16) {
-          uint16_t h;
-          memcpy(&h, &step_out[(b * n * F + i) * 2], 2);
-          got[at] = HalfToFloat(h);
-        } else {
-          memcpy(&got[at], &step_out[(b * n * F + i) * 4], 4);
-        }
-      }
+      RawToFloats(&step_out[b * n * F * e], n * F, f16, &got[(b * T + t0) * F]);
     }
   }
-  for (size_t i = 0; i < want.size(); ++i) {
-    if (f16) {
-      uint16_t h;
-      memcpy(&h, &full[2 * i], 2);
-      want[i] = HalfToFloat(h);
-    } else {
-      memcpy(&want[i], &full[4 * i], 4);
-    }
-  }
+  RawToFloats(full.data(), want.size(), f16, want.data());
   // f32 everywhere: rounding only (1e-5). An f16 cache rounds k and v to
   // binary16 (2^-11 relative), f16 outputs round again: 3e-3.
   const double tol = (f16 || cache16) ? 3e-3 : 1e-5;

@@ -9,22 +9,8 @@ set(CMAKE_SYSTEM_PROCESSOR aarch64)
 set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)
 set(CMAKE_CXX_COMPILER aarch64-linux-gnu-g++)
 set(CMAKE_LIBRARY_ARCHITECTURE aarch64-linux-gnu)
-
-get_filename_component(_gqa_root "${CMAKE_CURRENT_LIST_DIR}/.." ABSOLUTE)
-set(GQA_XDEPS_SYSROOT "${_gqa_root}/.xdeps/arm64" CACHE PATH
-    "Private sysroot with the arm64 XNNPACK and pthreadpool")
-set(CMAKE_FIND_ROOT_PATH ${GQA_XDEPS_SYSROOT} /usr/aarch64-linux-gnu /)
-# Binaries find the privately unpacked XNNPACK/pthreadpool at link and run
-# time (under qemu), also when linked against an installed libgqa.
-set(_gqa_xlib "${GQA_XDEPS_SYSROOT}/usr/lib/aarch64-linux-gnu")
-# Old-style RPATH (not RUNPATH) so it also serves libgqa's own dependencies.
-set(CMAKE_EXE_LINKER_FLAGS_INIT
-    "-Wl,--disable-new-dtags -Wl,-rpath-link,${_gqa_xlib} -Wl,-rpath,${_gqa_xlib}")
-set(CMAKE_SHARED_LINKER_FLAGS_INIT "-Wl,-rpath-link,${_gqa_xlib}")
-set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
-set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
-set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
-set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
-set(ENV{PKG_CONFIG_LIBDIR} "/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig")
+set(GQA_CROSS_TRIPLE aarch64-linux-gnu)
+set(GQA_CROSS_DEBARCH arm64)
+include("${CMAKE_CURRENT_LIST_DIR}/linux-cross-common.cmake")
 # Never '-L /usr/aarch64-linux-gnu': two glibc copies would mix (hangs).
 set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64)

@@ -1,18 +1,19 @@
 // Decode attention (few query rows per kv head, e.g. T = 1..4 new tokens
-// against a KV cache), compiled once per Highway target. Memory-bound: each
-// K/V row is read from memory once per kv group and serves all R = G*T query
-// rows of the group.
+// against a KV cache), compiled once per Highway target. Each K/V row is
+// read from memory once and serves all G*T query rows of its kv group.
 //
-// Work item = (batch b, kv head g, chunk c of the key axis). The key axis is
-// cut into fixed chunks (a function of S only), so the partition never
-// depends on the thread count. Per block of N keys (N = lanes):
-//   K block -> f32 [N][Dp] (f16 converted once), for each row r:
-//     part[j] = q[r] (.) k[j] summed over D/N vectors   (N lanes each)
-//     scores = transpose-add of part[0..N) (ConcatEven/ConcatOdd tree:
-//              3(N-1) ops for N keys), masked, online softmax in registers
-//   V block -> f32 [N][Dp], acc[r] += sum_j p[r][j] v[j]
+// Work item = (batch b, chunk c of the key axis), all kv heads: the key axis
+// is cut into fixed chunks (a function of S only), so the partition never
+// depends on the thread count, and an item reads memory in order. Per block
+// of Bk keys (up to 4 vectors of keys):
+//   K, V block -> f32, repacked per head ([Hkv][Bk][Dp])
+//   q.k: per row, per key, a vector of partial sums over D (rows in
+//        registers, two at a time); a transpose-add tree (ConcatEven/Odd,
+//        3(N-1) ops per N keys) turns N of them into a vector of N scores
+//   masks, online softmax per row (one serial chain per block)
+//   p.v: up to 4 rows of a group at a time, each V row loaded once for them
 // Each item leaves (max, sum, acc) per row in the shared partials; a second
-// pass merges the chunks of each (b, g) in chunk order and writes out.
+// pass merges the chunks of each batch in chunk order and writes out.
 
 #if defined(GQA_SRC_KERNELS_DECODE_ATTENTION_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef GQA_SRC_KERNELS_DECODE_ATTENTION_INL_H_
@@ -258,6 +259,86 @@ HWY_INLINE void QkRows(DF df, int rows, const float* q0, const float* q1, const 
 #undef GQA_CASE
 }
 
+// acc[i][d..] += sum_jj p[i][jj] * v[jj][d..] for ROWS rows, 4 (or 1)
+// vectors of head dims at a time: one load of each V row serves all rows.
+template <int ROWS, int NV, class DF>
+HWY_INLINE void PvRowsFixed(DF df, const float* HWY_RESTRICT pr, int64_t p_stride,
+                            const float* HWY_RESTRICT vrow, int64_t key_stride, int64_t keys,
+                            float* HWY_RESTRICT acc, int64_t acc_stride, int64_t d) {
+  using V = hn::Vec<DF>;
+  const size_t N = hn::Lanes(df);
+#define GQA_LOADA(r)                                                          \
+  V c##r##0 = hn::Zero(df), c##r##1 = c##r##0, c##r##2 = c##r##0, c##r##3 = c##r##0; \
+  if (ROWS > r) {                                                             \
+    c##r##0 = hn::LoadU(df, acc + r * acc_stride + d);                        \
+    if (NV > 1) {                                                             \
+      c##r##1 = hn::LoadU(df, acc + r * acc_stride + d + N);                  \
+      c##r##2 = hn::LoadU(df, acc + r * acc_stride + d + 2 * N);              \
+      c##r##3 = hn::LoadU(df, acc + r * acc_stride + d + 3 * N);              \
+    }                                                                         \
+  }
+  GQA_LOADA(0) GQA_LOADA(1) GQA_LOADA(2) GQA_LOADA(3)
+#undef GQA_LOADA
+  for (int64_t jj = 0; jj < keys; ++jj) {
+    const float* vr = vrow + jj * key_stride + d;
+    const V v0 = hn::LoadU(df, vr);
+    V v1 = v0, v2 = v0, v3 = v0;
+    if (NV > 1) {
+      v1 = hn::LoadU(df, vr + N);
+      v2 = hn::LoadU(df, vr + 2 * N);
+      v3 = hn::LoadU(df, vr + 3 * N);
+    }
+#define GQA_ROW(r)                                          \
+  if (ROWS > r) {                                           \
+    const V w = hn::Set(df, pr[r * p_stride + jj]);         \
+    c##r##0 = hn::MulAdd(w, v0, c##r##0);                   \
+    if (NV > 1) {                                           \
+      c##r##1 = hn::MulAdd(w, v1, c##r##1);                 \
+      c##r##2 = hn::MulAdd(w, v2, c##r##2);                 \
+      c##r##3 = hn::MulAdd(w, v3, c##r##3);                 \
+    }                                                       \
+  }
+    GQA_ROW(0) GQA_ROW(1) GQA_ROW(2) GQA_ROW(3)
+#undef GQA_ROW
+  }
+#define GQA_STOREA(r)                                                 \
+  if (ROWS > r) {                                                     \
+    hn::StoreU(c##r##0, df, acc + r * acc_stride + d);                \
+    if (NV > 1) {                                                     \
+      hn::StoreU(c##r##1, df, acc + r * acc_stride + d + N);          \
+      hn::StoreU(c##r##2, df, acc + r * acc_stride + d + 2 * N);      \
+      hn::StoreU(c##r##3, df, acc + r * acc_stride + d + 3 * N);      \
+    }                                                                 \
+  }
+  GQA_STOREA(0) GQA_STOREA(1) GQA_STOREA(2) GQA_STOREA(3)
+#undef GQA_STOREA
+}
+
+template <int ROWS, class DF>
+HWY_INLINE void PvRowsAllDims(DF df, const float* pr, int64_t p_stride, const float* vrow,
+                              int64_t key_stride, int64_t keys, float* acc, int64_t Dp) {
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  int64_t d = 0;
+  for (; d + 4 * N <= Dp; d += 4 * N) {
+    PvRowsFixed<ROWS, 4>(df, pr, p_stride, vrow, key_stride, keys, acc, Dp, d);
+  }
+  for (; d < Dp; d += N) PvRowsFixed<ROWS, 1>(df, pr, p_stride, vrow, key_stride, keys, acc, Dp, d);
+}
+
+// Rows per PV pass: 4 x 4 accumulators where there are 32 vector registers.
+constexpr int64_t kDecodePvRows = kNV > 2 ? 4 : 2;
+
+template <class DF>
+HWY_INLINE void PvRows(DF df, int rows, const float* pr, int64_t p_stride, const float* vrow,
+                       int64_t key_stride, int64_t keys, float* acc, int64_t Dp) {
+  switch (rows) {
+    case 1: PvRowsAllDims<1>(df, pr, p_stride, vrow, key_stride, keys, acc, Dp); break;
+    case 2: PvRowsAllDims<2>(df, pr, p_stride, vrow, key_stride, keys, acc, Dp); break;
+    case 3: PvRowsAllDims<3>(df, pr, p_stride, vrow, key_stride, keys, acc, Dp); break;
+    default: PvRowsAllDims<4>(df, pr, p_stride, vrow, key_stride, keys, acc, Dp); break;
+  }
+}
+
 template <typename TQ, typename T>
 void DecodeItem(const AttentionParams& p, const AttentionPlan& plan, int64_t index,
                 const DecodeScratch& sc, float* partials) {
@@ -393,35 +474,16 @@ void DecodeItem(const AttentionParams& p, const AttentionPlan& plan, int64_t ind
     if (!any_p) continue;
     const BlockView vv =
         PackBlock(p, v + j0 * p.v_stride_s, p.v_stride_s, p.v_stride_h, keys, Dp, Bk, sc.vb);
-    // acc[r] += sum_j p[r][j] v[j]: 4 vectors of head dims in registers.
-    for (int64_t r = 0; r < R; ++r) {
-      const int64_t g = (r / T_) / group;
-      const float* pr = sc.s + r * Bk;
+    // acc[r] += sum_j p[r][j] v[j], kDecodePvRows rows of a group at a time
+    // so each V row is loaded once for all of them.
+    for (int64_t g = 0; g < p.kv_heads; ++g) {
       const float* vrow = vv.base + g * vv.head_stride;
-      float* acc = sc.acc + r * Dp;
-      int64_t d = 0;
-      for (; d + 4 * N <= Dp; d += 4 * N) {
-        auto a0 = hn::LoadU(df, acc + d), a1 = hn::LoadU(df, acc + d + N);
-        auto a2 = hn::LoadU(df, acc + d + 2 * N), a3 = hn::LoadU(df, acc + d + 3 * N);
-        for (int64_t jj = 0; jj < keys; ++jj) {
-          const auto w = hn::Set(df, pr[jj]);
-          const float* vr = vrow + jj * vv.key_stride + d;
-          a0 = hn::MulAdd(w, hn::LoadU(df, vr), a0);
-          a1 = hn::MulAdd(w, hn::LoadU(df, vr + N), a1);
-          a2 = hn::MulAdd(w, hn::LoadU(df, vr + 2 * N), a2);
-          a3 = hn::MulAdd(w, hn::LoadU(df, vr + 3 * N), a3);
-        }
-        hn::StoreU(a0, df, acc + d);
-        hn::StoreU(a1, df, acc + d + N);
-        hn::StoreU(a2, df, acc + d + 2 * N);
-        hn::StoreU(a3, df, acc + d + 3 * N);
-      }
-      for (; d < Dp; d += N) {
-        auto a0 = hn::LoadU(df, acc + d);
-        for (int64_t jj = 0; jj < keys; ++jj) {
-          a0 = hn::MulAdd(hn::Set(df, pr[jj]), hn::LoadU(df, vrow + jj * vv.key_stride + d), a0);
-        }
-        hn::StoreU(a0, df, acc + d);
+      for (int64_t r = g * rows_per_group; r < (g + 1) * rows_per_group; r += kDecodePvRows) {
+        const int64_t rows = (g + 1) * rows_per_group - r < kDecodePvRows
+                                 ? (g + 1) * rows_per_group - r
+                                 : kDecodePvRows;
+        PvRows(df, static_cast<int>(rows), sc.s + r * Bk, Bk, vrow, vv.key_stride, keys,
+               sc.acc + r * Dp, Dp);
       }
     }
   }
