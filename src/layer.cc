@@ -695,9 +695,7 @@ gqa_status CheckCacheMatches(const gqa_layer* L, const gqa_kv_cache& cache) {
   return GQA_STATUS_OK;
 }
 
-gqa_kv_attend_params AttendParams(const gqa_layer* L, const gqa_kv_cache& cache, int64_t T,
-                                  const void* q, void* out) {
-  (void)cache;
+gqa_kv_attend_params AttendParams(const gqa_layer* L, int64_t T, const void* q, void* out) {
   gqa_kv_attend_params ap;
   memset(&ap, 0, sizeof(ap));
   ap.q_len = T;
@@ -718,7 +716,7 @@ bool PlanCachedWorkspace(const gqa_layer* L, const gqa_kv_cache& cache, int64_t 
   if (!PlanWorkspace(L, cache.batch, T, T, CoreShape(L, cache.batch, T, T), 0, plan)) {
     return false;
   }
-  const gqa_kv_attend_params ap = AttendParams(L, cache, T, nullptr, nullptr);
+  const gqa_kv_attend_params ap = AttendParams(L, T, nullptr, nullptr);
   int64_t total = 0;
   if (!CheckedAdd(plan->core, gqa::AttendWorkspaceBytes(cache, ap, slots), &total)) {
     return false;
@@ -875,7 +873,7 @@ gqa_status gqa_layer_forward_cached(gqa_layer_t L, const gqa_forward_args* args,
       GQA_STATUS_OK) {
     return s;
   }
-  const gqa_kv_attend_params attend = AttendParams(L, *cache, T, nullptr, nullptr);
+  const gqa_kv_attend_params attend = AttendParams(L, T, nullptr, nullptr);
   if (cache->ring && (attend.sliding_window == 0 ||
                       attend.sliding_window + T - 1 > cache->capacity)) {
     return Fail(GQA_STATUS_INVALID_ARGUMENT,
@@ -900,7 +898,7 @@ gqa_status gqa_layer_forward_cached(gqa_layer_t L, const gqa_forward_args* args,
   gqa::AppendRows(cache, T, nullptr, ws + plan.k, ws + plan.v, GQA_DTYPE_F32, kv_cols);
   const int64_t q_cols = f16 ? L->q_padded : L->q_width;
   const gqa_kv_attend_params ap =
-      AttendParams(L, *cache, T, ws + plan.q, ws + plan.attn);
+      AttendParams(L, T, ws + plan.q, ws + plan.attn);
   gqa::RunAttendValidated(*cache, ap, q_cols, ws + plan.core, slots, pool);
   return Finish(L, a, plan, ws, pool);
 }

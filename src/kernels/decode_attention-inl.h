@@ -344,13 +344,13 @@ void DecodeItem(const AttentionParams& p, const AttentionPlan& plan, int64_t ind
                 const DecodeScratch& sc, float* partials) {
   const hn::ScalableTag<float> df;
   const int64_t N = plan.lanes, Dp = plan.dim_padded, D = p.head_dim, R = plan.rows;
-  const int64_t group = p.q_heads / p.kv_heads, T_ = p.q_len;
+  const int64_t group = p.q_heads / p.kv_heads, q_len = p.q_len;
   const int64_t split = index % plan.splits;
   const int64_t b = index / plan.splits;
 
   // Rows r = u * T + t, queries scaled.
   for (int64_t r = 0; r < R; ++r) {
-    const int64_t u = r / T_, t = r % T_;
+    const int64_t u = r / q_len, t = r % q_len;
     const TQ* q = static_cast<const TQ*>(p.q) + b * p.q_stride_b + t * p.q_stride_t +
                   u * p.q_stride_h;
     float* dst = sc.q + r * Dp;
@@ -370,7 +370,7 @@ void DecodeItem(const AttentionParams& p, const AttentionPlan& plan, int64_t ind
   if (hi > filled) hi = filled;
   if (p.ring_capacity == 0) {
     const int64_t first_pos = QueryPosition(p, b, 0);
-    const int64_t last_pos = first_pos + T_ - 1;
+    const int64_t last_pos = first_pos + q_len - 1;
     if (p.causal && hi > last_pos + 1) hi = last_pos + 1;
     if (p.sliding_window > 0) {
       if (lo < first_pos - p.sliding_window + 1) lo = first_pos - p.sliding_window + 1;
@@ -459,7 +459,7 @@ void DecodeItem(const AttentionParams& p, const AttentionPlan& plan, int64_t ind
       }
       any_p = true;
     };
-    const int64_t rows_per_group = group * T_;
+    const int64_t rows_per_group = group * q_len;
     for (int64_t r = 0; r < R;) {
       const int64_t g = r / rows_per_group;
       const int rows = (r + 1 < R && (r + 1) / rows_per_group == g) ? 2 : 1;

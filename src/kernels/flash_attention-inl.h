@@ -376,9 +376,8 @@ TileView ScoreTile(const AttentionParams& p, const AttentionPlan& plan, const It
                    int64_t j0, int64_t keys, const Scratch& sc) {
   const hn::ScalableTag<float> df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-  const int64_t Mp = plan.rows_padded, Bk = plan.keys_per_tile, D = p.head_dim;
+  const int64_t Mp = plan.rows_padded, D = p.head_dim;
   const TileView view = ViewKvTile<T>(p, plan, it, j0, keys, sc);
-  (void)Bk;
   for (int64_t jb = 0; jb < keys; jb += 4) {
     for (int64_t m0 = 0; m0 < Mp; m0 += kNV * N) {
       QkMicroTile(df, sc.qt, Mp, view.k, view.k_stride, D, sc.s, jb, m0);
