@@ -15,12 +15,24 @@ else
   bash toolchains/setup-deps.sh
 fi
 
+# Tests run in all (ctest entries summed over builds and CPUs), for the
+# closing line.
+export GQA_TESTS_RUN_FILE="$PWD/build/.tests_run"
+mkdir -p build && echo 0 > "$GQA_TESTS_RUN_FILE"
+count_tests() {  # build dir: adds its ctest entries to the total
+  local n
+  n=$(ctest --test-dir "$1" -N | sed -n 's/^Total Tests: //p')
+  echo $(( $(cat "$GQA_TESTS_RUN_FILE") + n )) > "$GQA_TESTS_RUN_FILE"
+}
+export -f count_tests
+
 run_native() {  # name, extra cmake args...
   local dir="build/$1"; shift
   echo "=== native build: $dir ($*)"
   cmake -S . -B "$dir" -G Ninja "$@" >/dev/null
   cmake --build "$dir" -j2
   ctest --test-dir "$dir" -j2 --output-on-failure --timeout 1500
+  count_tests "$dir"
 }
 
 run_native release -DCMAKE_BUILD_TYPE=Release
@@ -29,3 +41,4 @@ if [ "$quick" = 0 ]; then
   bash tests/run_cross.sh
 fi
 echo "=== all suites passed in $(( $(date +%s) - start )) s"
+echo "$(cat "$GQA_TESTS_RUN_FILE") passed, 0 failed"

@@ -28,6 +28,7 @@ run_cpu() {  # build dir, qemu binary, QEMU_CPU, label
   targets=$(QEMU_CPU="$cpu" "$qemu" "$dir/tests/test_errors" --no-run 2>&1 \
               | sed -n 's/.*Highway targets run on this CPU: //p')
   if QEMU_CPU="$cpu" ctest --test-dir "$dir" -j2 --output-on-failure --timeout 1500; then
+    if declare -F count_tests >/dev/null; then count_tests "$dir"; fi
     table+=$(printf '%-34s %-26s %s' "$label" "$targets" "passed")$'\n'
   else
     table+=$(printf '%-34s %-26s %s' "$label" "$targets" "FAILED")$'\n'
