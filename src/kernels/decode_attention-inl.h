@@ -4,14 +4,19 @@
 //
 // Work item = (batch b, chunk c of the key axis), all kv heads: the key axis
 // is cut into fixed chunks (a function of S only), so the partition never
-// depends on the thread count, and an item reads memory in order. Per block
-// of Bk keys (up to 4 vectors of keys):
-//   K, V block -> f32, repacked per head ([Hkv][Bk][Dp])
-//   q.k: per row, per key, a vector of partial sums over D (rows in
-//        registers, two at a time); a transpose-add tree (ConcatEven/Odd,
-//        3(N-1) ops per N keys) turns N of them into a vector of N scores
-//   masks, online softmax per row (one serial chain per block)
-//   p.v: up to 4 rows of a group at a time, each V row loaded once for them
+// depends on the thread count. Per block of Bk keys:
+//   q.k: key by key, head by head: the cache is read front to back, the one
+//        order the hardware prefetchers follow at full speed (measured: 4
+//        keys side by side or head-major order lose up to half the
+//        bandwidth). One key row against a tile of up to 4 query rows gives
+//        4 partial-sum vectors; two transpose-add levels fold them into one
+//        "quad" vector; the rest of the tree runs per key over all tiles, so
+//        a block's scores are [Bk][slots] with the rows in the lanes.
+//   softmax: online, elementwise across keys (max, exp, sum per slot
+//        vector): no horizontal reductions, no per-row serial chain.
+//   p.v: head by head over the block, 4 rows x 4 vectors of accumulators in
+//        registers (rescaled by alpha on load), V rows prefetched in memory
+//        order during q.k.
 // Each item leaves (max, sum, acc) per row in the shared partials; a second
 // pass merges the chunks of each batch in chunk order and writes out.
 
@@ -44,11 +49,18 @@ namespace hn = hwy::HWY_NAMESPACE;
 constexpr int64_t kDecodeMaxRows = 16;
 constexpr int64_t kDecodeMinChunk = 512;
 constexpr int64_t kDecodeMaxSplits = 16;
-// Keys per block, in vectors: the softmax update (a serial chain of
-// reductions and exp per row) is paid once per block; up to 4*N keys, fewer
-// where the packed K and V blocks of all heads would pass ~128 KiB.
-constexpr int64_t kDecodeMaxBlockVectors = 4;
-constexpr int64_t kDecodeBlockFloats = 16384;  // per K (or V) block
+// Keys per block: at most this many, and fewer where the q.k partial sums
+// of a block ([Bk][quads][N]) would pass kDecodePartFloats.
+constexpr int64_t kDecodeBlockKeys = 64;
+constexpr int64_t kDecodePartFloats = 4096;
+// Rows per q.k tile (one key row against up to 4 query rows: the 4 partial
+// vectors fold into one "quad" vector) and per p.v register tile.
+constexpr int64_t kDecodeTileRows = 4;
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL || HWY_ARCH_ARM_A64
+constexpr int64_t kDecodePvRows = 4;  // 4 rows x 4 vectors of accumulators
+#else
+constexpr int64_t kDecodePvRows = 2;  // 16 vector registers
+#endif
 
 // True when the decode path can serve p (few rows, nothing it lacks).
 HWY_INLINE bool UseDecode(const AttentionParams& p) {
@@ -56,38 +68,64 @@ HWY_INLINE bool UseDecode(const AttentionParams& p) {
          p.mask == nullptr && !p.apply_dropout && p.query_mask == nullptr;
 }
 
+// Score slots: the rows of each kv head are cut into tiles of up to 4; tile
+// t owns slots [4t, 4t + 4) (slots past the tile's rows are padding). A
+// block's scores are kept key-major, [Bk][slots], so the online softmax runs
+// across keys with rows in the lanes: no horizontal reductions.
+struct DecodeShape {
+  int64_t heads;           // Hkv
+  int64_t tiles_per_head;  // ceil(G*T / 4)
+  int64_t tiles;           // Hkv * tiles_per_head
+  int64_t quads_padded;    // tiles rounded up to whole vectors of slots
+  int64_t slots;           // 4 * quads_padded, a multiple of N
+  int64_t quad_floats;     // max(N, 4): floats of one stored quad
+};
+
+HWY_INLINE DecodeShape MakeDecodeShape(const AttentionParams& p, int64_t N) {
+  DecodeShape s;
+  const int64_t rows_per_group = (p.q_heads / p.kv_heads) * p.q_len;
+  s.heads = p.kv_heads;
+  s.tiles_per_head = (rows_per_group + kDecodeTileRows - 1) / kDecodeTileRows;
+  s.tiles = p.kv_heads * s.tiles_per_head;
+  const int64_t quads_per_vector = N >= 4 ? N / 4 : 1;
+  s.quads_padded = RoundUp(s.tiles, quads_per_vector);
+  s.slots = 4 * s.quads_padded;
+  s.quad_floats = N > 4 ? N : 4;
+  return s;
+}
+
 struct DecodeScratch {
   float* q;       // [R][Dp] queries * scale, R = Hq*T rows (row = u*T + t)
-  float* kb;      // [Hkv][Bk][Dp] key block, f32, per head contiguous
-  float* vb;      // [Hkv][Bk][Dp] value block
-  float* part;    // [2][Bk][N] per-key partial sums of two rows
-  float* s;       // [R][Bk] probabilities of the block
+  float* kb;      // [Bk][Hkv][Dp] key block, f32 (packed path only)
+  float* vb;      // [Bk][Hkv][Dp] value block (packed path only)
+  float* part;    // [Bk][quads_padded][quad_floats] q.k quads
+  float* s;       // [Bk][slots] scores, then probabilities
   float* acc;     // [R][Dp]
-  float* m;       // [R]
-  float* l;       // [R]
+  float* m;       // [slots] running max
+  float* l;       // [slots] running sum
+  float* alpha;   // [slots] rescale of acc for the current block
+  float* qpos;    // [slots] query position of the slot's row
   float* keyok;   // [Bk] 1 if the key may be attended (before causal/window)
   float* keypos;  // [Bk] key positions
-  float* qpos;    // [R] query positions
 };
 
 // Work item = (batch, chunk of keys) over all kv heads: the K/V rows of a
-// key are contiguous across heads ([S][Hkv][D]), so an item streams memory
-// in order (one head per item would stride by Hkv*D and defeat the
-// prefetchers).
+// key are contiguous across heads ([S][Hkv][D]), so an item reads its range
+// of the cache front to back, the order the hardware prefetchers follow.
 void MakeDecodePlan(const AttentionParams& p, AttentionPlan* plan) {
   const hn::ScalableTag<float> df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   const int64_t R = p.q_heads * p.q_len;
   const int64_t Dp = RoundUp(p.head_dim, N);
+  const DecodeShape sh = MakeDecodeShape(p, N);
   plan->decode = true;
   plan->lanes = N;
   plan->rows = R;
   plan->rows_padded = R;
   plan->dim_padded = Dp;
-  int64_t vectors = kDecodeBlockFloats / (p.kv_heads * Dp * N);
-  if (vectors < 1) vectors = 1;
-  if (vectors > kDecodeMaxBlockVectors) vectors = kDecodeMaxBlockVectors;
-  const int64_t Bk = vectors * N;
+  int64_t Bk = kDecodePartFloats / (sh.quads_padded * sh.quad_floats) / 4 * 4;
+  if (Bk > kDecodeBlockKeys) Bk = kDecodeBlockKeys;
+  if (Bk < 4) Bk = 4;
   plan->keys_per_tile = Bk;
   plan->block_positions = p.q_len;
   plan->blocks_per_head = 1;
@@ -97,16 +135,17 @@ void MakeDecodePlan(const AttentionParams& p, AttentionPlan* plan) {
   plan->splits = (p.kv_len + chunk - 1) / chunk;
   plan->items = p.batch * plan->splits;
   const int64_t H = p.kv_heads;
-  const int64_t floats =
-      R * Dp + 2 * Bk * H * Dp + 2 * Bk * N + R * Bk + R * Dp + 2 * R + 2 * Bk + R;
-  plan->slot_bytes = RoundUp(floats * 4 + 11 * 64, 64);
+  const int64_t floats = R * Dp + 2 * Bk * H * Dp + Bk * sh.quads_padded * sh.quad_floats +
+                         Bk * sh.slots + R * Dp + 4 * sh.slots + 2 * Bk;
+  plan->slot_bytes = RoundUp(floats * 4 + 12 * 64, 64);
   plan->shared_bytes = RoundUp(plan->items * R * (Dp + 2) * 4, 64);
 }
 
 DecodeScratch CarveDecodeSlot(const AttentionParams& p, const AttentionPlan& plan,
                               unsigned char* base) {
-  const int64_t R = plan.rows, Dp = plan.dim_padded, N = plan.lanes, H = p.kv_heads;
+  const int64_t R = plan.rows, Dp = plan.dim_padded, N = plan.lanes;
   const int64_t Bk = plan.keys_per_tile;
+  const DecodeShape sh = MakeDecodeShape(p, N);
   unsigned char* ptr = base;
   auto take = [&ptr](int64_t floats) {
     float* r = reinterpret_cast<float*>(ptr);
@@ -115,188 +154,175 @@ DecodeScratch CarveDecodeSlot(const AttentionParams& p, const AttentionPlan& pla
   };
   DecodeScratch s;
   s.q = take(R * Dp);
-  s.kb = take(Bk * H * Dp);
-  s.vb = take(Bk * H * Dp);
-  s.part = take(2 * Bk * N);
-  s.s = take(R * Bk);
+  s.kb = take(Bk * p.kv_heads * Dp);
+  s.vb = take(Bk * p.kv_heads * Dp);
+  s.part = take(Bk * sh.quads_padded * sh.quad_floats);
+  s.s = take(Bk * sh.slots);
   s.acc = take(R * Dp);
-  s.m = take(R);
-  s.l = take(R);
+  s.m = take(sh.slots);
+  s.l = take(sh.slots);
+  s.alpha = take(sh.slots);
+  s.qpos = take(sh.slots);
   s.keyok = take(Bk);
   s.keypos = take(Bk);
-  s.qpos = take(R);
   return s;
 }
 
-// Lane j of the result = sum of the lanes of part[j] (N vectors of N lanes).
+// N lanes of f32 from a K/V row: f32 as is, f16 widened.
 template <class DF>
-HWY_INLINE hn::Vec<DF> TransposeAdd(DF df, float* HWY_RESTRICT part) {
-  const size_t N = hn::Lanes(df);
+HWY_INLINE hn::Vec<DF> LoadRow(DF df, const float* HWY_RESTRICT p) {
+  return hn::LoadU(df, p);
+}
+template <class DF>
+HWY_INLINE hn::Vec<DF> LoadRow(DF df, const uint16_t* HWY_RESTRICT p) {
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  return hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p)));
+}
+
+// Folds 4 partial-sum vectors (one per row) by two levels of a
+// transpose-add tree (ConcatEven/Odd of neighbours) into one quad vector
+// with lanes [r0 | r1 | r2 | r3], N/4 partial sums per row.
+template <class DF>
+HWY_INLINE void StoreQuad(DF df, hn::Vec<DF> c0, hn::Vec<DF> c1, hn::Vec<DF> c2, hn::Vec<DF> c3,
+                          float* HWY_RESTRICT dst) {
 #if HWY_TARGET == HWY_SCALAR
-  (void)N;
-  return hn::LoadU(df, part);
+  hn::StoreU(c0, df, dst + 0);
+  hn::StoreU(c1, df, dst + 1);
+  hn::StoreU(c2, df, dst + 2);
+  hn::StoreU(c3, df, dst + 3);
 #else
-  // In place: each level halves the vector count, pairing neighbours.
-  for (size_t count = N; count > 1; count /= 2) {
-    for (size_t i = 0; i < count; i += 2) {
-      const auto lo = hn::LoadU(df, part + i * N);
-      const auto hi = hn::LoadU(df, part + (i + 1) * N);
-      const auto sum = hn::Add(hn::ConcatEven(df, hi, lo), hn::ConcatOdd(df, hi, lo));
-      hn::StoreU(sum, df, part + (i / 2) * N);
-    }
-  }
-  return hn::LoadU(df, part);
+  const auto ab = hn::Add(hn::ConcatEven(df, c1, c0), hn::ConcatOdd(df, c1, c0));
+  const auto cd = hn::Add(hn::ConcatEven(df, c3, c2), hn::ConcatOdd(df, c3, c2));
+  hn::StoreU(hn::Add(hn::ConcatEven(df, cd, ab), hn::ConcatOdd(df, cd, ab)), df, dst);
 #endif
 }
 
-// Rows of one key block for all heads, converted to f32 and repacked head
-// by head ([Hkv][Bk][Dp], zero padded): reads go through memory in order
-// (key by key, all heads), and each head's block is then one compact
-// region instead of Bk rows Hkv*D apart (a page per row: TLB misses).
-struct BlockView {
-  const float* base;  // row (jj, g) at base + g * head_stride + jj * key_stride
-  int64_t key_stride, head_stride;
-};
-
-template <typename T>
-HWY_INLINE BlockView PackBlock(const AttentionParams& p, const T* src, int64_t src_key_stride,
-                               int64_t src_head_stride, int64_t keys, int64_t Dp, int64_t Bk,
-                               float* dst) {
-  const hn::ScalableTag<float> df;
-  const int64_t D = p.head_dim, H = p.kv_heads;
-  for (int64_t jj = 0; jj < Bk; ++jj) {
-    for (int64_t g = 0; g < H; ++g) {
-      float* row = dst + (g * Bk + jj) * Dp;
-      if (jj < keys) {
-        RowToF32(df, src + jj * src_key_stride + g * src_head_stride, row, D);
-        for (int64_t d = D; d < Dp; ++d) row[d] = 0.0f;
-      } else {
-        memset(row, 0, static_cast<size_t>(Dp) * 4);
-      }
-    }
-  }
-  return BlockView{dst, Dp, Bk * Dp};
-}
-
-// part[jj] = q (.) k[jj] (N lanes, summed over the head dim later) for keys
-// [0, keys) of one head, for ROWS query rows (1 or 2) held in registers:
-// NV = Dp / N vectors each. Each key row is loaded once for the rows.
-template <int ROWS, int NV, class DF>
-HWY_INLINE void QkRowsFixed(DF df, const float* HWY_RESTRICT q0, const float* HWY_RESTRICT q1,
-                            const float* HWY_RESTRICT krow, int64_t key_stride, int64_t keys,
-                            float* part0, float* part1) {
+// q.k of two tiles at once (8 independent FMA chains): tile A = key row ka
+// against ROWS_A query rows qa.., tile B = key row kb against ROWS_B rows
+// qb.. (query rows q_stride floats apart, nv vectors each). The two tiles
+// are neighbours in memory order (same key row, or the next head's), so
+// key rows are still read front to back. Rows past ROWS_* are zero.
+template <int ROWS_A, int ROWS_B, class DF, typename T>
+HWY_INLINE void QkTilePair(DF df, const float* qa, const float* qb, int64_t q_stride,
+                           const T* ka, const T* kb, int64_t nv, float* dst_a, float* dst_b) {
   using V = hn::Vec<DF>;
-  const size_t N = hn::Lanes(df);
-  V a0 = hn::LoadU(df, q0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-  V b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0, b6 = a0, b7 = a0;
-#define GQA_LOADQ(i)                                  \
-  if (NV > i) {                                       \
-    a##i = hn::LoadU(df, q0 + i * N);                 \
-    if (ROWS > 1) b##i = hn::LoadU(df, q1 + i * N);   \
-  }
-  GQA_LOADQ(0) GQA_LOADQ(1) GQA_LOADQ(2) GQA_LOADQ(3)
-  GQA_LOADQ(4) GQA_LOADQ(5) GQA_LOADQ(6) GQA_LOADQ(7)
-#undef GQA_LOADQ
-  for (int64_t jj = 0; jj < keys; ++jj) {
-    const float* kr = krow + jj * key_stride;
-    V s0 = hn::Zero(df), s1 = s0, t0 = s0, t1 = s0;
-#define GQA_FMA(i, sa, sb)                            \
-  if (NV > i) {                                       \
-    const V k = hn::LoadU(df, kr + i * N);            \
-    sa = hn::MulAdd(a##i, k, sa);                     \
-    if (ROWS > 1) sb = hn::MulAdd(b##i, k, sb);       \
-  }
-    GQA_FMA(0, s0, t0) GQA_FMA(1, s1, t1) GQA_FMA(2, s0, t0) GQA_FMA(3, s1, t1)
-    GQA_FMA(4, s0, t0) GQA_FMA(5, s1, t1) GQA_FMA(6, s0, t0) GQA_FMA(7, s1, t1)
-#undef GQA_FMA
-    hn::StoreU(hn::Add(s0, s1), df, part0 + jj * N);
-    if (ROWS > 1) hn::StoreU(hn::Add(t0, t1), df, part1 + jj * N);
-  }
-}
-
-// Any Dp: q from memory.
-template <class DF>
-HWY_INLINE void QkRowGeneric(DF df, const float* HWY_RESTRICT q, const float* HWY_RESTRICT krow,
-                             int64_t key_stride, int64_t keys, int64_t Dp,
-                             float* HWY_RESTRICT part) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-  for (int64_t jj = 0; jj < keys; ++jj) {
-    const float* kr = krow + jj * key_stride;
-    auto sum0 = hn::Zero(df), sum1 = hn::Zero(df);
-    int64_t d = 0;
-    for (; d + 2 * N <= Dp; d += 2 * N) {
-      sum0 = hn::MulAdd(hn::LoadU(df, q + d), hn::LoadU(df, kr + d), sum0);
-      sum1 = hn::MulAdd(hn::LoadU(df, q + d + N), hn::LoadU(df, kr + d + N), sum1);
+  V a0 = hn::Zero(df), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+  for (int64_t i = 0; i < nv; ++i) {
+    const V x = LoadRow(df, ka + i * N);
+    a0 = hn::MulAdd(hn::LoadU(df, qa + i * N), x, a0);
+    if (ROWS_A > 1) a1 = hn::MulAdd(hn::LoadU(df, qa + q_stride + i * N), x, a1);
+    if (ROWS_A > 2) a2 = hn::MulAdd(hn::LoadU(df, qa + 2 * q_stride + i * N), x, a2);
+    if (ROWS_A > 3) a3 = hn::MulAdd(hn::LoadU(df, qa + 3 * q_stride + i * N), x, a3);
+    if (ROWS_B > 0) {
+      const V y = LoadRow(df, kb + i * N);
+      b0 = hn::MulAdd(hn::LoadU(df, qb + i * N), y, b0);
+      if (ROWS_B > 1) b1 = hn::MulAdd(hn::LoadU(df, qb + q_stride + i * N), y, b1);
+      if (ROWS_B > 2) b2 = hn::MulAdd(hn::LoadU(df, qb + 2 * q_stride + i * N), y, b2);
+      if (ROWS_B > 3) b3 = hn::MulAdd(hn::LoadU(df, qb + 3 * q_stride + i * N), y, b3);
     }
-    if (d < Dp) sum0 = hn::MulAdd(hn::LoadU(df, q + d), hn::LoadU(df, kr + d), sum0);
-    hn::StoreU(hn::Add(sum0, sum1), df, part + jj * N);
+  }
+  StoreQuad(df, a0, a1, a2, a3, dst_a);
+  if (ROWS_B > 0) StoreQuad(df, b0, b1, b2, b3, dst_b);
+}
+
+// Dispatch on the rows of the two tiles (0 for B: A alone).
+template <class DF, typename T>
+HWY_INLINE void QkTiles(DF df, int64_t rows_a, int64_t rows_b, const float* qa, const float* qb,
+                        int64_t q_stride, const T* ka, const T* kb, int64_t nv, float* dst_a,
+                        float* dst_b) {
+#define GQA_PAIR(A, B)                                                               \
+  if (rows_a == A && rows_b == B) {                                                  \
+    QkTilePair<A, B>(df, qa, qb, q_stride, ka, kb, nv, dst_a, dst_b);                \
+    return;                                                                          \
+  }
+  // Tiles are full (4 rows) except the last of each head.
+  GQA_PAIR(4, 4) GQA_PAIR(4, 3) GQA_PAIR(4, 2) GQA_PAIR(4, 1) GQA_PAIR(4, 0)
+  GQA_PAIR(3, 4) GQA_PAIR(2, 4) GQA_PAIR(1, 4)
+  GQA_PAIR(3, 3) GQA_PAIR(2, 2) GQA_PAIR(1, 1)
+  GQA_PAIR(3, 0) GQA_PAIR(2, 0) GQA_PAIR(1, 0)
+#undef GQA_PAIR
+  // Pairs are (last tile of a head, first of the next) or two full tiles,
+  // so the cases above cover all; anything else goes one tile at a time.
+  const float* qs[2] = {qa, qb};
+  const T* ks[2] = {ka, kb};
+  float* ds[2] = {dst_a, dst_b};
+  const int64_t rs[2] = {rows_a, rows_b};
+  for (int e = 0; e < 2; ++e) {
+    switch (rs[e]) {
+      case 0: break;
+      case 1: QkTilePair<1, 0>(df, qs[e], qs[e], q_stride, ks[e], ks[e], nv, ds[e], ds[e]); break;
+      case 2: QkTilePair<2, 0>(df, qs[e], qs[e], q_stride, ks[e], ks[e], nv, ds[e], ds[e]); break;
+      case 3: QkTilePair<3, 0>(df, qs[e], qs[e], q_stride, ks[e], ks[e], nv, ds[e], ds[e]); break;
+      default: QkTilePair<4, 0>(df, qs[e], qs[e], q_stride, ks[e], ks[e], nv, ds[e], ds[e]); break;
+    }
   }
 }
 
-// Two rows at a time where both fit in registers with their key loads.
+// Scores of slots [c*N, c*N + N) of one key from its quads: the remaining
+// levels of the tree (N/4 quads -> 1 vector), in place. Lane i = slot c*N+i.
 template <class DF>
-HWY_INLINE void QkRows(DF df, int rows, const float* q0, const float* q1, const float* krow,
-                       int64_t key_stride, int64_t keys, int64_t Dp, float* part0,
-                       float* part1) {
-  const int64_t nv = Dp / static_cast<int64_t>(hn::Lanes(df));
-  const bool pair = rows > 1;
-#define GQA_CASE(n)                                                                     \
-  case n:                                                                               \
-    if (pair && n <= 4) {                                                               \
-      QkRowsFixed<2, n>(df, q0, q1, krow, key_stride, keys, part0, part1);              \
-    } else {                                                                            \
-      QkRowsFixed<1, n>(df, q0, q0, krow, key_stride, keys, part0, part0);              \
-      if (pair) QkRowsFixed<1, n>(df, q1, q1, krow, key_stride, keys, part1, part1);    \
-    }                                                                                   \
-    return;
-  switch (nv) {
-    GQA_CASE(1) GQA_CASE(2) GQA_CASE(3) GQA_CASE(4)
-    GQA_CASE(5) GQA_CASE(6) GQA_CASE(7) GQA_CASE(8)
-    default:
-      QkRowGeneric(df, q0, krow, key_stride, keys, Dp, part0);
-      if (pair) QkRowGeneric(df, q1, krow, key_stride, keys, Dp, part1);
+HWY_INLINE hn::Vec<DF> ReduceQuads(DF df, float* HWY_RESTRICT quads, int64_t c) {
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  if (N <= 4) return hn::LoadU(df, quads + c * N);
+#if HWY_TARGET != HWY_SCALAR
+  float* part = quads + c * (N / 4) * N;
+  for (int64_t count = N / 4; count > 1; count /= 2) {
+    for (int64_t i = 0; i < count; i += 2) {
+      const auto lo = hn::LoadU(df, part + i * N);
+      const auto hi = hn::LoadU(df, part + (i + 1) * N);
+      hn::StoreU(hn::Add(hn::ConcatEven(df, hi, lo), hn::ConcatOdd(df, hi, lo)), df,
+                 part + (i / 2) * N);
+    }
   }
-#undef GQA_CASE
+  return hn::LoadU(df, part);
+#else
+  return hn::LoadU(df, quads + c);
+#endif
 }
 
-// acc[i][d..] += sum_jj p[i][jj] * v[jj][d..] for ROWS rows, 4 (or 1)
-// vectors of head dims at a time: one load of each V row serves all rows.
-template <int ROWS, int NV, class DF>
-HWY_INLINE void PvRowsFixed(DF df, const float* HWY_RESTRICT pr, int64_t p_stride,
-                            const float* HWY_RESTRICT vrow, int64_t key_stride, int64_t keys,
-                            float* HWY_RESTRICT acc, int64_t acc_stride, int64_t d) {
+// acc[i][d..] = acc[i][d..] * alpha[i] + sum_jj p[jj][i] * v[jj][d..] for
+// ROWS rows, 4 (or 1) vectors of head dims at a time: one load of each V row
+// serves all rows. p of row i, key jj at pr[jj * p_key_stride + i].
+template <int ROWS, int NV, class DF, typename T>
+HWY_INLINE void PvRowsFixed(DF df, const float* HWY_RESTRICT pr, int64_t p_key_stride,
+                            const float* HWY_RESTRICT alpha, const T* HWY_RESTRICT vrow,
+                            int64_t key_stride, int64_t keys, float* HWY_RESTRICT acc,
+                            int64_t acc_stride, int64_t d) {
   using V = hn::Vec<DF>;
   const size_t N = hn::Lanes(df);
-#define GQA_LOADA(r)                                                          \
+#define GQA_LOADA(r)                                                                   \
   V c##r##0 = hn::Zero(df), c##r##1 = c##r##0, c##r##2 = c##r##0, c##r##3 = c##r##0; \
-  if (ROWS > r) {                                                             \
-    c##r##0 = hn::LoadU(df, acc + r * acc_stride + d);                        \
-    if (NV > 1) {                                                             \
-      c##r##1 = hn::LoadU(df, acc + r * acc_stride + d + N);                  \
-      c##r##2 = hn::LoadU(df, acc + r * acc_stride + d + 2 * N);              \
-      c##r##3 = hn::LoadU(df, acc + r * acc_stride + d + 3 * N);              \
-    }                                                                         \
+  if (ROWS > r) {                                                                      \
+    const V a = hn::Set(df, alpha[r]);                                                 \
+    c##r##0 = hn::Mul(hn::LoadU(df, acc + r * acc_stride + d), a);                     \
+    if (NV > 1) {                                                                      \
+      c##r##1 = hn::Mul(hn::LoadU(df, acc + r * acc_stride + d + N), a);               \
+      c##r##2 = hn::Mul(hn::LoadU(df, acc + r * acc_stride + d + 2 * N), a);           \
+      c##r##3 = hn::Mul(hn::LoadU(df, acc + r * acc_stride + d + 3 * N), a);           \
+    }                                                                                  \
   }
   GQA_LOADA(0) GQA_LOADA(1) GQA_LOADA(2) GQA_LOADA(3)
 #undef GQA_LOADA
   for (int64_t jj = 0; jj < keys; ++jj) {
-    const float* vr = vrow + jj * key_stride + d;
-    const V v0 = hn::LoadU(df, vr);
+    const T* vr = vrow + jj * key_stride + d;
+    const V v0 = LoadRow(df, vr);
     V v1 = v0, v2 = v0, v3 = v0;
     if (NV > 1) {
-      v1 = hn::LoadU(df, vr + N);
-      v2 = hn::LoadU(df, vr + 2 * N);
-      v3 = hn::LoadU(df, vr + 3 * N);
+      v1 = LoadRow(df, vr + N);
+      v2 = LoadRow(df, vr + 2 * N);
+      v3 = LoadRow(df, vr + 3 * N);
     }
-#define GQA_ROW(r)                                          \
-  if (ROWS > r) {                                           \
-    const V w = hn::Set(df, pr[r * p_stride + jj]);         \
-    c##r##0 = hn::MulAdd(w, v0, c##r##0);                   \
-    if (NV > 1) {                                           \
-      c##r##1 = hn::MulAdd(w, v1, c##r##1);                 \
-      c##r##2 = hn::MulAdd(w, v2, c##r##2);                 \
-      c##r##3 = hn::MulAdd(w, v3, c##r##3);                 \
-    }                                                       \
+    const float* pk = pr + jj * p_key_stride;
+#define GQA_ROW(r)                            \
+  if (ROWS > r) {                             \
+    const V w = hn::Set(df, pk[r]);           \
+    c##r##0 = hn::MulAdd(w, v0, c##r##0);     \
+    if (NV > 1) {                             \
+      c##r##1 = hn::MulAdd(w, v1, c##r##1);   \
+      c##r##2 = hn::MulAdd(w, v2, c##r##2);   \
+      c##r##3 = hn::MulAdd(w, v3, c##r##3);   \
+    }                                         \
   }
     GQA_ROW(0) GQA_ROW(1) GQA_ROW(2) GQA_ROW(3)
 #undef GQA_ROW
@@ -314,28 +340,88 @@ HWY_INLINE void PvRowsFixed(DF df, const float* HWY_RESTRICT pr, int64_t p_strid
 #undef GQA_STOREA
 }
 
-template <int ROWS, class DF>
-HWY_INLINE void PvRowsAllDims(DF df, const float* pr, int64_t p_stride, const float* vrow,
-                              int64_t key_stride, int64_t keys, float* acc, int64_t Dp) {
+template <int ROWS, class DF, typename T>
+HWY_INLINE void PvRowsAllDims(DF df, const float* pr, int64_t p_key_stride, const float* alpha,
+                              const T* vrow, int64_t key_stride, int64_t keys, float* acc,
+                              int64_t Dp) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   int64_t d = 0;
   for (; d + 4 * N <= Dp; d += 4 * N) {
-    PvRowsFixed<ROWS, 4>(df, pr, p_stride, vrow, key_stride, keys, acc, Dp, d);
+    PvRowsFixed<ROWS, 4>(df, pr, p_key_stride, alpha, vrow, key_stride, keys, acc, Dp, d);
   }
-  for (; d < Dp; d += N) PvRowsFixed<ROWS, 1>(df, pr, p_stride, vrow, key_stride, keys, acc, Dp, d);
+  for (; d < Dp; d += N) {
+    PvRowsFixed<ROWS, 1>(df, pr, p_key_stride, alpha, vrow, key_stride, keys, acc, Dp, d);
+  }
 }
 
-// Rows per PV pass: 4 x 4 accumulators where there are 32 vector registers.
-constexpr int64_t kDecodePvRows = kNV > 2 ? 4 : 2;
-
-template <class DF>
-HWY_INLINE void PvRows(DF df, int rows, const float* pr, int64_t p_stride, const float* vrow,
-                       int64_t key_stride, int64_t keys, float* acc, int64_t Dp) {
+template <class DF, typename T>
+HWY_INLINE void PvRows(DF df, int64_t rows, const float* pr, int64_t p_key_stride,
+                       const float* alpha, const T* vrow, int64_t key_stride, int64_t keys,
+                       float* acc, int64_t Dp) {
   switch (rows) {
-    case 1: PvRowsAllDims<1>(df, pr, p_stride, vrow, key_stride, keys, acc, Dp); break;
-    case 2: PvRowsAllDims<2>(df, pr, p_stride, vrow, key_stride, keys, acc, Dp); break;
-    case 3: PvRowsAllDims<3>(df, pr, p_stride, vrow, key_stride, keys, acc, Dp); break;
-    default: PvRowsAllDims<4>(df, pr, p_stride, vrow, key_stride, keys, acc, Dp); break;
+    case 1: PvRowsAllDims<1>(df, pr, p_key_stride, alpha, vrow, key_stride, keys, acc, Dp); break;
+    case 2: PvRowsAllDims<2>(df, pr, p_key_stride, alpha, vrow, key_stride, keys, acc, Dp); break;
+    case 3: PvRowsAllDims<3>(df, pr, p_key_stride, alpha, vrow, key_stride, keys, acc, Dp); break;
+    default: PvRowsAllDims<4>(df, pr, p_key_stride, alpha, vrow, key_stride, keys, acc, Dp); break;
+  }
+}
+
+// Rows [0, keys) of a block, all heads, converted to f32 and zero padded:
+// dst [Bk][Hkv][Dp] (the path for head dims that whole vectors do not tile).
+template <typename T>
+HWY_INLINE void PackBlock(const T* src, int64_t key_stride, int64_t head_stride, int64_t keys,
+                          int64_t H, int64_t D, int64_t Dp, float* dst) {
+  const hn::ScalableTag<float> df;
+  for (int64_t jj = 0; jj < keys; ++jj) {
+    for (int64_t g = 0; g < H; ++g) {
+      float* row = dst + (jj * H + g) * Dp;
+      RowToF32(df, src + jj * key_stride + g * head_stride, row, D);
+      for (int64_t d = D; d < Dp; ++d) row[d] = 0.0f;
+    }
+  }
+}
+
+
+// One block of keys [j0, j0 + keys): q.k key by key, all heads in memory
+// order -> quads part[jj][tile].
+template <class DF, typename TR>
+HWY_INLINE void DecodeBlockQk(DF df, const DecodeScratch& sc, const DecodeShape& sh,
+                              int64_t rows_per_group, int64_t Dp, const TR* k,
+                              int64_t ks, int64_t kh, int64_t keys, int64_t nv,
+                              const unsigned char* v_prefetch, int64_t v_key_bytes,
+                              int64_t v_head_bytes, int64_t v_row_bytes) {
+  for (int64_t jj = 0; jj < keys; ++jj) {
+    if (v_prefetch != nullptr) {
+      // This key's V rows (all heads), in memory order, for the p.v pass:
+      // its reads go head by head, an order the hardware prefetchers miss.
+      if (v_head_bytes == v_row_bytes) {
+        const unsigned char* vr = v_prefetch + jj * v_key_bytes;
+        for (int64_t off = 0; off < sh.heads * v_row_bytes; off += 64) hwy::Prefetch(vr + off);
+      } else {
+        for (int64_t g = 0; g < sh.heads; ++g) {
+          const unsigned char* vr = v_prefetch + jj * v_key_bytes + g * v_head_bytes;
+          for (int64_t off = 0; off < v_row_bytes; off += 64) hwy::Prefetch(vr + off);
+        }
+      }
+    }
+    float* quads = sc.part + jj * sh.quads_padded * sh.quad_floats;
+    // Tiles in memory order (head, then tile), two at a time.
+    for (int64_t tile = 0; tile < sh.tiles; tile += 2) {
+      int64_t rows[2] = {0, 0};
+      const TR* krow[2] = {nullptr, nullptr};
+      const float* q[2] = {nullptr, nullptr};
+      for (int64_t e = 0; e < 2 && tile + e < sh.tiles; ++e) {
+        const int64_t g = (tile + e) / sh.tiles_per_head, t = (tile + e) % sh.tiles_per_head;
+        const int64_t r0 = g * rows_per_group + t * kDecodeTileRows;
+        const int64_t left = (g + 1) * rows_per_group - r0;
+        rows[e] = left < kDecodeTileRows ? left : kDecodeTileRows;
+        krow[e] = k + jj * ks + g * kh;
+        q[e] = sc.q + r0 * Dp;
+      }
+      QkTiles(df, rows[0], rows[1], q[0], q[1] ? q[1] : q[0], Dp, krow[0],
+              krow[1] ? krow[1] : krow[0], nv, quads + tile * sh.quad_floats,
+              quads + (tile + 1) * sh.quad_floats);
+    }
   }
 }
 
@@ -343,10 +429,14 @@ template <typename TQ, typename T>
 void DecodeItem(const AttentionParams& p, const AttentionPlan& plan, int64_t index,
                 const DecodeScratch& sc, float* partials) {
   const hn::ScalableTag<float> df;
+  using V = hn::Vec<decltype(df)>;
   const int64_t N = plan.lanes, Dp = plan.dim_padded, D = p.head_dim, R = plan.rows;
-  const int64_t group = p.q_heads / p.kv_heads, q_len = p.q_len;
+  const int64_t group = p.q_heads / p.kv_heads, q_len = p.q_len, H = p.kv_heads;
+  const int64_t rows_per_group = group * q_len;
   const int64_t split = index % plan.splits;
   const int64_t b = index / plan.splits;
+  const DecodeShape sh = MakeDecodeShape(p, N);
+  const int64_t slots = sh.slots, slot_vectors = slots / N;
 
   // Rows r = u * T + t, queries scaled.
   for (int64_t r = 0; r < R; ++r) {
@@ -356,11 +446,34 @@ void DecodeItem(const AttentionParams& p, const AttentionPlan& plan, int64_t ind
     float* dst = sc.q + r * Dp;
     for (int64_t d = 0; d < D; ++d) dst[d] = ToF32<TQ>(q[d]) * p.scale;
     for (int64_t d = D; d < Dp; ++d) dst[d] = 0.0f;
-    sc.qpos[r] = static_cast<float>(QueryPosition(p, b, t));
-    sc.m[r] = -INFINITY;
-    sc.l[r] = 0.0f;
   }
   memset(sc.acc, 0, static_cast<size_t>(R * Dp) * 4);
+  // Slot i of tile (g, t) is row g * rows_per_group + 4t + i (padding slots
+  // take the tile's first row: computed, never read back).
+  auto slot_row = [&](int64_t slot) {
+    const int64_t tile = slot / 4, i = slot % 4;
+    const int64_t g = tile / sh.tiles_per_head, t = tile % sh.tiles_per_head;
+    const int64_t r = g * rows_per_group + t * kDecodeTileRows;
+    if (g >= H) return int64_t{-1};
+    return (t * kDecodeTileRows + i < rows_per_group) ? r + i : int64_t{-1};
+  };
+  int64_t min_qpos = INT64_MAX, max_qpos = INT64_MIN;
+  for (int64_t slot = 0; slot < slots; ++slot) {
+    const int64_t r = slot_row(slot);
+    const int64_t pos = QueryPosition(p, b, r >= 0 ? r % q_len : 0);
+    sc.qpos[slot] = static_cast<float>(pos);
+    sc.m[slot] = -INFINITY;
+    sc.l[slot] = 0.0f;
+    if (pos < min_qpos) min_qpos = pos;
+    if (pos > max_qpos) max_qpos = pos;
+  }
+  // Padding quads (past the last tile) stay zero. (No zero-length memset
+  // calls: one costs hundreds of cycles on some CPUs.)
+  for (int64_t jj = 0; sh.quads_padded > sh.tiles && jj < plan.keys_per_tile; ++jj) {
+    float* quads = sc.part + jj * sh.quads_padded * sh.quad_floats;
+    memset(quads + sh.tiles * sh.quad_floats, 0,
+           static_cast<size_t>((sh.quads_padded - sh.tiles) * sh.quad_floats) * 4);
+  }
 
   // Keys of this chunk that any row may see.
   const int64_t len = p.key_lengths ? p.key_lengths[b] : p.kv_len;
@@ -379,119 +492,118 @@ void DecodeItem(const AttentionParams& p, const AttentionPlan& plan, int64_t ind
   }
   const T* k = static_cast<const T*>(p.k) + b * p.k_stride_b;
   const T* v = static_cast<const T*>(p.v) + b * p.v_stride_b;
-  const auto neg_inf = hn::Set(df, -INFINITY);
-  const auto zero = hn::Zero(df);
-  const auto window = hn::Set(df, static_cast<float>(p.sliding_window));
-
+  const V neg_inf = hn::Set(df, -INFINITY);
+  const V zero = hn::Zero(df);
+  const V window = hn::Set(df, static_cast<float>(p.sliding_window));
+  // Rows are read in place when whole vectors tile the head dim; otherwise
+  // each block is packed to f32 with zero padding.
+  const bool in_place = D % N == 0;
+  const int64_t nv = Dp / N;
   const int64_t Bk = plan.keys_per_tile;
+  const int64_t v_row_bytes = D * static_cast<int64_t>(sizeof(T));
+
   for (int64_t j0 = lo; j0 < hi; j0 += Bk) {
     const int64_t keys = hi - j0 < Bk ? hi - j0 : Bk;
-    bool any_key = false;
-    for (int64_t jj = 0; jj < Bk; ++jj) {
+    bool any_key = false, all_ok = true;
+    int64_t min_kpos = INT64_MAX, max_kpos = INT64_MIN;
+    for (int64_t jj = 0; jj < keys; ++jj) {
       const int64_t j = j0 + jj;
-      const bool ok = jj < keys && (!p.key_mask0 || p.key_mask0[b * p.kv_len + j]) &&
+      const bool ok = (!p.key_mask0 || p.key_mask0[b * p.kv_len + j]) &&
                       (!p.key_mask1 || p.key_mask1[b * p.kv_len + j]);
+      const int64_t pos = KeyPosition(p, b, j);
       sc.keyok[jj] = ok ? 1.0f : 0.0f;
-      sc.keypos[jj] = static_cast<float>(jj < keys ? KeyPosition(p, b, j) : 0);
+      sc.keypos[jj] = static_cast<float>(pos);
       any_key = any_key || ok;
+      all_ok = all_ok && ok;
+      if (pos < min_kpos) min_kpos = pos;
+      if (pos > max_kpos) max_kpos = pos;
     }
     if (!any_key) continue;
-    // Rows of one head are Hkv*D apart: page-crossing strides the hardware
-    // prefetchers do not follow. Prefetch the next block (contiguous over
-    // all heads) while this one is computed.
-    if (j0 + Bk < hi) {
-      const int64_t next = hi - (j0 + Bk) < Bk ? hi - (j0 + Bk) : Bk;
-      const char* kn = reinterpret_cast<const char*>(k + (j0 + Bk) * p.k_stride_s);
-      const char* vn = reinterpret_cast<const char*>(v + (j0 + Bk) * p.v_stride_s);
-      const int64_t kbytes = (next - 1) * p.k_stride_s * static_cast<int64_t>(sizeof(T)) +
-                             p.kv_heads * p.k_stride_h * static_cast<int64_t>(sizeof(T));
-      const int64_t vbytes = (next - 1) * p.v_stride_s * static_cast<int64_t>(sizeof(T)) +
-                             p.kv_heads * p.v_stride_h * static_cast<int64_t>(sizeof(T));
-      for (int64_t off = 0; off < kbytes; off += 64) hwy::Prefetch(kn + off);
-      for (int64_t off = 0; off < vbytes; off += 64) hwy::Prefetch(vn + off);
+    // Position masks only where some (key, row) pair of the block may fail.
+    const bool mask_causal = p.causal && max_kpos > min_qpos;
+    const bool mask_window = p.sliding_window > 0 && (max_qpos - min_kpos >= p.sliding_window ||
+                                                      max_kpos - min_qpos >= p.sliding_window);
+    const T* kb = k + j0 * p.k_stride_s;
+    const T* vb = v + j0 * p.v_stride_s;
+    if (in_place) {
+      DecodeBlockQk(df, sc, sh, rows_per_group, Dp, kb, p.k_stride_s, p.k_stride_h, keys, nv,
+                    reinterpret_cast<const unsigned char*>(vb),
+                    p.v_stride_s * static_cast<int64_t>(sizeof(T)),
+                    p.v_stride_h * static_cast<int64_t>(sizeof(T)), v_row_bytes);
+    } else {
+      PackBlock(kb, p.k_stride_s, p.k_stride_h, keys, H, D, Dp, sc.kb);
+      DecodeBlockQk(df, sc, sh, rows_per_group, Dp, static_cast<const float*>(sc.kb), H * Dp,
+                    Dp, keys, nv, nullptr, 0, 0, 0);
     }
-    const BlockView kv =
-        PackBlock(p, k + j0 * p.k_stride_s, p.k_stride_s, p.k_stride_h, keys, Dp, Bk, sc.kb);
-    const int64_t key_vectors = (keys + N - 1) / N;
-    bool any_p = false;
-    // Scores of row r from its partial sums: transpose-add, masks, then the
-    // online-softmax update (one serial chain per row and block).
-    auto finish_row = [&](int64_t r, float* part) {
-      const auto qpos = hn::Set(df, sc.qpos[r]);
-      float* srow = sc.s + r * Bk;
-      auto vmax = neg_inf;
-      for (int64_t c = 0; c < key_vectors; ++c) {
-        auto x = TransposeAdd(df, part + c * N * N);
-        const auto keypos = hn::LoadU(df, sc.keypos + c * N);
-        x = hn::IfThenElse(hn::Eq(hn::LoadU(df, sc.keyok + c * N), zero), neg_inf, x);
-        if (p.causal) x = hn::IfThenElse(hn::Gt(keypos, qpos), neg_inf, x);
-        if (p.sliding_window > 0) {
-          x = hn::IfThenElse(hn::Ge(hn::Sub(qpos, keypos), window), neg_inf, x);
-          x = hn::IfThenElse(hn::Ge(hn::Sub(keypos, qpos), window), neg_inf, x);
+    // Scores, masks and the online-softmax update, key-major with the
+    // slots in the lanes: m, l and alpha are elementwise across keys.
+    for (int64_t c = 0; c < slot_vectors; ++c) {
+      const V qpos = hn::LoadU(df, sc.qpos + c * N);
+      const V m_old = hn::LoadU(df, sc.m + c * N);
+      V vmax = m_old;
+      for (int64_t jj = 0; jj < keys; ++jj) {
+        float* srow = sc.s + jj * slots + c * N;
+        V x = ReduceQuads(df, sc.part + jj * sh.quads_padded * sh.quad_floats, c);
+        if (!all_ok && sc.keyok[jj] == 0.0f) x = neg_inf;
+        if (mask_causal || mask_window) {
+          const V keypos = hn::Set(df, sc.keypos[jj]);
+          if (mask_causal) x = hn::IfThenElse(hn::Gt(keypos, qpos), neg_inf, x);
+          if (mask_window) {
+            x = hn::IfThenElse(hn::Ge(hn::Sub(qpos, keypos), window), neg_inf, x);
+            x = hn::IfThenElse(hn::Ge(hn::Sub(keypos, qpos), window), neg_inf, x);
+          }
         }
-        hn::StoreU(x, df, srow + c * N);
+        hn::StoreU(x, df, srow);
         vmax = hn::Max(vmax, x);
       }
-      const float m_old = sc.m[r];
-      const float m_blk = hn::GetLane(hn::MaxOfLanes(df, vmax));
-      const float m_new = m_blk > m_old ? m_blk : m_old;
-      if (m_new == -INFINITY) {
-        for (int64_t c = 0; c < key_vectors; ++c) hn::StoreU(zero, df, srow + c * N);
-        return;
-      }
-      const auto vm = hn::Set(df, m_new);
-      auto vsum = zero;
-      for (int64_t c = 0; c < key_vectors; ++c) {
-        const auto x = hn::LoadU(df, srow + c * N);
-        const auto e = hn::IfThenZeroElse(hn::Eq(x, neg_inf), hn::Exp(df, hn::Sub(x, vm)));
-        hn::StoreU(e, df, srow + c * N);
+      // Slots that saw no key yet keep m = -inf: exp against 0 there.
+      const auto none = hn::Eq(vmax, neg_inf);
+      const V m_use = hn::IfThenZeroElse(none, vmax);
+      const V alpha =
+          hn::IfThenZeroElse(hn::Eq(m_old, neg_inf), hn::Exp(df, hn::Sub(m_old, m_use)));
+      V vsum = zero;
+      for (int64_t jj = 0; jj < keys; ++jj) {
+        float* srow = sc.s + jj * slots + c * N;
+        const V x = hn::LoadU(df, srow);
+        const V e = hn::IfThenZeroElse(hn::Eq(x, neg_inf), hn::Exp(df, hn::Sub(x, m_use)));
+        hn::StoreU(e, df, srow);
         vsum = hn::Add(vsum, e);
       }
-      const float alpha = m_old == -INFINITY ? 0.0f : expf(m_old - m_new);
-      sc.l[r] = sc.l[r] * alpha + hn::GetLane(hn::SumOfLanes(df, vsum));
-      sc.m[r] = m_new;
-      if (alpha != 1.0f) {
-        const auto va = hn::Set(df, alpha);
-        float* acc = sc.acc + r * Dp;
-        for (int64_t d = 0; d < Dp; d += N) {
-          hn::StoreU(hn::Mul(hn::LoadU(df, acc + d), va), df, acc + d);
+      hn::StoreU(hn::MulAdd(hn::LoadU(df, sc.l + c * N), alpha, vsum), df, sc.l + c * N);
+      hn::StoreU(vmax, df, sc.m + c * N);
+      hn::StoreU(alpha, df, sc.alpha + c * N);
+    }
+    // acc[r] = acc[r] * alpha + sum_j p[j][r] v[j], head by head, a tile of
+    // rows at a time so each V row is loaded once for all of them.
+    auto pv = [&](const auto* vrows, int64_t vs, int64_t vh) {
+      for (int64_t g = 0; g < H; ++g) {
+        for (int64_t t = 0; t < sh.tiles_per_head; ++t) {
+          const int64_t r0 = g * rows_per_group + t * kDecodeTileRows;
+          const int64_t slot0 = (g * sh.tiles_per_head + t) * 4;
+          const int64_t left = (g + 1) * rows_per_group - r0;
+          const int64_t rows = left < kDecodeTileRows ? left : kDecodeTileRows;
+          for (int64_t i = 0; i < rows; i += kDecodePvRows) {
+            const int64_t n = rows - i < kDecodePvRows ? rows - i : kDecodePvRows;
+            PvRows(df, n, sc.s + slot0 + i, slots, sc.alpha + slot0 + i, vrows + g * vh, vs,
+                   keys, sc.acc + (r0 + i) * Dp, Dp);
+          }
         }
       }
-      any_p = true;
     };
-    const int64_t rows_per_group = group * q_len;
-    for (int64_t r = 0; r < R;) {
-      const int64_t g = r / rows_per_group;
-      const int rows = (r + 1 < R && (r + 1) / rows_per_group == g) ? 2 : 1;
-      float* part0 = sc.part;
-      float* part1 = sc.part + Bk * N;
-      QkRows(df, rows, sc.q + r * Dp, sc.q + (r + rows - 1) * Dp, kv.base + g * kv.head_stride,
-             kv.key_stride, key_vectors * N, Dp, part0, part1);
-      finish_row(r, part0);
-      if (rows > 1) finish_row(r + 1, part1);
-      r += rows;
-    }
-    if (!any_p) continue;
-    const BlockView vv =
-        PackBlock(p, v + j0 * p.v_stride_s, p.v_stride_s, p.v_stride_h, keys, Dp, Bk, sc.vb);
-    // acc[r] += sum_j p[r][j] v[j], kDecodePvRows rows of a group at a time
-    // so each V row is loaded once for all of them.
-    for (int64_t g = 0; g < p.kv_heads; ++g) {
-      const float* vrow = vv.base + g * vv.head_stride;
-      for (int64_t r = g * rows_per_group; r < (g + 1) * rows_per_group; r += kDecodePvRows) {
-        const int64_t rows = (g + 1) * rows_per_group - r < kDecodePvRows
-                                 ? (g + 1) * rows_per_group - r
-                                 : kDecodePvRows;
-        PvRows(df, static_cast<int>(rows), sc.s + r * Bk, Bk, vrow, vv.key_stride, keys,
-               sc.acc + r * Dp, Dp);
-      }
+    if (in_place) {
+      pv(vb, p.v_stride_s, p.v_stride_h);
+    } else {
+      PackBlock(vb, p.v_stride_s, p.v_stride_h, keys, H, D, Dp, sc.vb);
+      pv(static_cast<const float*>(sc.vb), H * Dp, Dp);
     }
   }
   // Partial result of this chunk: [R][m, l, acc...].
   float* out = partials + index * R * (Dp + 2);
-  for (int64_t r = 0; r < R; ++r) {
-    out[r * (Dp + 2) + 0] = sc.m[r];
-    out[r * (Dp + 2) + 1] = sc.l[r];
+  for (int64_t slot = 0; slot < slots; ++slot) {
+    const int64_t r = slot_row(slot);
+    if (r < 0) continue;
+    out[r * (Dp + 2) + 0] = sc.m[slot];
+    out[r * (Dp + 2) + 1] = sc.l[slot];
     memcpy(out + r * (Dp + 2) + 2, sc.acc + r * Dp, static_cast<size_t>(Dp) * 4);
   }
 }
