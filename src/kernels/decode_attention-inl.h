@@ -56,10 +56,12 @@ constexpr int64_t kDecodePartFloats = 4096;
 // Rows per q.k tile (one key row against up to 4 query rows: the 4 partial
 // vectors fold into one "quad" vector) and per p.v register tile.
 constexpr int64_t kDecodeTileRows = 4;
+// p.v passes: up to 8 rows x 2 vectors (or 4 x 4) of accumulators where
+// there are 32 vector registers, 2 x 4 where there are 16.
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL || HWY_ARCH_ARM_A64
-constexpr int64_t kDecodePvRows = 4;  // 4 rows x 4 vectors of accumulators
+constexpr int kDecodePvRows = 8;
 #else
-constexpr int64_t kDecodePvRows = 2;  // 16 vector registers
+constexpr int kDecodePvRows = 2;
 #endif
 
 // True when the decode path can serve p (few rows, nothing it lacks).
@@ -202,7 +204,7 @@ HWY_INLINE void StoreQuad(DF df, hn::Vec<DF> c0, hn::Vec<DF> c1, hn::Vec<DF> c2,
 // qb.. (query rows q_stride floats apart, nv vectors each). The two tiles
 // are neighbours in memory order (same key row, or the next head's), so
 // key rows are still read front to back. Rows past ROWS_* are zero.
-template <int ROWS_A, int ROWS_B, class DF, typename T>
+template <int ROWS_A, int ROWS_B, bool SAME_ROW, class DF, typename T>
 HWY_INLINE void QkTilePair(DF df, const float* qa, const float* qb, int64_t q_stride,
                            const T* ka, const T* kb, int64_t nv, float* dst_a, float* dst_b) {
   using V = hn::Vec<DF>;
@@ -215,7 +217,7 @@ HWY_INLINE void QkTilePair(DF df, const float* qa, const float* qb, int64_t q_st
     if (ROWS_A > 2) a2 = hn::MulAdd(hn::LoadU(df, qa + 2 * q_stride + i * N), x, a2);
     if (ROWS_A > 3) a3 = hn::MulAdd(hn::LoadU(df, qa + 3 * q_stride + i * N), x, a3);
     if (ROWS_B > 0) {
-      const V y = LoadRow(df, kb + i * N);
+      const V y = SAME_ROW ? x : LoadRow(df, kb + i * N);
       b0 = hn::MulAdd(hn::LoadU(df, qb + i * N), y, b0);
       if (ROWS_B > 1) b1 = hn::MulAdd(hn::LoadU(df, qb + q_stride + i * N), y, b1);
       if (ROWS_B > 2) b2 = hn::MulAdd(hn::LoadU(df, qb + 2 * q_stride + i * N), y, b2);
@@ -233,9 +235,17 @@ HWY_INLINE void QkTiles(DF df, int64_t rows_a, int64_t rows_b, const float* qa, 
                         float* dst_b) {
 #define GQA_PAIR(A, B)                                                               \
   if (rows_a == A && rows_b == B) {                                                  \
-    QkTilePair<A, B>(df, qa, qb, q_stride, ka, kb, nv, dst_a, dst_b);                \
+    QkTilePair<A, B, false>(df, qa, qb, q_stride, ka, kb, nv, dst_a, dst_b);         \
     return;                                                                          \
   }
+  // Two tiles of one head share the key row: loaded (and widened) once.
+#define GQA_PAIR_SAME(A, B)                                                          \
+  if (rows_a == A && rows_b == B && ka == kb) {                                      \
+    QkTilePair<A, B, true>(df, qa, qb, q_stride, ka, kb, nv, dst_a, dst_b);          \
+    return;                                                                          \
+  }
+  GQA_PAIR_SAME(4, 4) GQA_PAIR_SAME(4, 3) GQA_PAIR_SAME(4, 2) GQA_PAIR_SAME(4, 1)
+#undef GQA_PAIR_SAME
   // Tiles are full (4 rows) except the last of each head.
   GQA_PAIR(4, 4) GQA_PAIR(4, 3) GQA_PAIR(4, 2) GQA_PAIR(4, 1) GQA_PAIR(4, 0)
   GQA_PAIR(3, 4) GQA_PAIR(2, 4) GQA_PAIR(1, 4)
@@ -251,10 +261,10 @@ HWY_INLINE void QkTiles(DF df, int64_t rows_a, int64_t rows_b, const float* qa, 
   for (int e = 0; e < 2; ++e) {
     switch (rs[e]) {
       case 0: break;
-      case 1: QkTilePair<1, 0>(df, qs[e], qs[e], q_stride, ks[e], ks[e], nv, ds[e], ds[e]); break;
-      case 2: QkTilePair<2, 0>(df, qs[e], qs[e], q_stride, ks[e], ks[e], nv, ds[e], ds[e]); break;
-      case 3: QkTilePair<3, 0>(df, qs[e], qs[e], q_stride, ks[e], ks[e], nv, ds[e], ds[e]); break;
-      default: QkTilePair<4, 0>(df, qs[e], qs[e], q_stride, ks[e], ks[e], nv, ds[e], ds[e]); break;
+      case 1: QkTilePair<1, 0, false>(df, qs[e], qs[e], q_stride, ks[e], ks[e], nv, ds[e], ds[e]); break;
+      case 2: QkTilePair<2, 0, false>(df, qs[e], qs[e], q_stride, ks[e], ks[e], nv, ds[e], ds[e]); break;
+      case 3: QkTilePair<3, 0, false>(df, qs[e], qs[e], q_stride, ks[e], ks[e], nv, ds[e], ds[e]); break;
+      default: QkTilePair<4, 0, false>(df, qs[e], qs[e], q_stride, ks[e], ks[e], nv, ds[e], ds[e]); break;
     }
   }
 }
@@ -282,88 +292,99 @@ HWY_INLINE hn::Vec<DF> ReduceQuads(DF df, float* HWY_RESTRICT quads, int64_t c) 
 }
 
 // acc[i][d..] = acc[i][d..] * alpha[i] + sum_jj p[jj][i] * v[jj][d..] for
-// ROWS rows, 4 (or 1) vectors of head dims at a time: one load of each V row
-// serves all rows. p of row i, key jj at pr[jj * p_key_stride + i].
+// ROWS rows (up to 8) and NV vectors of head dims (ROWS * NV <= 16
+// accumulators): one load of each V vector serves all rows. p of row i,
+// key jj at pr[jj * p_key_stride + i].
 template <int ROWS, int NV, class DF, typename T>
 HWY_INLINE void PvRowsFixed(DF df, const float* HWY_RESTRICT pr, int64_t p_key_stride,
                             const float* HWY_RESTRICT alpha, const T* HWY_RESTRICT vrow,
                             int64_t key_stride, int64_t keys, float* HWY_RESTRICT acc,
                             int64_t acc_stride, int64_t d) {
+  static_assert(ROWS * NV <= 16 && ROWS <= 8 && NV <= 4, "register tile");
   using V = hn::Vec<DF>;
   const size_t N = hn::Lanes(df);
 #define GQA_LOADA(r)                                                                   \
   V c##r##0 = hn::Zero(df), c##r##1 = c##r##0, c##r##2 = c##r##0, c##r##3 = c##r##0; \
   if (ROWS > r) {                                                                      \
     const V a = hn::Set(df, alpha[r]);                                                 \
-    c##r##0 = hn::Mul(hn::LoadU(df, acc + r * acc_stride + d), a);                     \
-    if (NV > 1) {                                                                      \
-      c##r##1 = hn::Mul(hn::LoadU(df, acc + r * acc_stride + d + N), a);               \
-      c##r##2 = hn::Mul(hn::LoadU(df, acc + r * acc_stride + d + 2 * N), a);           \
-      c##r##3 = hn::Mul(hn::LoadU(df, acc + r * acc_stride + d + 3 * N), a);           \
-    }                                                                                  \
+    const float* ar = acc + r * acc_stride + d;                                        \
+    c##r##0 = hn::Mul(hn::LoadU(df, ar), a);                                           \
+    if (NV > 1) c##r##1 = hn::Mul(hn::LoadU(df, ar + N), a);                           \
+    if (NV > 2) c##r##2 = hn::Mul(hn::LoadU(df, ar + 2 * N), a);                       \
+    if (NV > 3) c##r##3 = hn::Mul(hn::LoadU(df, ar + 3 * N), a);                       \
   }
   GQA_LOADA(0) GQA_LOADA(1) GQA_LOADA(2) GQA_LOADA(3)
+  GQA_LOADA(4) GQA_LOADA(5) GQA_LOADA(6) GQA_LOADA(7)
 #undef GQA_LOADA
   for (int64_t jj = 0; jj < keys; ++jj) {
     const T* vr = vrow + jj * key_stride + d;
     const V v0 = LoadRow(df, vr);
     V v1 = v0, v2 = v0, v3 = v0;
-    if (NV > 1) {
-      v1 = LoadRow(df, vr + N);
-      v2 = LoadRow(df, vr + 2 * N);
-      v3 = LoadRow(df, vr + 3 * N);
-    }
+    if (NV > 1) v1 = LoadRow(df, vr + N);
+    if (NV > 2) v2 = LoadRow(df, vr + 2 * N);
+    if (NV > 3) v3 = LoadRow(df, vr + 3 * N);
     const float* pk = pr + jj * p_key_stride;
-#define GQA_ROW(r)                            \
-  if (ROWS > r) {                             \
-    const V w = hn::Set(df, pk[r]);           \
-    c##r##0 = hn::MulAdd(w, v0, c##r##0);     \
-    if (NV > 1) {                             \
-      c##r##1 = hn::MulAdd(w, v1, c##r##1);   \
-      c##r##2 = hn::MulAdd(w, v2, c##r##2);   \
-      c##r##3 = hn::MulAdd(w, v3, c##r##3);   \
-    }                                         \
+#define GQA_ROW(r)                                      \
+  if (ROWS > r) {                                       \
+    const V w = hn::Set(df, pk[r]);                     \
+    c##r##0 = hn::MulAdd(w, v0, c##r##0);               \
+    if (NV > 1) c##r##1 = hn::MulAdd(w, v1, c##r##1);   \
+    if (NV > 2) c##r##2 = hn::MulAdd(w, v2, c##r##2);   \
+    if (NV > 3) c##r##3 = hn::MulAdd(w, v3, c##r##3);   \
   }
     GQA_ROW(0) GQA_ROW(1) GQA_ROW(2) GQA_ROW(3)
+    GQA_ROW(4) GQA_ROW(5) GQA_ROW(6) GQA_ROW(7)
 #undef GQA_ROW
   }
-#define GQA_STOREA(r)                                                 \
-  if (ROWS > r) {                                                     \
-    hn::StoreU(c##r##0, df, acc + r * acc_stride + d);                \
-    if (NV > 1) {                                                     \
-      hn::StoreU(c##r##1, df, acc + r * acc_stride + d + N);          \
-      hn::StoreU(c##r##2, df, acc + r * acc_stride + d + 2 * N);      \
-      hn::StoreU(c##r##3, df, acc + r * acc_stride + d + 3 * N);      \
-    }                                                                 \
+#define GQA_STOREA(r)                                   \
+  if (ROWS > r) {                                       \
+    float* ar = acc + r * acc_stride + d;               \
+    hn::StoreU(c##r##0, df, ar);                        \
+    if (NV > 1) hn::StoreU(c##r##1, df, ar + N);        \
+    if (NV > 2) hn::StoreU(c##r##2, df, ar + 2 * N);    \
+    if (NV > 3) hn::StoreU(c##r##3, df, ar + 3 * N);    \
   }
   GQA_STOREA(0) GQA_STOREA(1) GQA_STOREA(2) GQA_STOREA(3)
+  GQA_STOREA(4) GQA_STOREA(5) GQA_STOREA(6) GQA_STOREA(7)
 #undef GQA_STOREA
 }
 
+// All head dims: chunks of NV vectors (4 for up to 4 rows, else 2), then
+// single vectors.
 template <int ROWS, class DF, typename T>
 HWY_INLINE void PvRowsAllDims(DF df, const float* pr, int64_t p_key_stride, const float* alpha,
                               const T* vrow, int64_t key_stride, int64_t keys, float* acc,
                               int64_t Dp) {
+  constexpr int kNVChunk = ROWS <= 4 ? 4 : 2;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   int64_t d = 0;
-  for (; d + 4 * N <= Dp; d += 4 * N) {
-    PvRowsFixed<ROWS, 4>(df, pr, p_key_stride, alpha, vrow, key_stride, keys, acc, Dp, d);
+  for (; d + kNVChunk * N <= Dp; d += kNVChunk * N) {
+    PvRowsFixed<ROWS, kNVChunk>(df, pr, p_key_stride, alpha, vrow, key_stride, keys, acc, Dp,
+                                d);
   }
   for (; d < Dp; d += N) {
     PvRowsFixed<ROWS, 1>(df, pr, p_key_stride, alpha, vrow, key_stride, keys, acc, Dp, d);
   }
 }
 
+// rows <= kDecodePvRows.
 template <class DF, typename T>
 HWY_INLINE void PvRows(DF df, int64_t rows, const float* pr, int64_t p_key_stride,
                        const float* alpha, const T* vrow, int64_t key_stride, int64_t keys,
                        float* acc, int64_t Dp) {
+#define GQA_PV_CASE(n)                                                                       \
+  case n:                                                                                    \
+    PvRowsAllDims<(n <= kDecodePvRows ? n : 1)>(df, pr, p_key_stride, alpha, vrow,           \
+                                                key_stride, keys, acc, Dp);                  \
+    break;
   switch (rows) {
-    case 1: PvRowsAllDims<1>(df, pr, p_key_stride, alpha, vrow, key_stride, keys, acc, Dp); break;
-    case 2: PvRowsAllDims<2>(df, pr, p_key_stride, alpha, vrow, key_stride, keys, acc, Dp); break;
-    case 3: PvRowsAllDims<3>(df, pr, p_key_stride, alpha, vrow, key_stride, keys, acc, Dp); break;
-    default: PvRowsAllDims<4>(df, pr, p_key_stride, alpha, vrow, key_stride, keys, acc, Dp); break;
+    GQA_PV_CASE(1) GQA_PV_CASE(2) GQA_PV_CASE(3) GQA_PV_CASE(4)
+    GQA_PV_CASE(5) GQA_PV_CASE(6) GQA_PV_CASE(7)
+    default:
+      PvRowsAllDims<kDecodePvRows>(df, pr, p_key_stride, alpha, vrow, key_stride, keys, acc,
+                                   Dp);
   }
+#undef GQA_PV_CASE
 }
 
 // Rows [0, keys) of a block, all heads, converted to f32 and zero padded:
@@ -573,20 +594,18 @@ void DecodeItem(const AttentionParams& p, const AttentionPlan& plan, int64_t ind
       hn::StoreU(vmax, df, sc.m + c * N);
       hn::StoreU(alpha, df, sc.alpha + c * N);
     }
-    // acc[r] = acc[r] * alpha + sum_j p[j][r] v[j], head by head, a tile of
-    // rows at a time so each V row is loaded once for all of them.
+    // acc[r] = acc[r] * alpha + sum_j p[j][r] v[j], head by head, up to
+    // kDecodePvRows rows at a time so each V row is loaded once for them.
     auto pv = [&](const auto* vrows, int64_t vs, int64_t vh) {
       for (int64_t g = 0; g < H; ++g) {
-        for (int64_t t = 0; t < sh.tiles_per_head; ++t) {
-          const int64_t r0 = g * rows_per_group + t * kDecodeTileRows;
-          const int64_t slot0 = (g * sh.tiles_per_head + t) * 4;
-          const int64_t left = (g + 1) * rows_per_group - r0;
-          const int64_t rows = left < kDecodeTileRows ? left : kDecodeTileRows;
-          for (int64_t i = 0; i < rows; i += kDecodePvRows) {
-            const int64_t n = rows - i < kDecodePvRows ? rows - i : kDecodePvRows;
-            PvRows(df, n, sc.s + slot0 + i, slots, sc.alpha + slot0 + i, vrows + g * vh, vs,
-                   keys, sc.acc + (r0 + i) * Dp, Dp);
-          }
+        // A head's rows have consecutive slots (its tiles are full but the
+        // last), so passes may span tiles.
+        const int64_t slot_head = g * sh.tiles_per_head * 4;
+        for (int64_t i = 0; i < rows_per_group; i += kDecodePvRows) {
+          const int64_t n =
+              rows_per_group - i < kDecodePvRows ? rows_per_group - i : kDecodePvRows;
+          PvRows(df, n, sc.s + slot_head + i, slots, sc.alpha + slot_head + i, vrows + g * vh,
+                 vs, keys, sc.acc + (g * rows_per_group + i) * Dp, Dp);
         }
       }
     };
