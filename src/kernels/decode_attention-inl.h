@@ -270,13 +270,25 @@ HWY_INLINE void QkTiles(DF df, int64_t rows_a, int64_t rows_b, const float* qa, 
 }
 
 // Scores of slots [c*N, c*N + N) of one key from its quads: the remaining
-// levels of the tree (N/4 quads -> 1 vector), in place. Lane i = slot c*N+i.
+// levels of the tree (N/4 quads -> 1 vector). Lane i = slot c*N+i.
 template <class DF>
 HWY_INLINE hn::Vec<DF> ReduceQuads(DF df, float* HWY_RESTRICT quads, int64_t c) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   if (N <= 4) return hn::LoadU(df, quads + c * N);
 #if HWY_TARGET != HWY_SCALAR
   float* part = quads + c * (N / 4) * N;
+  // 2 or 4 quads (256/512-bit vectors): in registers.
+  if (N == 8 || N == 16) {
+    auto lo = hn::LoadU(df, part);
+    auto hi = hn::LoadU(df, part + N);
+    if (N == 16) {
+      const auto lo2 = hn::LoadU(df, part + 2 * N);
+      const auto hi2 = hn::LoadU(df, part + 3 * N);
+      lo = hn::Add(hn::ConcatEven(df, hi, lo), hn::ConcatOdd(df, hi, lo));
+      hi = hn::Add(hn::ConcatEven(df, hi2, lo2), hn::ConcatOdd(df, hi2, lo2));
+    }
+    return hn::Add(hn::ConcatEven(df, hi, lo), hn::ConcatOdd(df, hi, lo));
+  }
   for (int64_t count = N / 4; count > 1; count /= 2) {
     for (int64_t i = 0; i < count; i += 2) {
       const auto lo = hn::LoadU(df, part + i * N);
@@ -544,6 +556,7 @@ void DecodeItem(const AttentionParams& p, const AttentionPlan& plan, int64_t ind
     const bool mask_causal = p.causal && max_kpos > min_qpos;
     const bool mask_window = p.sliding_window > 0 && (max_qpos - min_kpos >= p.sliding_window ||
                                                       max_kpos - min_qpos >= p.sliding_window);
+    const bool clean = all_ok && !mask_causal && !mask_window;
     const T* kb = k + j0 * p.k_stride_s;
     const T* vb = v + j0 * p.v_stride_s;
     if (in_place) {
@@ -583,12 +596,21 @@ void DecodeItem(const AttentionParams& p, const AttentionPlan& plan, int64_t ind
       const V alpha =
           hn::IfThenZeroElse(hn::Eq(m_old, neg_inf), hn::Exp(df, hn::Sub(m_old, m_use)));
       V vsum = zero;
-      for (int64_t jj = 0; jj < keys; ++jj) {
-        float* srow = sc.s + jj * slots + c * N;
-        const V x = hn::LoadU(df, srow);
-        const V e = hn::IfThenZeroElse(hn::Eq(x, neg_inf), hn::Exp(df, hn::Sub(x, m_use)));
-        hn::StoreU(e, df, srow);
-        vsum = hn::Add(vsum, e);
+      if (clean) {  // no -inf scores in this block
+        for (int64_t jj = 0; jj < keys; ++jj) {
+          float* srow = sc.s + jj * slots + c * N;
+          const V e = hn::Exp(df, hn::Sub(hn::LoadU(df, srow), m_use));
+          hn::StoreU(e, df, srow);
+          vsum = hn::Add(vsum, e);
+        }
+      } else {
+        for (int64_t jj = 0; jj < keys; ++jj) {
+          float* srow = sc.s + jj * slots + c * N;
+          const V x = hn::LoadU(df, srow);
+          const V e = hn::IfThenZeroElse(hn::Eq(x, neg_inf), hn::Exp(df, hn::Sub(x, m_use)));
+          hn::StoreU(e, df, srow);
+          vsum = hn::Add(vsum, e);
+        }
       }
       hn::StoreU(hn::MulAdd(hn::LoadU(df, sc.l + c * N), alpha, vsum), df, sc.l + c * N);
       hn::StoreU(vmax, df, sc.m + c * N);
