@@ -168,8 +168,13 @@ Record BenchCore(const Shape& s, const Options& o, pthreadpool_t pool) {
   r.median_ms = med * 1e3;
   r.min_ms = *std::min_element(times.begin(), times.end()) * 1e3;
   r.gflops = 4.0 * s.batch * s.q_heads * s.head_dim * Pairs(s) / med * 1e-9;
-  r.gbps = s.decode ? static_cast<double>(2 * nkv * elem) / med * 1e-9
-                    : static_cast<double>(set_bytes + nq * 4) / med * 1e-9;
+  // Bytes read: the keys some query may see (top-left causal with T < S
+  // sees only the first T), plus q and out for non-decode shapes.
+  const int64_t seen = (s.causal && !s.decode) ? std::min(s.q_len, s.kv_len) : s.kv_len;
+  const double kv_bytes = 2.0 * static_cast<double>(nkv * elem) * static_cast<double>(seen) /
+                          static_cast<double>(s.kv_len);
+  r.gbps = s.decode ? kv_bytes / med * 1e-9
+                    : (kv_bytes + static_cast<double>(nq * elem + nq * 4)) / med * 1e-9;
   // Check 64 sampled rows against a float64 evaluation of the same inputs.
   std::mt19937_64 rng(5);
   const int64_t group = s.q_heads / s.kv_heads;
