@@ -85,8 +85,9 @@ bool LoadGoldenCase(const std::string& dir, GoldenCase* out,
     c.config.key_features = fk;
     c.config.use_bias = j.at("use_bias").get<bool>();
     c.config.use_gate = j.value("use_gate", false);
-    c.config.sliding_window =
-        j.at("sliding_window").is_null() ? 0 : j.at("sliding_window").get<int64_t>();
+    c.config.sliding_window = j.at("sliding_window").is_null()
+                                  ? 0
+                                  : j.at("sliding_window").get<int64_t>();
     c.config.dropout = j.value("dropout", 0.0f);
     c.training = j.value("training", false);
     c.causal = j.value("use_causal_mask", false);

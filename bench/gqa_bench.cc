@@ -33,10 +33,10 @@ struct Shape {
   int64_t batch = 1, q_heads = 8, kv_heads = 2, head_dim = 64, q_len = 512,
           kv_len = 512;
   bool causal = false;
-  bool layer = false;        // whole layer (projections too) vs core only
-  int64_t features = 0;      // layer: Fq = Fk = Fv
-  bool decode = false;       // T new queries at the end of an S-long cache,
-                             // always cold; GB/s counts the K+V read
+  bool layer = false;    // whole layer (projections too) vs core only
+  int64_t features = 0;  // layer: Fq = Fk = Fv
+  bool decode = false;   // T new queries at the end of an S-long cache,
+                         // always cold; GB/s counts the K+V read
 };
 
 struct Options {
@@ -72,10 +72,12 @@ const Shape kPresets[] = {
 };
 
 void Usage() {
-  fprintf(stderr,
-          "usage: gqa-bench [--preset P1|P2|P3|N1|L1|L2|D1|D2|D3]... [--batch N --q-heads N\n"
-          "  --kv-heads N --head-dim N --q-len N --kv-len N [--causal]]\n"
-          "  [--dtype f32|f16] [--threads N] [--reps N] [--cold] [--json FILE]\n");
+  fprintf(
+      stderr,
+      "usage: gqa-bench [--preset P1|P2|P3|N1|L1|L2|D1|D2|D3]... [--batch N "
+      "--q-heads N\n"
+      "  --kv-heads N --head-dim N --q-len N --kv-len N [--causal]]\n"
+      "  [--dtype f32|f16] [--threads N] [--reps N] [--cold] [--json FILE]\n");
 }
 
 // Query-key pairs that the mask allows.
@@ -84,7 +86,8 @@ double Pairs(const Shape& s) {
     return static_cast<double>(s.q_len) * static_cast<double>(s.kv_len);
   }
   double n = 0;
-  for (int64_t t = 0; t < s.q_len; ++t) n += static_cast<double>(std::min(t + 1, s.kv_len));
+  for (int64_t t = 0; t < s.q_len; ++t)
+    n += static_cast<double>(std::min(t + 1, s.kv_len));
   return n;
 }
 
@@ -110,13 +113,15 @@ Record BenchCore(const Shape& s, const Options& o, pthreadpool_t pool) {
   const size_t elem = o.f16 ? 2 : 4;
   const size_t set_bytes = (nq + 2 * nkv) * elem;
   // --cold: enough copies to pass 512 MiB, so each rep reads from DRAM.
-  const size_t copies =
-      (o.cold || s.decode) ? std::max<size_t>(1, (512u << 20) / set_bytes + 1) : 1;
+  const size_t copies = (o.cold || s.decode)
+                            ? std::max<size_t>(1, (512u << 20) / set_bytes + 1)
+                            : 1;
   std::vector<float> qf = RandomFloats(nq, 1, -1.5f, 1.5f);
   std::vector<float> kf = RandomFloats(nkv, 2, -1.5f, 1.5f);
   std::vector<float> vf = RandomFloats(nkv, 3, -1.0f, 1.0f);
   if (o.f16) {
-    for (auto* v : {&qf, &kf, &vf}) for (float& x : *v) x = HalfToFloat(FloatToHalf(x));
+    for (auto* v : {&qf, &kf, &vf})
+      for (float& x : *v) x = HalfToFloat(FloatToHalf(x));
   }
   std::vector<unsigned char> data(copies * set_bytes);
   for (size_t c = 0; c < copies; ++c) {
@@ -151,7 +156,9 @@ Record BenchCore(const Shape& s, const Options& o, pthreadpool_t pool) {
   p.out = out.data();
   p.scale = static_cast<float>(1.0 / sqrt(static_cast<double>(s.head_dim)));
   p.causal = s.causal;
-  if (s.decode) p.position_offset = s.kv_len - s.q_len;  // the queries are the newest tokens
+  if (s.decode)
+    p.position_offset =
+        s.kv_len - s.q_len;  // the queries are the newest tokens
   const AttentionPlan plan = PlanAttention(p);
   Workspace ws(static_cast<size_t>(AttentionWorkspaceBytes(plan, o.threads)));
   std::vector<double> times;
@@ -170,24 +177,30 @@ Record BenchCore(const Shape& s, const Options& o, pthreadpool_t pool) {
   r.gflops = 4.0 * s.batch * s.q_heads * s.head_dim * Pairs(s) / med * 1e-9;
   // Bytes read: the keys some query may see (top-left causal with T < S
   // sees only the first T), plus q and out for non-decode shapes.
-  const int64_t seen = (s.causal && !s.decode) ? std::min(s.q_len, s.kv_len) : s.kv_len;
-  const double kv_bytes = 2.0 * static_cast<double>(nkv * elem) * static_cast<double>(seen) /
+  const int64_t seen =
+      (s.causal && !s.decode) ? std::min(s.q_len, s.kv_len) : s.kv_len;
+  const double kv_bytes = 2.0 * static_cast<double>(nkv * elem) *
+                          static_cast<double>(seen) /
                           static_cast<double>(s.kv_len);
   r.gbps = s.decode ? kv_bytes / med * 1e-9
-                    : (kv_bytes + static_cast<double>(nq * elem + nq * 4)) / med * 1e-9;
+                    : (kv_bytes + static_cast<double>(nq * elem + nq * 4)) /
+                          med * 1e-9;
   // Check 64 sampled rows against a float64 evaluation of the same inputs.
   std::mt19937_64 rng(5);
   const int64_t group = s.q_heads / s.kv_heads;
   for (int i = 0; i < 64; ++i) {
-    const int64_t b = rng() % s.batch, u = rng() % s.q_heads, t = rng() % s.q_len;
+    const int64_t b = rng() % s.batch, u = rng() % s.q_heads,
+                  t = rng() % s.q_len;
     const int64_t visible = s.decode ? s.kv_len - s.q_len + t + 1 : t + 1;
-    const int64_t g = u / group, hi = s.causal ? std::min(visible, s.kv_len) : s.kv_len;
+    const int64_t g = u / group,
+                  hi = s.causal ? std::min(visible, s.kv_len) : s.kv_len;
     std::vector<double> x(hi);
     double mx = -INFINITY;
     for (int64_t j = 0; j < hi; ++j) {
       double d = 0;
       for (int64_t e = 0; e < s.head_dim; ++e) {
-        d += static_cast<double>(qf[((b * s.q_len + t) * s.q_heads + u) * s.head_dim + e]) *
+        d += static_cast<double>(
+                 qf[((b * s.q_len + t) * s.q_heads + u) * s.head_dim + e]) *
              kf[((b * s.kv_len + j) * s.kv_heads + g) * s.head_dim + e];
       }
       x[j] = d / sqrt(static_cast<double>(s.head_dim));
@@ -198,9 +211,11 @@ Record BenchCore(const Shape& s, const Options& o, pthreadpool_t pool) {
     for (int64_t e = 0; e < s.head_dim; ++e) {
       double acc = 0;
       for (int64_t j = 0; j < hi; ++j) {
-        acc += x[j] / sum * vf[((b * s.kv_len + j) * s.kv_heads + g) * s.head_dim + e];
+        acc += x[j] / sum *
+               vf[((b * s.kv_len + j) * s.kv_heads + g) * s.head_dim + e];
       }
-      const double got = out[((b * s.q_len + t) * s.q_heads + u) * s.head_dim + e];
+      const double got =
+          out[((b * s.q_len + t) * s.q_heads + u) * s.head_dim + e];
       r.max_abs_err = std::max(r.max_abs_err, fabs(got - acc));
     }
   }
@@ -212,18 +227,24 @@ Record BenchCore(const Shape& s, const Options& o, pthreadpool_t pool) {
 Record BenchLayer(const Shape& s, const Options& o, pthreadpool_t pool) {
   Record r;
   r.shape = s;
-  const int64_t F = s.features, HD = s.q_heads * s.head_dim, KD = s.kv_heads * s.head_dim;
+  const int64_t F = s.features, HD = s.q_heads * s.head_dim,
+                KD = s.kv_heads * s.head_dim;
   auto glorot = [](size_t n, size_t fi, size_t fo, uint64_t seed) {
     const float lim = sqrtf(6.0f / static_cast<float>(fi + fo));
     return RandomFloats(n, seed, -lim, lim);
   };
-  std::vector<float> wq = glorot(F * HD, F, HD, 11), wk = glorot(F * KD, F, KD, 12),
-                     wv = glorot(F * KD, F, KD, 13), wo = glorot(HD * F, HD, F, 14);
-  std::vector<float> bq = RandomFloats(HD, 15, -.1f, .1f), bk = RandomFloats(KD, 16, -.1f, .1f),
-                     bv = RandomFloats(KD, 17, -.1f, .1f), bo = RandomFloats(F, 18, -.1f, .1f);
+  std::vector<float> wq = glorot(F * HD, F, HD, 11),
+                     wk = glorot(F * KD, F, KD, 12),
+                     wv = glorot(F * KD, F, KD, 13),
+                     wo = glorot(HD * F, HD, F, 14);
+  std::vector<float> bq = RandomFloats(HD, 15, -.1f, .1f),
+                     bk = RandomFloats(KD, 16, -.1f, .1f),
+                     bv = RandomFloats(KD, 17, -.1f, .1f),
+                     bo = RandomFloats(F, 18, -.1f, .1f);
   std::vector<float> query = RandomFloats(s.batch * s.q_len * F, 19, -1, 1);
   std::vector<float> value = RandomFloats(s.batch * s.kv_len * F, 20, -1, 1);
-  std::vector<std::vector<float>*> all = {&wq, &bq, &wk, &bk, &wv, &bv, &wo, &bo, &query, &value};
+  std::vector<std::vector<float>*> all = {&wq, &bq, &wk, &bk,    &wv,
+                                          &bv, &wo, &bo, &query, &value};
   std::vector<std::vector<uint16_t>> halves(all.size());
   for (size_t i = 0; i < all.size(); ++i) {
     if (!o.f16) continue;
@@ -238,7 +259,8 @@ Record BenchLayer(const Shape& s, const Options& o, pthreadpool_t pool) {
   gqa_layer_config c;
   gqa_layer_config_init(&c, s.head_dim, s.q_heads, s.kv_heads, F, F);
   c.dtype = o.f16 ? GQA_DTYPE_F16 : GQA_DTYPE_F32;
-  gqa_layer_weights w{ptr(0), ptr(1), ptr(2), ptr(3), ptr(4), ptr(5), nullptr, nullptr, ptr(6), ptr(7)};
+  gqa_layer_weights w{ptr(0), ptr(1),  ptr(2),  ptr(3), ptr(4),
+                      ptr(5), nullptr, nullptr, ptr(6), ptr(7)};
   Layer layer;
   Status st = Layer::Create(c, w, &layer);
   if (!st.ok()) {
@@ -267,21 +289,29 @@ Record BenchLayer(const Shape& s, const Options& o, pthreadpool_t pool) {
   const double med = Median(times);
   r.median_ms = med * 1e3;
   r.min_ms = *std::min_element(times.begin(), times.end()) * 1e3;
-  const double proj = 2.0 * s.batch * (s.q_len * F * HD * 2.0 + s.kv_len * F * KD * 2.0);
-  r.gflops = (proj + 4.0 * s.batch * s.q_heads * s.head_dim * Pairs(s)) / med * 1e-9;
+  const double proj =
+      2.0 * s.batch * (s.q_len * F * HD * 2.0 + s.kv_len * F * KD * 2.0);
+  r.gflops =
+      (proj + 4.0 * s.batch * s.q_heads * s.head_dim * Pairs(s)) / med * 1e-9;
   const size_t elem = o.f16 ? 2 : 4;
-  r.gbps = static_cast<double>((query.size() + value.size() + out.size() / elem +
-                                wq.size() + wk.size() + wv.size() + wo.size()) * elem) /
-           med * 1e-9;
+  r.gbps =
+      static_cast<double>((query.size() + value.size() + out.size() / elem +
+                           wq.size() + wk.size() + wv.size() + wo.size()) *
+                          elem) /
+      med * 1e-9;
   reference::Config rc;
   rc.head_dim = s.head_dim;
   rc.q_heads = s.q_heads;
   rc.kv_heads = s.kv_heads;
   rc.q_features = rc.k_features = rc.v_features = F;
   reference::Weights rw;
-  auto D = [](const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); };
-  rw.query_kernel = D(wq), rw.query_bias = D(bq), rw.key_kernel = D(wk), rw.key_bias = D(bk);
-  rw.value_kernel = D(wv), rw.value_bias = D(bv), rw.output_kernel = D(wo), rw.output_bias = D(bo);
+  auto D = [](const std::vector<float>& v) {
+    return std::vector<double>(v.begin(), v.end());
+  };
+  rw.query_kernel = D(wq), rw.query_bias = D(bq), rw.key_kernel = D(wk),
+  rw.key_bias = D(bk);
+  rw.value_kernel = D(wv), rw.value_bias = D(bv), rw.output_kernel = D(wo),
+  rw.output_bias = D(bo);
   reference::Call call;
   call.batch = s.batch;
   call.q_len = s.q_len;
@@ -328,28 +358,41 @@ bool ParseArgs(int argc, char** argv, Options* o) {
         }
       }
       if (!found) return false;
-    } else if (a == "--batch") { if (!next(&custom.batch)) return false;
-    } else if (a == "--q-heads") { if (!next(&custom.q_heads)) return false;
-    } else if (a == "--kv-heads") { if (!next(&custom.kv_heads)) return false;
-    } else if (a == "--head-dim") { if (!next(&custom.head_dim)) return false;
-    } else if (a == "--q-len") { if (!next(&custom.q_len)) return false;
-    } else if (a == "--kv-len") { if (!next(&custom.kv_len)) return false;
-    } else if (a == "--causal") { custom.causal = true;
+    } else if (a == "--batch") {
+      if (!next(&custom.batch)) return false;
+    } else if (a == "--q-heads") {
+      if (!next(&custom.q_heads)) return false;
+    } else if (a == "--kv-heads") {
+      if (!next(&custom.kv_heads)) return false;
+    } else if (a == "--head-dim") {
+      if (!next(&custom.head_dim)) return false;
+    } else if (a == "--q-len") {
+      if (!next(&custom.q_len)) return false;
+    } else if (a == "--kv-len") {
+      if (!next(&custom.kv_len)) return false;
+    } else if (a == "--causal") {
+      custom.causal = true;
     } else if (a == "--dtype" && i + 1 < argc) {
       const std::string d = argv[++i];
       if (d != "f32" && d != "f16") return false;
       o->f16 = d == "f16";
-    } else if (a == "--threads" && i + 1 < argc) { o->threads = atoi(argv[++i]);
-    } else if (a == "--reps" && i + 1 < argc) { o->reps = atoi(argv[++i]);
-    } else if (a == "--cold") { o->cold = true;
-    } else if (a == "--json" && i + 1 < argc) { o->json = argv[++i];
+    } else if (a == "--threads" && i + 1 < argc) {
+      o->threads = atoi(argv[++i]);
+    } else if (a == "--reps" && i + 1 < argc) {
+      o->reps = atoi(argv[++i]);
+    } else if (a == "--cold") {
+      o->cold = true;
+    } else if (a == "--json" && i + 1 < argc) {
+      o->json = argv[++i];
     } else {
       return false;
     }
   }
-  if (custom.q_heads % custom.kv_heads != 0 || o->threads < 1 || o->reps < 1) return false;
+  if (custom.q_heads % custom.kv_heads != 0 || o->threads < 1 || o->reps < 1)
+    return false;
   if (have_custom) o->shapes.push_back(custom);
-  if (o->shapes.empty()) o->shapes.assign(std::begin(kPresets), std::end(kPresets));
+  if (o->shapes.empty())
+    o->shapes.assign(std::begin(kPresets), std::end(kPresets));
   return true;
 }
 
@@ -366,11 +409,14 @@ int main(int argc, char** argv) {
   pthreadpool_t pool = o.threads > 1 ? pthreadpool_create(o.threads) : nullptr;
   const double peak = MeasureFmaPeakGflops(pool);
   const double bw = MeasureReadBandwidthGbps(size_t{512} << 20, pool);
-  printf("gqa-bench: target %s, %d thread(s), dtype %s%s\n", DispatchedTargetName(), o.threads,
-         o.f16 ? "f16" : "f32", o.cold ? ", cold" : "");
-  printf("measured here: FMA peak %.1f GFLOP/s, read bandwidth %.1f GB/s\n", peak, bw);
-  printf("%-6s %-34s %9s %9s %8s %6s %7s %6s %9s %s\n", "case", "shape", "median_ms", "min_ms",
-         "GFLOP/s", "%peak", "GB/s", "%bw", "max_err", "check");
+  printf("gqa-bench: target %s, %d thread(s), dtype %s%s\n",
+         DispatchedTargetName(), o.threads, o.f16 ? "f16" : "f32",
+         o.cold ? ", cold" : "");
+  printf("measured here: FMA peak %.1f GFLOP/s, read bandwidth %.1f GB/s\n",
+         peak, bw);
+  printf("%-6s %-34s %9s %9s %8s %6s %7s %6s %9s %s\n", "case", "shape",
+         "median_ms", "min_ms", "GFLOP/s", "%peak", "GB/s", "%bw", "max_err",
+         "check");
   std::vector<Record> records;
   bool all_pass = true;
   for (const Shape& s : o.shapes) {
@@ -384,9 +430,10 @@ int main(int argc, char** argv) {
              s.layer ? "layer " : "", (long long)s.batch, (long long)s.q_heads,
              (long long)s.kv_heads, (long long)s.head_dim, (long long)s.q_len,
              (long long)s.kv_len, s.causal ? " causal" : "");
-    printf("%-6s %-34s %9.3f %9.3f %8.2f %5.1f%% %7.2f %5.1f%% %9.2e %s\n", s.name.c_str(), shape,
-           r.median_ms, r.min_ms, r.gflops, 100 * r.gflops / peak, r.gbps, 100 * r.gbps / bw,
-           r.max_abs_err, r.pass ? "ok" : "FAIL");
+    printf("%-6s %-34s %9.3f %9.3f %8.2f %5.1f%% %7.2f %5.1f%% %9.2e %s\n",
+           s.name.c_str(), shape, r.median_ms, r.min_ms, r.gflops,
+           100 * r.gflops / peak, r.gbps, 100 * r.gbps / bw, r.max_abs_err,
+           r.pass ? "ok" : "FAIL");
     all_pass = all_pass && r.pass;
     records.push_back(r);
   }
@@ -400,21 +447,26 @@ int main(int argc, char** argv) {
     fprintf(f, "[\n");
     for (size_t i = 0; i < records.size(); ++i) {
       const Record& r = records[i];
-      fprintf(f,
-              "  {\"name\": \"%s\", \"kind\": \"%s\", \"batch\": %lld, \"q_heads\": %lld, "
-              "\"kv_heads\": %lld, \"head_dim\": %lld, \"q_len\": %lld, \"kv_len\": %lld, "
-              "\"causal\": %s, \"dtype\": \"%s\", \"threads\": %d, \"cold\": %s, "
-              "\"decode\": %s, \"median_ms\": %.6f, \"min_ms\": %.6f, \"gflops\": %.4f, \"gbps\": %.4f, "
-              "\"peak_gflops\": %.4f, \"peak_gbps\": %.4f, \"max_abs_err\": %.3e, "
-              "\"pass\": %s}%s\n",
-              r.shape.name.c_str(), r.shape.layer ? "layer" : "core", (long long)r.shape.batch,
-              (long long)r.shape.q_heads, (long long)r.shape.kv_heads,
-              (long long)r.shape.head_dim, (long long)r.shape.q_len, (long long)r.shape.kv_len,
-              r.shape.causal ? "true" : "false", r.dtype.c_str(), r.threads,
-              (o.cold || r.shape.decode) ? "true" : "false", r.shape.decode ? "true" : "false",
-              r.median_ms, r.min_ms, r.gflops, r.gbps,
-              r.peak_gflops, r.peak_gbps, r.max_abs_err, r.pass ? "true" : "false",
-              i + 1 < records.size() ? "," : "");
+      fprintf(
+          f,
+          "  {\"name\": \"%s\", \"kind\": \"%s\", \"batch\": %lld, "
+          "\"q_heads\": %lld, "
+          "\"kv_heads\": %lld, \"head_dim\": %lld, \"q_len\": %lld, "
+          "\"kv_len\": %lld, "
+          "\"causal\": %s, \"dtype\": \"%s\", \"threads\": %d, \"cold\": %s, "
+          "\"decode\": %s, \"median_ms\": %.6f, \"min_ms\": %.6f, \"gflops\": "
+          "%.4f, \"gbps\": %.4f, "
+          "\"peak_gflops\": %.4f, \"peak_gbps\": %.4f, \"max_abs_err\": %.3e, "
+          "\"pass\": %s}%s\n",
+          r.shape.name.c_str(), r.shape.layer ? "layer" : "core",
+          (long long)r.shape.batch, (long long)r.shape.q_heads,
+          (long long)r.shape.kv_heads, (long long)r.shape.head_dim,
+          (long long)r.shape.q_len, (long long)r.shape.kv_len,
+          r.shape.causal ? "true" : "false", r.dtype.c_str(), r.threads,
+          (o.cold || r.shape.decode) ? "true" : "false",
+          r.shape.decode ? "true" : "false", r.median_ms, r.min_ms, r.gflops,
+          r.gbps, r.peak_gflops, r.peak_gbps, r.max_abs_err,
+          r.pass ? "true" : "false", i + 1 < records.size() ? "," : "");
     }
     fprintf(f, "]\n");
     fclose(f);

@@ -24,9 +24,10 @@ namespace {
 constexpr double kF16Tolerance = 1e-2;
 
 void Usage() {
-  fprintf(stderr,
-          "usage: gqa-conformance [--dtype f32|f16] [--threads N] DIR...\n"
-          "  DIR: a case folder (with case.json) or a folder of case folders\n");
+  fprintf(
+      stderr,
+      "usage: gqa-conformance [--dtype f32|f16] [--threads N] DIR...\n"
+      "  DIR: a case folder (with case.json) or a folder of case folders\n");
 }
 
 const char* PolicyName(gqa_fully_masked_policy p) {
@@ -108,7 +109,8 @@ int main(int argc, char** argv) {
       double worst = 0.0;
       std::string note;
       for (const Check& ch : checks) {
-        const gqa::GoldenRun run = gqa::RunGoldenCase(c, dtype, ch.policy, threads);
+        const gqa::GoldenRun run =
+            gqa::RunGoldenCase(c, dtype, ch.policy, threads);
         if (run.status != GQA_STATUS_OK) {
           ok = false;
           note = std::string(" (") + PolicyName(ch.policy) + ": " +

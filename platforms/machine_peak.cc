@@ -32,18 +32,25 @@ HWY_NOINLINE double FmaChains(int64_t iters, float* sink) {
        a10 = hn::Set(df, *sink + 1.10f), a11 = hn::Set(df, *sink + 1.11f);
   const auto m = hn::Set(df, 0.999999f), c = hn::Set(df, 1e-7f);
   for (int64_t i = 0; i < iters; ++i) {
-    a0 = hn::MulAdd(a0, m, c); a1 = hn::MulAdd(a1, m, c);
-    a2 = hn::MulAdd(a2, m, c); a3 = hn::MulAdd(a3, m, c);
-    a4 = hn::MulAdd(a4, m, c); a5 = hn::MulAdd(a5, m, c);
-    a6 = hn::MulAdd(a6, m, c); a7 = hn::MulAdd(a7, m, c);
-    a8 = hn::MulAdd(a8, m, c); a9 = hn::MulAdd(a9, m, c);
-    a10 = hn::MulAdd(a10, m, c); a11 = hn::MulAdd(a11, m, c);
+    a0 = hn::MulAdd(a0, m, c);
+    a1 = hn::MulAdd(a1, m, c);
+    a2 = hn::MulAdd(a2, m, c);
+    a3 = hn::MulAdd(a3, m, c);
+    a4 = hn::MulAdd(a4, m, c);
+    a5 = hn::MulAdd(a5, m, c);
+    a6 = hn::MulAdd(a6, m, c);
+    a7 = hn::MulAdd(a7, m, c);
+    a8 = hn::MulAdd(a8, m, c);
+    a9 = hn::MulAdd(a9, m, c);
+    a10 = hn::MulAdd(a10, m, c);
+    a11 = hn::MulAdd(a11, m, c);
   }
   auto s = hn::Add(hn::Add(hn::Add(a0, a1), hn::Add(a2, a3)),
                    hn::Add(hn::Add(a4, a5), hn::Add(a6, a7)));
   s = hn::Add(s, hn::Add(hn::Add(a8, a9), hn::Add(a10, a11)));
   *sink += hn::GetLane(s);
-  return 2.0 * 12.0 * static_cast<double>(hn::Lanes(df)) * static_cast<double>(iters);
+  return 2.0 * 12.0 * static_cast<double>(hn::Lanes(df)) *
+         static_cast<double>(iters);
 }
 
 HWY_NOINLINE float SumBytes(const float* p, size_t n) {
@@ -57,7 +64,8 @@ HWY_NOINLINE float SumBytes(const float* p, size_t n) {
     s2 = hn::Add(s2, hn::LoadU(df, p + i + 2 * N));
     s3 = hn::Add(s3, hn::LoadU(df, p + i + 3 * N));
   }
-  return hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
+  return hn::GetLane(
+      hn::SumOfLanes(df, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
 }
 
 const char* TargetNameImpl() { return hwy::TargetName(HWY_TARGET); }
@@ -76,10 +84,13 @@ HWY_EXPORT(TargetNameImpl);
 double NowSeconds() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+  return static_cast<double>(ts.tv_sec) +
+         1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
-const char* DispatchedTargetName() { return HWY_DYNAMIC_DISPATCH(TargetNameImpl)(); }
+const char* DispatchedTargetName() {
+  return HWY_DYNAMIC_DISPATCH(TargetNameImpl)();
+}
 
 namespace {
 struct PeakTask {
@@ -98,7 +109,8 @@ struct ReadTask {
 };
 void ReadFn(void* ctx, size_t i) {
   ReadTask* t = static_cast<ReadTask*>(ctx);
-  t->sink[i] = HWY_DYNAMIC_DISPATCH(SumBytes)(t->data + i * t->per_thread, t->per_thread);
+  t->sink[i] = HWY_DYNAMIC_DISPATCH(SumBytes)(t->data + i * t->per_thread,
+                                              t->per_thread);
 }
 size_t Threads(pthreadpool_t pool) {
   size_t n = pool ? pthreadpool_get_threads_count(pool) : 1;
@@ -143,7 +155,9 @@ double MeasureReadBandwidthGbps(size_t bytes, pthreadpool_t pool) {
     const double t0 = NowSeconds();
     pthreadpool_parallelize_1d(pool, ReadFn, &task, threads, 0);
     const double dt = NowSeconds() - t0;
-    const double gbps = static_cast<double>(task.per_thread * threads * sizeof(float)) / dt * 1e-9;
+    const double gbps =
+        static_cast<double>(task.per_thread * threads * sizeof(float)) / dt *
+        1e-9;
     if (gbps > best) best = gbps;
   }
   free(data);

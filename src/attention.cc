@@ -58,8 +58,8 @@ gqa_status Prepare(const gqa_attention_params* in, gqa::AttentionParams* out) {
                {"kv_heads", p.kv_heads}, {"head_dim", p.head_dim}};
   for (const auto& s : sizes) {
     if (s.value <= 0) {
-      return Fail(GQA_STATUS_INVALID_SIZE, "`%s` must be > 0, got %lld",
-                  s.name, static_cast<long long>(s.value));
+      return Fail(GQA_STATUS_INVALID_SIZE, "`%s` must be > 0, got %lld", s.name,
+                  static_cast<long long>(s.value));
     }
   }
   if (p.q_heads % p.kv_heads != 0) {
@@ -70,7 +70,10 @@ gqa_status Prepare(const gqa_attention_params* in, gqa::AttentionParams* out) {
   }
   if (!p.q || !p.k || !p.v || !p.out) {
     return Fail(GQA_STATUS_NULL_POINTER, "`%s` is NULL",
-                !p.q ? "q" : !p.k ? "k" : !p.v ? "v" : "out");
+                !p.q   ? "q"
+                : !p.k ? "k"
+                : !p.v ? "v"
+                       : "out");
   }
   if (!ValidDtype(p.q_dtype) || !ValidDtype(p.kv_dtype) ||
       !ValidDtype(p.out_dtype) || !ValidDtype(p.scores_dtype)) {
@@ -105,14 +108,13 @@ gqa_status Prepare(const gqa_attention_params* in, gqa::AttentionParams* out) {
       !CheckedMul(n, p.kv_len, &n) || n > (INT64_MAX >> 3) ||
       !CheckedAdd(p.position_offset, p.q_len, &n) ||
       !CheckedAdd(n, p.sliding_window, &n) || n > (int64_t{1} << 24)) {
-    return Fail(GQA_STATUS_SIZE_OVERFLOW,
-                "sizes overflow (or positions reach 2^24: B=%lld Hq=%lld "
-                "T=%lld S=%lld offset=%lld)",
-                static_cast<long long>(p.batch),
-                static_cast<long long>(p.q_heads),
-                static_cast<long long>(p.q_len),
-                static_cast<long long>(p.kv_len),
-                static_cast<long long>(p.position_offset));
+    return Fail(
+        GQA_STATUS_SIZE_OVERFLOW,
+        "sizes overflow (or positions reach 2^24: B=%lld Hq=%lld "
+        "T=%lld S=%lld offset=%lld)",
+        static_cast<long long>(p.batch), static_cast<long long>(p.q_heads),
+        static_cast<long long>(p.q_len), static_cast<long long>(p.kv_len),
+        static_cast<long long>(p.position_offset));
   }
   if (p.kv_len > (int64_t{1} << 24)) {
     return Fail(GQA_STATUS_SIZE_OVERFLOW, "kv_len must be <= 2^24");
@@ -175,9 +177,10 @@ gqa_status Prepare(const gqa_attention_params* in, gqa::AttentionParams* out) {
   c.out_stride_b = p.out_stride_batch;
   c.out_stride_t = p.out_stride_token;
   c.out_stride_h = p.out_stride_head;
-  c.scale = p.scale > 0.0f
-                ? p.scale
-                : static_cast<float>(1.0 / sqrt(static_cast<double>(p.head_dim)));
+  c.scale =
+      p.scale > 0.0f
+          ? p.scale
+          : static_cast<float>(1.0 / sqrt(static_cast<double>(p.head_dim)));
   c.causal = p.causal != 0;
   c.position_offset = p.position_offset;
   c.sliding_window = p.sliding_window;
@@ -205,8 +208,7 @@ void gqa_attention_params_init(gqa_attention_params* params) {
 }
 
 gqa_status gqa_attention_workspace_size(const gqa_attention_params* params,
-                                        int64_t max_threads,
-                                        size_t* size_out) {
+                                        int64_t max_threads, size_t* size_out) {
   if (!size_out) return Fail(GQA_STATUS_NULL_POINTER, "size_out is NULL");
   if (max_threads <= 0) {
     return Fail(GQA_STATUS_INVALID_SIZE, "max_threads must be > 0, got %lld",
@@ -251,9 +253,10 @@ gqa_status gqa_attention(const gqa_attention_params* params, void* workspace,
                 "workspace has %zu bytes, this call needs %zu", workspace_size,
                 shared + slot);
   }
-  int64_t slots = threadpool
-                      ? static_cast<int64_t>(pthreadpool_get_threads_count(threadpool))
-                      : 1;
+  int64_t slots =
+      threadpool
+          ? static_cast<int64_t>(pthreadpool_get_threads_count(threadpool))
+          : 1;
   const int64_t room = static_cast<int64_t>((workspace_size - shared) / slot);
   if (slots > room) slots = room;
   gqa::RunAttention(core, workspace, slots, threadpool);

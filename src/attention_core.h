@@ -50,11 +50,11 @@ struct AttentionParams {
   // p % ring_capacity == j, L_b = key_lengths[b] tokens written so far
   // (kv_len == ring_capacity). 0: keys are positions 0..S-1.
   int64_t ring_capacity = 0;
-  int64_t sliding_window = 0;   // 0: none; else |t + offset - s| < window
+  int64_t sliding_window = 0;  // 0: none; else |t + offset - s| < window
   const int64_t* key_lengths = nullptr;  // [B]: keys >= length never seen
-  const uint8_t* query_mask = nullptr;  // [B, T] contiguous
-  const uint8_t* key_mask0 = nullptr;   // [B, S] contiguous
-  const uint8_t* key_mask1 = nullptr;   // [B, S] contiguous (second source)
+  const uint8_t* query_mask = nullptr;   // [B, T] contiguous
+  const uint8_t* key_mask0 = nullptr;    // [B, S] contiguous
+  const uint8_t* key_mask1 = nullptr;    // [B, S] contiguous (second source)
   // General mask read in place; stride 0 on a broadcast axis.
   const uint8_t* mask = nullptr;
   int64_t mask_stride_b = 0, mask_stride_h = 0, mask_stride_t = 0,
@@ -98,7 +98,8 @@ AttentionPlan PlanAttention(const AttentionParams& p);
 
 // Workspace of RunAttention for `slots` concurrent workers: one slot each,
 // plus the shared partial results of the decode path. Independent of S.
-inline int64_t AttentionWorkspaceBytes(const AttentionPlan& plan, int64_t slots) {
+inline int64_t AttentionWorkspaceBytes(const AttentionPlan& plan,
+                                       int64_t slots) {
   return plan.shared_bytes + plan.slot_bytes * slots;
 }
 
@@ -109,7 +110,8 @@ inline int64_t QueryPosition(const AttentionParams& p, int64_t b, int64_t t) {
 inline int64_t KeyPosition(const AttentionParams& p, int64_t b, int64_t j) {
   if (p.ring_capacity == 0) return j;
   const int64_t last = p.key_lengths[b] - 1;
-  return last - ((last - j) % p.ring_capacity + p.ring_capacity) % p.ring_capacity;
+  return last -
+         ((last - j) % p.ring_capacity + p.ring_capacity) % p.ring_capacity;
 }
 
 // Computes out (and scores) for p with at most `slots` workers (the

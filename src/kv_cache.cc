@@ -46,8 +46,10 @@ AttentionParams CoreParams(const gqa_kv_cache& c, const gqa_kv_attend_params& a,
   p.out_stride_h = c.head_dim;
   p.out_stride_t = a.q_heads * c.head_dim;
   p.out_stride_b = a.q_len * a.q_heads * c.head_dim;
-  p.scale = a.scale > 0.0f ? a.scale
-                           : static_cast<float>(1.0 / sqrt(static_cast<double>(c.head_dim)));
+  p.scale =
+      a.scale > 0.0f
+          ? a.scale
+          : static_cast<float>(1.0 / sqrt(static_cast<double>(c.head_dim)));
   p.causal = true;
   p.position_offsets = offsets;
   p.key_lengths = c.lengths;
@@ -70,26 +72,31 @@ gqa_status ValidateCache(const gqa_kv_cache* c) {
                {"head_dim", c->head_dim}};
   for (const auto& s : sizes) {
     if (s.value <= 0) {
-      return Fail(GQA_STATUS_INVALID_SIZE, "cache `%s` must be > 0, got %lld", s.name,
-                  static_cast<long long>(s.value));
+      return Fail(GQA_STATUS_INVALID_SIZE, "cache `%s` must be > 0, got %lld",
+                  s.name, static_cast<long long>(s.value));
     }
   }
   if (!ValidDtype(c->dtype)) {
-    return Fail(GQA_STATUS_INVALID_ENUM, "cache dtype %d is not f32 or f16", c->dtype);
+    return Fail(GQA_STATUS_INVALID_ENUM, "cache dtype %d is not f32 or f16",
+                c->dtype);
   }
   if (!c->k || !c->v || !c->lengths) {
     return Fail(GQA_STATUS_NULL_POINTER, "cache `%s` is NULL",
-                !c->k ? "k" : !c->v ? "v" : "lengths");
+                !c->k   ? "k"
+                : !c->v ? "v"
+                        : "lengths");
   }
   int64_t n = 0;
-  if (!CheckedMul(c->batch, c->capacity, &n) || !CheckedMul(n, c->kv_heads, &n) ||
-      !CheckedMul(n, c->head_dim, &n) || n > (INT64_MAX >> 3) ||
-      c->capacity > (int64_t{1} << 24)) {
-    return Fail(GQA_STATUS_SIZE_OVERFLOW, "cache sizes overflow (capacity <= 2^24)");
+  if (!CheckedMul(c->batch, c->capacity, &n) ||
+      !CheckedMul(n, c->kv_heads, &n) || !CheckedMul(n, c->head_dim, &n) ||
+      n > (INT64_MAX >> 3) || c->capacity > (int64_t{1} << 24)) {
+    return Fail(GQA_STATUS_SIZE_OVERFLOW,
+                "cache sizes overflow (capacity <= 2^24)");
   }
   for (int64_t b = 0; b < c->batch; ++b) {
     const int64_t len = c->lengths[b];
-    if (len < 0 || (!c->ring && len > c->capacity) || len > (int64_t{1} << 24)) {
+    if (len < 0 || (!c->ring && len > c->capacity) ||
+        len > (int64_t{1} << 24)) {
       return Fail(GQA_STATUS_INVALID_ARGUMENT,
                   "cache lengths[%lld] = %lld is outside [0, %s]",
                   static_cast<long long>(b), static_cast<long long>(len),
@@ -99,39 +106,45 @@ gqa_status ValidateCache(const gqa_kv_cache* c) {
   return GQA_STATUS_OK;
 }
 
-gqa_status ValidateAppend(const gqa_kv_cache* c, int64_t new_tokens, const int64_t* counts,
-                          const void* k_new, const void* v_new, int32_t src_dtype) {
+gqa_status ValidateAppend(const gqa_kv_cache* c, int64_t new_tokens,
+                          const int64_t* counts, const void* k_new,
+                          const void* v_new, int32_t src_dtype) {
   gqa_status s = ValidateCache(c);
   if (s != GQA_STATUS_OK) return s;
   if (new_tokens < 0) {
     return Fail(GQA_STATUS_INVALID_SIZE, "new_tokens must be >= 0, got %lld",
                 static_cast<long long>(new_tokens));
   }
-  if (!k_new || !v_new) return Fail(GQA_STATUS_NULL_POINTER, "k_new or v_new is NULL");
+  if (!k_new || !v_new)
+    return Fail(GQA_STATUS_NULL_POINTER, "k_new or v_new is NULL");
   if (!ValidDtype(src_dtype)) {
-    return Fail(GQA_STATUS_INVALID_ENUM, "source dtype %d is not f32 or f16", src_dtype);
+    return Fail(GQA_STATUS_INVALID_ENUM, "source dtype %d is not f32 or f16",
+                src_dtype);
   }
   for (int64_t b = 0; b < c->batch; ++b) {
     const int64_t n = counts ? counts[b] : new_tokens;
     if (n < 0 || n > new_tokens) {
-      return Fail(GQA_STATUS_INVALID_ARGUMENT, "counts[%lld] = %lld is outside [0, %lld]",
+      return Fail(GQA_STATUS_INVALID_ARGUMENT,
+                  "counts[%lld] = %lld is outside [0, %lld]",
                   static_cast<long long>(b), static_cast<long long>(n),
                   static_cast<long long>(new_tokens));
     }
     const int64_t limit = c->ring ? (int64_t{1} << 24) : c->capacity;
     if (c->lengths[b] + n > limit || (c->ring && n > c->capacity)) {
-      return Fail(GQA_STATUS_CACHE_OVERFLOW,
-                  "batch %lld: %lld cached + %lld new tokens exceed the %s of %lld",
-                  static_cast<long long>(b), static_cast<long long>(c->lengths[b]),
-                  static_cast<long long>(n), c->ring ? "ring" : "capacity",
-                  static_cast<long long>(c->ring ? c->capacity : c->capacity));
+      return Fail(
+          GQA_STATUS_CACHE_OVERFLOW,
+          "batch %lld: %lld cached + %lld new tokens exceed the %s of %lld",
+          static_cast<long long>(b), static_cast<long long>(c->lengths[b]),
+          static_cast<long long>(n), c->ring ? "ring" : "capacity",
+          static_cast<long long>(c->ring ? c->capacity : c->capacity));
     }
   }
   return GQA_STATUS_OK;
 }
 
-void AppendRows(gqa_kv_cache* c, int64_t new_tokens, const int64_t* counts, const void* k_new,
-                const void* v_new, int32_t src_dtype, int64_t src_row_stride) {
+void AppendRows(gqa_kv_cache* c, int64_t new_tokens, const int64_t* counts,
+                const void* k_new, const void* v_new, int32_t src_dtype,
+                int64_t src_row_stride) {
   const int64_t row = c->kv_heads * c->head_dim;
   const int64_t src_stride = src_row_stride > 0 ? src_row_stride : row;
   const size_t src_elem = ElemSize(src_dtype), dst_elem = ElemSize(c->dtype);
@@ -140,20 +153,25 @@ void AppendRows(gqa_kv_cache* c, int64_t new_tokens, const int64_t* counts, cons
     for (int64_t i = 0; i < n; ++i) {
       const int64_t pos = c->lengths[b] + i;
       const int64_t slot = c->ring ? pos % c->capacity : pos;
-      const size_t src_at = static_cast<size_t>((b * new_tokens + i) * src_stride);
+      const size_t src_at =
+          static_cast<size_t>((b * new_tokens + i) * src_stride);
       const size_t dst_at = static_cast<size_t>((b * c->capacity + slot) * row);
       const void* srcs[2] = {k_new, v_new};
       void* dsts[2] = {c->k, c->v};
       for (int which = 0; which < 2; ++which) {
-        const unsigned char* src = static_cast<const unsigned char*>(srcs[which]) + src_at * src_elem;
-        unsigned char* dst = static_cast<unsigned char*>(dsts[which]) + dst_at * dst_elem;
+        const unsigned char* src =
+            static_cast<const unsigned char*>(srcs[which]) + src_at * src_elem;
+        unsigned char* dst =
+            static_cast<unsigned char*>(dsts[which]) + dst_at * dst_elem;
         if (src_dtype == c->dtype) {
           memcpy(dst, src, static_cast<size_t>(row) * dst_elem);
         } else if (c->dtype == GQA_DTYPE_F16) {
-          ConvertF32ToF16(reinterpret_cast<const float*>(src), reinterpret_cast<uint16_t*>(dst),
+          ConvertF32ToF16(reinterpret_cast<const float*>(src),
+                          reinterpret_cast<uint16_t*>(dst),
                           static_cast<size_t>(row));
         } else {
-          ConvertF16ToF32(reinterpret_cast<const uint16_t*>(src), reinterpret_cast<float*>(dst),
+          ConvertF16ToF32(reinterpret_cast<const uint16_t*>(src),
+                          reinterpret_cast<float*>(dst),
                           static_cast<size_t>(row));
         }
       }
@@ -168,13 +186,17 @@ gqa_status ValidateAttend(const gqa_kv_cache* c, const gqa_kv_attend_params* a,
   if (s != GQA_STATUS_OK) return s;
   if (!a) return Fail(GQA_STATUS_NULL_POINTER, "params is NULL");
   if (a->q_len <= 0 || a->q_heads <= 0) {
-    return Fail(GQA_STATUS_INVALID_SIZE, "q_len and q_heads must be > 0 (got %lld, %lld)",
-                static_cast<long long>(a->q_len), static_cast<long long>(a->q_heads));
+    return Fail(GQA_STATUS_INVALID_SIZE,
+                "q_len and q_heads must be > 0 (got %lld, %lld)",
+                static_cast<long long>(a->q_len),
+                static_cast<long long>(a->q_heads));
   }
   if (a->q_heads % c->kv_heads != 0) {
-    return Fail(GQA_STATUS_HEADS_NOT_DIVISIBLE,
-                "q_heads (%lld) must be a multiple of the cache's kv_heads (%lld)",
-                static_cast<long long>(a->q_heads), static_cast<long long>(c->kv_heads));
+    return Fail(
+        GQA_STATUS_HEADS_NOT_DIVISIBLE,
+        "q_heads (%lld) must be a multiple of the cache's kv_heads (%lld)",
+        static_cast<long long>(a->q_heads),
+        static_cast<long long>(c->kv_heads));
   }
   if (need_pointers && (!a->q || !a->out)) {
     return Fail(GQA_STATUS_NULL_POINTER, "`%s` is NULL", !a->q ? "q" : "out");
@@ -191,15 +213,20 @@ gqa_status ValidateAttend(const gqa_kv_cache* c, const gqa_kv_attend_params* a,
     return Fail(GQA_STATUS_INVALID_ARGUMENT, "`scale` must be finite and >= 0");
   }
   if (a->sliding_window < 0) {
-    return Fail(GQA_STATUS_INVALID_SLIDING_WINDOW, "`sliding_window` must be >= 0, got %lld",
+    return Fail(GQA_STATUS_INVALID_SLIDING_WINDOW,
+                "`sliding_window` must be >= 0, got %lld",
                 static_cast<long long>(a->sliding_window));
   }
-  if (c->ring && (a->sliding_window == 0 || a->sliding_window + a->q_len - 1 > c->capacity)) {
+  if (c->ring && (a->sliding_window == 0 ||
+                  a->sliding_window + a->q_len - 1 > c->capacity)) {
     return Fail(GQA_STATUS_INVALID_ARGUMENT,
-                "a ring cache of %lld slots needs a sliding window W with W + T - 1 <= %lld "
+                "a ring cache of %lld slots needs a sliding window W with W + "
+                "T - 1 <= %lld "
                 "(W = %lld, T = %lld)",
-                static_cast<long long>(c->capacity), static_cast<long long>(c->capacity),
-                static_cast<long long>(a->sliding_window), static_cast<long long>(a->q_len));
+                static_cast<long long>(c->capacity),
+                static_cast<long long>(c->capacity),
+                static_cast<long long>(a->sliding_window),
+                static_cast<long long>(a->q_len));
   }
   int64_t n = 0;
   if (!CheckedMul(c->batch, a->q_len, &n) || !CheckedMul(n, a->q_heads, &n) ||
@@ -209,19 +236,20 @@ gqa_status ValidateAttend(const gqa_kv_cache* c, const gqa_kv_attend_params* a,
   if (need_pointers) {
     for (int64_t b = 0; b < c->batch; ++b) {
       if (c->lengths[b] < a->q_len) {
-        return Fail(GQA_STATUS_INVALID_ARGUMENT,
-                    "batch %lld has %lld cached tokens, fewer than the %lld queries "
-                    "(append the new tokens first)",
-                    static_cast<long long>(b), static_cast<long long>(c->lengths[b]),
-                    static_cast<long long>(a->q_len));
+        return Fail(
+            GQA_STATUS_INVALID_ARGUMENT,
+            "batch %lld has %lld cached tokens, fewer than the %lld queries "
+            "(append the new tokens first)",
+            static_cast<long long>(b), static_cast<long long>(c->lengths[b]),
+            static_cast<long long>(a->q_len));
       }
     }
   }
   return GQA_STATUS_OK;
 }
 
-int64_t AttendWorkspaceBytes(const gqa_kv_cache& c, const gqa_kv_attend_params& a,
-                             int64_t slots) {
+int64_t AttendWorkspaceBytes(const gqa_kv_cache& c,
+                             const gqa_kv_attend_params& a, int64_t slots) {
   const AttentionPlan plan = PlanAttention(CoreParams(c, a, nullptr, 0));
   return OffsetsBytes(c.batch) + AttentionWorkspaceBytes(plan, slots);
 }
@@ -236,55 +264,68 @@ void RunAttendValidated(const gqa_kv_cache& c, const gqa_kv_attend_params& a,
   int64_t* offsets = static_cast<int64_t*>(workspace);
   for (int64_t b = 0; b < c.batch; ++b) offsets[b] = c.lengths[b] - a.q_len;
   const AttentionParams p = CoreParams(c, a, offsets, q_token_stride);
-  RunAttention(p, static_cast<unsigned char*>(workspace) + OffsetsBytes(c.batch), slots, pool);
+  RunAttention(p,
+               static_cast<unsigned char*>(workspace) + OffsetsBytes(c.batch),
+               slots, pool);
 }
 
 }  // namespace gqa
 
 extern "C" {
 
-gqa_status gqa_kv_cache_append(gqa_kv_cache* cache, int64_t new_tokens, const int64_t* counts,
-                               const void* k_new, const void* v_new, int32_t src_dtype) {
-  const gqa_status s = gqa::ValidateAppend(cache, new_tokens, counts, k_new, v_new, src_dtype);
+gqa_status gqa_kv_cache_append(gqa_kv_cache* cache, int64_t new_tokens,
+                               const int64_t* counts, const void* k_new,
+                               const void* v_new, int32_t src_dtype) {
+  const gqa_status s =
+      gqa::ValidateAppend(cache, new_tokens, counts, k_new, v_new, src_dtype);
   if (s != GQA_STATUS_OK) return s;
   gqa::AppendRows(cache, new_tokens, counts, k_new, v_new, src_dtype, 0);
   return GQA_STATUS_OK;
 }
 
-gqa_status gqa_kv_cache_attend_workspace_size(const gqa_kv_cache* cache,
-                                              const gqa_kv_attend_params* params,
-                                              int64_t max_threads, size_t* size_out) {
+gqa_status gqa_kv_cache_attend_workspace_size(
+    const gqa_kv_cache* cache, const gqa_kv_attend_params* params,
+    int64_t max_threads, size_t* size_out) {
   if (!size_out) return gqa::Fail(GQA_STATUS_NULL_POINTER, "size_out is NULL");
   if (max_threads <= 0) {
     return gqa::Fail(GQA_STATUS_INVALID_SIZE, "max_threads must be > 0");
   }
-  const gqa_status s = gqa::ValidateAttend(cache, params, /*need_pointers=*/false);
+  const gqa_status s =
+      gqa::ValidateAttend(cache, params, /*need_pointers=*/false);
   if (s != GQA_STATUS_OK) return s;
-  *size_out = static_cast<size_t>(gqa::AttendWorkspaceBytes(*cache, *params, max_threads));
+  *size_out = static_cast<size_t>(
+      gqa::AttendWorkspaceBytes(*cache, *params, max_threads));
   return GQA_STATUS_OK;
 }
 
-gqa_status gqa_kv_cache_attend(const gqa_kv_cache* cache, const gqa_kv_attend_params* params,
+gqa_status gqa_kv_cache_attend(const gqa_kv_cache* cache,
+                               const gqa_kv_attend_params* params,
                                void* workspace, size_t workspace_size,
                                pthreadpool_t threadpool) {
-  const gqa_status s = gqa::ValidateAttend(cache, params, /*need_pointers=*/true);
+  const gqa_status s =
+      gqa::ValidateAttend(cache, params, /*need_pointers=*/true);
   if (s != GQA_STATUS_OK) return s;
-  if (!workspace) return gqa::Fail(GQA_STATUS_NULL_POINTER, "workspace is NULL");
+  if (!workspace)
+    return gqa::Fail(GQA_STATUS_NULL_POINTER, "workspace is NULL");
   if (reinterpret_cast<uintptr_t>(workspace) % GQA_WORKSPACE_ALIGNMENT != 0) {
-    return gqa::Fail(GQA_STATUS_WORKSPACE_MISALIGNED, "workspace must be aligned to %d bytes",
+    return gqa::Fail(GQA_STATUS_WORKSPACE_MISALIGNED,
+                     "workspace must be aligned to %d bytes",
                      GQA_WORKSPACE_ALIGNMENT);
   }
   const int64_t one = gqa::AttendWorkspaceBytes(*cache, *params, 1);
   if (workspace_size < static_cast<size_t>(one)) {
     return gqa::Fail(GQA_STATUS_WORKSPACE_TOO_SMALL,
-                     "workspace has %zu bytes, this call needs %lld", workspace_size,
-                     static_cast<long long>(one));
+                     "workspace has %zu bytes, this call needs %lld",
+                     workspace_size, static_cast<long long>(one));
   }
   int64_t slots =
-      threadpool ? static_cast<int64_t>(pthreadpool_get_threads_count(threadpool)) : 1;
+      threadpool
+          ? static_cast<int64_t>(pthreadpool_get_threads_count(threadpool))
+          : 1;
   const int64_t room =
-      1 + static_cast<int64_t>((workspace_size - static_cast<size_t>(one)) /
-                               static_cast<size_t>(gqa::AttendSlotBytes(*cache, *params)));
+      1 + static_cast<int64_t>(
+              (workspace_size - static_cast<size_t>(one)) /
+              static_cast<size_t>(gqa::AttendSlotBytes(*cache, *params)));
   if (slots > room) slots = room;
   gqa::RunAttendValidated(*cache, *params, 0, workspace, slots, threadpool);
   return GQA_STATUS_OK;

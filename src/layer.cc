@@ -211,12 +211,11 @@ gqa_status CreateF16(gqa_layer* L, const gqa_layer_weights& w) {
   L->kv_padded = RoundUp(L->kv_width, chunk);
   L->out_padded = RoundUp(c.query_features, chunk);
   const int64_t gate_rows = c.use_gate ? c.query_features : 0;
-  const int64_t halves =
-      (c.query_features + gate_rows) * L->q_padded +
-      (c.key_features + c.value_features) * L->kv_padded +
-      L->q_width * L->out_padded;
-  const int64_t floats = (c.use_gate ? 2 : 1) * L->q_padded +
-                         2 * L->kv_padded + L->out_padded;
+  const int64_t halves = (c.query_features + gate_rows) * L->q_padded +
+                         (c.key_features + c.value_features) * L->kv_padded +
+                         L->q_width * L->out_padded;
+  const int64_t floats =
+      (c.use_gate ? 2 : 1) * L->q_padded + 2 * L->kv_padded + L->out_padded;
   const int64_t bytes = RoundUp(halves * 2, kAlign) + floats * 4 + 5 * kAlign;
   L->storage = new (std::nothrow) unsigned char[static_cast<size_t>(bytes)];
   if (!L->storage) {
@@ -230,12 +229,17 @@ gqa_status CreateF16(gqa_layer* L, const gqa_layer_weights& w) {
     p += RoundUp(n, 16);
     return r;
   };
-  L->w_query = reinterpret_cast<uint16_t*>(take(c.query_features * L->q_padded * 2));
-  L->w_key = reinterpret_cast<uint16_t*>(take(c.key_features * L->kv_padded * 2));
-  L->w_value = reinterpret_cast<uint16_t*>(take(c.value_features * L->kv_padded * 2));
-  L->w_output = reinterpret_cast<uint16_t*>(take(L->q_width * L->out_padded * 2));
+  L->w_query =
+      reinterpret_cast<uint16_t*>(take(c.query_features * L->q_padded * 2));
+  L->w_key =
+      reinterpret_cast<uint16_t*>(take(c.key_features * L->kv_padded * 2));
+  L->w_value =
+      reinterpret_cast<uint16_t*>(take(c.value_features * L->kv_padded * 2));
+  L->w_output =
+      reinterpret_cast<uint16_t*>(take(L->q_width * L->out_padded * 2));
   if (c.use_gate) {
-    L->w_gate = reinterpret_cast<uint16_t*>(take(c.query_features * L->q_padded * 2));
+    L->w_gate =
+        reinterpret_cast<uint16_t*>(take(c.query_features * L->q_padded * 2));
   }
   L->b_query = reinterpret_cast<float*>(take(L->q_padded * 4));
   L->b_key = reinterpret_cast<float*>(take(L->kv_padded * 4));
@@ -243,18 +247,28 @@ gqa_status CreateF16(gqa_layer* L, const gqa_layer_weights& w) {
   L->b_output = reinterpret_cast<float*>(take(L->out_padded * 4));
   if (c.use_gate) L->b_gate = reinterpret_cast<float*>(take(L->q_padded * 4));
 
-  PackHalfKernel(w.query_kernel, c.query_features, L->q_width, L->q_padded, L->w_query);
-  PackHalfKernel(w.key_kernel, c.key_features, L->kv_width, L->kv_padded, L->w_key);
-  PackHalfKernel(w.value_kernel, c.value_features, L->kv_width, L->kv_padded, L->w_value);
-  PackHalfKernel(w.output_kernel, L->q_width, c.query_features, L->out_padded, L->w_output);
+  PackHalfKernel(w.query_kernel, c.query_features, L->q_width, L->q_padded,
+                 L->w_query);
+  PackHalfKernel(w.key_kernel, c.key_features, L->kv_width, L->kv_padded,
+                 L->w_key);
+  PackHalfKernel(w.value_kernel, c.value_features, L->kv_width, L->kv_padded,
+                 L->w_value);
+  PackHalfKernel(w.output_kernel, L->q_width, c.query_features, L->out_padded,
+                 L->w_output);
   const bool bias = c.use_bias != 0;
-  PackHalfBias(bias ? w.query_bias : nullptr, L->q_width, L->q_padded, L->b_query);
-  PackHalfBias(bias ? w.key_bias : nullptr, L->kv_width, L->kv_padded, L->b_key);
-  PackHalfBias(bias ? w.value_bias : nullptr, L->kv_width, L->kv_padded, L->b_value);
-  PackHalfBias(bias ? w.output_bias : nullptr, c.query_features, L->out_padded, L->b_output);
+  PackHalfBias(bias ? w.query_bias : nullptr, L->q_width, L->q_padded,
+               L->b_query);
+  PackHalfBias(bias ? w.key_bias : nullptr, L->kv_width, L->kv_padded,
+               L->b_key);
+  PackHalfBias(bias ? w.value_bias : nullptr, L->kv_width, L->kv_padded,
+               L->b_value);
+  PackHalfBias(bias ? w.output_bias : nullptr, c.query_features, L->out_padded,
+               L->b_output);
   if (c.use_gate) {
-    PackHalfKernel(w.gate_kernel, c.query_features, L->q_width, L->q_padded, L->w_gate);
-    PackHalfBias(bias ? w.gate_bias : nullptr, L->q_width, L->q_padded, L->b_gate);
+    PackHalfKernel(w.gate_kernel, c.query_features, L->q_width, L->q_padded,
+                   L->w_gate);
+    PackHalfBias(bias ? w.gate_bias : nullptr, L->q_width, L->q_padded,
+                 L->b_gate);
   }
   return GQA_STATUS_OK;
 }
@@ -267,21 +281,21 @@ gqa_status CreateF32(gqa_layer* L, const gqa_layer_weights& w) {
                 "XNNPACK does not support this CPU");
   }
   if (init != xnn_status_success) {
-    return Fail(GQA_STATUS_BACKEND_FAILURE,
-                "xnn_initialize failed (status %d)", static_cast<int>(init));
+    return Fail(GQA_STATUS_BACKEND_FAILURE, "xnn_initialize failed (status %d)",
+                static_cast<int>(init));
   }
   const bool bias = c.use_bias != 0;
   auto f = [](const void* p) { return static_cast<const float*>(p); };
   gqa_status s;
   if ((s = CreateFc(c.query_features, L->q_width, f(w.query_kernel),
-                    bias ? f(w.query_bias) : nullptr, "query",
-                    &L->op_query)) != GQA_STATUS_OK ||
+                    bias ? f(w.query_bias) : nullptr, "query", &L->op_query)) !=
+          GQA_STATUS_OK ||
       (s = CreateFc(c.key_features, L->kv_width, f(w.key_kernel),
                     bias ? f(w.key_bias) : nullptr, "key", &L->op_key)) !=
           GQA_STATUS_OK ||
       (s = CreateFc(c.value_features, L->kv_width, f(w.value_kernel),
-                    bias ? f(w.value_bias) : nullptr, "value",
-                    &L->op_value)) != GQA_STATUS_OK ||
+                    bias ? f(w.value_bias) : nullptr, "value", &L->op_value)) !=
+          GQA_STATUS_OK ||
       (s = CreateFc(L->q_width, c.query_features, f(w.output_kernel),
                     bias ? f(w.output_bias) : nullptr, "attention_output",
                     &L->op_output)) != GQA_STATUS_OK) {
@@ -298,10 +312,10 @@ gqa_status CreateF32(gqa_layer* L, const gqa_layer_weights& w) {
 // and ends with XNN_EXTRA_BYTES of slack so XNNPACK may over-read it.
 struct WorkspacePlan {
   int64_t q = 0, k = 0, v = 0, gate = 0, attn = 0, tail = 0, x32 = 0,
-          out32 = 0;  // byte offsets (-1: absent)
-  int64_t core = 0;         // attention core slots start here
-  int64_t slot_bytes = 0;   // one slot of the core
-  int64_t total = 0;        // with `slots` core slots
+          out32 = 0;       // byte offsets (-1: absent)
+  int64_t core = 0;        // attention core slots start here
+  int64_t slot_bytes = 0;  // one slot of the core
+  int64_t total = 0;       // with `slots` core slots
 };
 
 // The core's parameters for a call of this shape (masks and pointers are
@@ -382,8 +396,8 @@ bool PlanWorkspace(const gqa_layer* L, int64_t B, int64_t T, int64_t S,
 // without letting XNNPACK read past the caller's buffer: rows [0, m-1)
 // straight from `in` (their over-read lands in the next row), the last row
 // from a padded copy in `tail`.
-gqa_status RunFc(xnn_operator_t op, int64_t m, const float* in,
-                 int64_t in_cols, float* out, int64_t out_cols, float* tail,
+gqa_status RunFc(xnn_operator_t op, int64_t m, const float* in, int64_t in_cols,
+                 float* out, int64_t out_cols, float* tail,
                  pthreadpool_t pool) {
   xnn_status s = xnn_status_success;
   if (m > 1) {
@@ -417,8 +431,8 @@ gqa_status ValidateForward(const gqa_layer* L, const gqa_forward_args* a) {
                {"value_len", a->value_len}};
   for (const auto& s : sizes) {
     if (s.value <= 0) {
-      return Fail(GQA_STATUS_INVALID_SIZE, "`%s` must be > 0, got %lld",
-                  s.name, static_cast<long long>(s.value));
+      return Fail(GQA_STATUS_INVALID_SIZE, "`%s` must be > 0, got %lld", s.name,
+                  static_cast<long long>(s.value));
     }
   }
   if (!a->query) return Fail(GQA_STATUS_NULL_POINTER, "`query` is NULL");
@@ -524,30 +538,35 @@ void ApplyGate(float* attn, int64_t rows, int64_t width, const float* gate,
 }
 
 // Checks the caller's workspace against plan; how many core workers fit.
-gqa_status CheckWorkspace(const WorkspacePlan& plan, void* workspace, size_t workspace_size,
-                          pthreadpool_t pool, int64_t* slots) {
+gqa_status CheckWorkspace(const WorkspacePlan& plan, void* workspace,
+                          size_t workspace_size, pthreadpool_t pool,
+                          int64_t* slots) {
   if (!workspace) return Fail(GQA_STATUS_NULL_POINTER, "workspace is NULL");
   if (reinterpret_cast<uintptr_t>(workspace) % kAlign != 0) {
-    return Fail(GQA_STATUS_WORKSPACE_MISALIGNED, "workspace must be aligned to %d bytes",
+    return Fail(GQA_STATUS_WORKSPACE_MISALIGNED,
+                "workspace must be aligned to %d bytes",
                 GQA_WORKSPACE_ALIGNMENT);
   }
   if (workspace_size < static_cast<size_t>(plan.total)) {
-    return Fail(GQA_STATUS_WORKSPACE_TOO_SMALL, "workspace has %zu bytes, this call needs %lld",
-                workspace_size, static_cast<long long>(plan.total));
+    return Fail(GQA_STATUS_WORKSPACE_TOO_SMALL,
+                "workspace has %zu bytes, this call needs %lld", workspace_size,
+                static_cast<long long>(plan.total));
   }
   // As many core workers as the pool has threads and the workspace slots.
   *slots = pool ? static_cast<int64_t>(pthreadpool_get_threads_count(pool)) : 1;
   const int64_t room =
-      1 + static_cast<int64_t>((workspace_size - static_cast<size_t>(plan.total)) /
-                               static_cast<size_t>(plan.slot_bytes));
+      1 +
+      static_cast<int64_t>((workspace_size - static_cast<size_t>(plan.total)) /
+                           static_cast<size_t>(plan.slot_bytes));
   if (*slots > room) *slots = room;
   return GQA_STATUS_OK;
 }
 
 // 1. Projections: q [B*T, Hq*D], k and v [B*S, Hkv*D], gate logits, into the
 // workspace (f16 layer: rows padded to the dense kernel's column chunk).
-gqa_status Project(const gqa_layer* L, const gqa_forward_args& a, const WorkspacePlan& plan,
-                   unsigned char* ws, pthreadpool_t pool) {
+gqa_status Project(const gqa_layer* L, const gqa_forward_args& a,
+                   const WorkspacePlan& plan, unsigned char* ws,
+                   pthreadpool_t pool) {
   const gqa_layer_config& c = L->config;
   auto at = [ws](int64_t offset) {
     return offset < 0 ? nullptr : reinterpret_cast<float*>(ws + offset);
@@ -565,8 +584,8 @@ gqa_status Project(const gqa_layer* L, const gqa_forward_args& a, const Workspac
     float* x32 = at(plan.x32);
     gqa::DenseF16Params d;
     d.a = x32;
-    auto dense = [&](int64_t rows, int64_t in_cols, const uint16_t* w, int64_t n_padded,
-                     const float* bias, float* out) {
+    auto dense = [&](int64_t rows, int64_t in_cols, const uint16_t* w,
+                     int64_t n_padded, const float* bias, float* out) {
       d.lda = in_cols;
       d.k = in_cols;
       d.w = w;
@@ -578,11 +597,13 @@ gqa_status Project(const gqa_layer* L, const gqa_forward_args& a, const Workspac
       gqa::RunDenseF16(d, pool);
     };
     auto to_f32 = [&](const void* src, int64_t count) {
-      gqa::ConvertF16ToF32(static_cast<const uint16_t*>(src), x32, static_cast<size_t>(count));
+      gqa::ConvertF16ToF32(static_cast<const uint16_t*>(src), x32,
+                           static_cast<size_t>(count));
     };
     to_f32(a.query, BT * c.query_features);
     dense(BT, c.query_features, L->w_query, L->q_padded, L->b_query, q);
-    if (c.use_gate) dense(BT, c.query_features, L->w_gate, L->q_padded, L->b_gate, gate);
+    if (c.use_gate)
+      dense(BT, c.query_features, L->w_gate, L->q_padded, L->b_gate, gate);
     to_f32(key, BS * c.key_features);
     dense(BS, c.key_features, L->w_key, L->kv_padded, L->b_key, k);
     if (a.key) to_f32(a.value, BS * c.value_features);
@@ -592,23 +613,25 @@ gqa_status Project(const gqa_layer* L, const gqa_forward_args& a, const Workspac
   float* tail = at(plan.tail);
   const float* query = static_cast<const float*>(a.query);
   gqa_status s;
-  if ((s = RunFc(L->op_query, BT, query, c.query_features, q, q_cols, tail, pool)) !=
-          GQA_STATUS_OK ||
-      (s = RunFc(L->op_key, BS, static_cast<const float*>(key), c.key_features, k, kv_cols,
-                 tail, pool)) != GQA_STATUS_OK ||
-      (s = RunFc(L->op_value, BS, static_cast<const float*>(a.value), c.value_features, v,
-                 kv_cols, tail, pool)) != GQA_STATUS_OK) {
+  if ((s = RunFc(L->op_query, BT, query, c.query_features, q, q_cols, tail,
+                 pool)) != GQA_STATUS_OK ||
+      (s = RunFc(L->op_key, BS, static_cast<const float*>(key), c.key_features,
+                 k, kv_cols, tail, pool)) != GQA_STATUS_OK ||
+      (s = RunFc(L->op_value, BS, static_cast<const float*>(a.value),
+                 c.value_features, v, kv_cols, tail, pool)) != GQA_STATUS_OK) {
     return s;
   }
   if (c.use_gate) {
-    return RunFc(L->op_gate, BT, query, c.query_features, gate, q_cols, tail, pool);
+    return RunFc(L->op_gate, BT, query, c.query_features, gate, q_cols, tail,
+                 pool);
   }
   return GQA_STATUS_OK;
 }
 
 // 2. Attention over the projected q, k, v: attn [B, T, Hq, D].
-void Attend(const gqa_layer* L, const gqa_forward_args& a, const WorkspacePlan& plan,
-            unsigned char* ws, int64_t slots, pthreadpool_t pool) {
+void Attend(const gqa_layer* L, const gqa_forward_args& a,
+            const WorkspacePlan& plan, unsigned char* ws, int64_t slots,
+            pthreadpool_t pool) {
   const gqa_layer_config& c = L->config;
   const int64_t T = a.query_len, S = a.value_len;
   const bool f16 = c.dtype == GQA_DTYPE_F16;
@@ -632,9 +655,15 @@ void Attend(const gqa_layer* L, const gqa_forward_args& a, const WorkspacePlan& 
   WireMasks(L, a, &p);
   const bool scores = a.scores != nullptr;
   switch (c.fully_masked_policy) {
-    case GQA_FULLY_MASKED_ZERO: p.fully_masked_uniform = false; break;
-    case GQA_FULLY_MASKED_UNIFORM: p.fully_masked_uniform = true; break;
-    default: p.fully_masked_uniform = !(c.dropout > 0.0f || scores); break;
+    case GQA_FULLY_MASKED_ZERO:
+      p.fully_masked_uniform = false;
+      break;
+    case GQA_FULLY_MASKED_UNIFORM:
+      p.fully_masked_uniform = true;
+      break;
+    default:
+      p.fully_masked_uniform = !(c.dropout > 0.0f || scores);
+      break;
   }
   p.scores = a.scores;
   p.scores_type = f16 ? gqa::ElemType::kF16 : gqa::ElemType::kF32;
@@ -646,14 +675,16 @@ void Attend(const gqa_layer* L, const gqa_forward_args& a, const WorkspacePlan& 
 }
 
 // 3. Gate and 4. output projection: out [B*T, Fq].
-gqa_status Finish(const gqa_layer* L, const gqa_forward_args& a, const WorkspacePlan& plan,
-                  unsigned char* ws, pthreadpool_t pool) {
+gqa_status Finish(const gqa_layer* L, const gqa_forward_args& a,
+                  const WorkspacePlan& plan, unsigned char* ws,
+                  pthreadpool_t pool) {
   const gqa_layer_config& c = L->config;
   const bool f16 = c.dtype == GQA_DTYPE_F16;
   const int64_t BT = a.batch * a.query_len;
   float* attn = reinterpret_cast<float*>(ws + plan.attn);
   if (c.use_gate) {
-    ApplyGate(attn, BT, L->q_width, reinterpret_cast<const float*>(ws + plan.gate),
+    ApplyGate(attn, BT, L->q_width,
+              reinterpret_cast<const float*>(ws + plan.gate),
               f16 ? L->q_padded : L->q_width);
   }
   if (f16) {
@@ -671,31 +702,37 @@ gqa_status Finish(const gqa_layer* L, const gqa_forward_args& a, const Workspace
     gqa::RunDenseF16(d, pool);
     uint16_t* out = static_cast<uint16_t*>(a.output);
     for (int64_t r = 0; r < BT; ++r) {
-      gqa::ConvertF32ToF16(out32 + r * L->out_padded, out + r * c.query_features,
+      gqa::ConvertF32ToF16(out32 + r * L->out_padded,
+                           out + r * c.query_features,
                            static_cast<size_t>(c.query_features));
     }
     return GQA_STATUS_OK;
   }
   const xnn_status xs = xnn_setup_fully_connected_nc_f32(
-      L->op_output, static_cast<size_t>(BT), attn, static_cast<float*>(a.output), pool);
-  if (xs != xnn_status_success || xnn_run_operator(L->op_output, pool) != xnn_status_success) {
+      L->op_output, static_cast<size_t>(BT), attn,
+      static_cast<float*>(a.output), pool);
+  if (xs != xnn_status_success ||
+      xnn_run_operator(L->op_output, pool) != xnn_status_success) {
     return Fail(GQA_STATUS_BACKEND_FAILURE, "XNNPACK output projection failed");
   }
   return GQA_STATUS_OK;
 }
 
 gqa_status CheckCacheMatches(const gqa_layer* L, const gqa_kv_cache& cache) {
-  if (cache.kv_heads != L->config.num_key_value_heads || cache.head_dim != L->config.head_dim) {
+  if (cache.kv_heads != L->config.num_key_value_heads ||
+      cache.head_dim != L->config.head_dim) {
     return Fail(GQA_STATUS_SHAPE_MISMATCH,
                 "cache has Hkv=%lld D=%lld, the layer Hkv=%lld D=%lld",
-                static_cast<long long>(cache.kv_heads), static_cast<long long>(cache.head_dim),
+                static_cast<long long>(cache.kv_heads),
+                static_cast<long long>(cache.head_dim),
                 static_cast<long long>(L->config.num_key_value_heads),
                 static_cast<long long>(L->config.head_dim));
   }
   return GQA_STATUS_OK;
 }
 
-gqa_kv_attend_params AttendParams(const gqa_layer* L, int64_t T, const void* q, void* out) {
+gqa_kv_attend_params AttendParams(const gqa_layer* L, int64_t T, const void* q,
+                                  void* out) {
   gqa_kv_attend_params ap;
   memset(&ap, 0, sizeof(ap));
   ap.q_len = T;
@@ -711,14 +748,16 @@ gqa_kv_attend_params AttendParams(const gqa_layer* L, int64_t T, const void* q, 
 }
 
 // Projection regions for T new tokens and the cache-attend core region.
-bool PlanCachedWorkspace(const gqa_layer* L, const gqa_kv_cache& cache, int64_t T,
-                         int64_t slots, WorkspacePlan* plan) {
-  if (!PlanWorkspace(L, cache.batch, T, T, CoreShape(L, cache.batch, T, T), 0, plan)) {
+bool PlanCachedWorkspace(const gqa_layer* L, const gqa_kv_cache& cache,
+                         int64_t T, int64_t slots, WorkspacePlan* plan) {
+  if (!PlanWorkspace(L, cache.batch, T, T, CoreShape(L, cache.batch, T, T), 0,
+                     plan)) {
     return false;
   }
   const gqa_kv_attend_params ap = AttendParams(L, T, nullptr, nullptr);
   int64_t total = 0;
-  if (!CheckedAdd(plan->core, gqa::AttendWorkspaceBytes(cache, ap, slots), &total)) {
+  if (!CheckedAdd(plan->core, gqa::AttendWorkspaceBytes(cache, ap, slots),
+                  &total)) {
     return false;
   }
   // The extra-slot arithmetic of CheckWorkspace uses the attend slot size.
@@ -732,9 +771,8 @@ bool PlanCachedWorkspace(const gqa_layer* L, const gqa_kv_cache& cache, int64_t 
 extern "C" {
 
 void gqa_layer_config_init(gqa_layer_config* config, int64_t head_dim,
-                           int64_t num_query_heads,
-                           int64_t num_key_value_heads, int64_t query_features,
-                           int64_t value_features) {
+                           int64_t num_query_heads, int64_t num_key_value_heads,
+                           int64_t query_features, int64_t value_features) {
   if (config == nullptr) return;
   memset(config, 0, sizeof(*config));
   config->head_dim = head_dim;
@@ -793,7 +831,8 @@ gqa_status gqa_layer_workspace_size(gqa_layer_t layer, int64_t batch,
   }
   WorkspacePlan plan;
   if (!PlanWorkspace(layer, batch, query_len, value_len,
-                     CoreShape(layer, batch, query_len, value_len), max_threads, &plan)) {
+                     CoreShape(layer, batch, query_len, value_len), max_threads,
+                     &plan)) {
     return Fail(GQA_STATUS_SIZE_OVERFLOW, "workspace size overflows");
   }
   *size_out = static_cast<size_t>(plan.total);
@@ -812,7 +851,8 @@ gqa_status gqa_layer_forward(gqa_layer_t L, const gqa_forward_args* args,
     return Fail(GQA_STATUS_SIZE_OVERFLOW, "workspace size overflows");
   }
   int64_t slots = 0;
-  if ((s = CheckWorkspace(plan, workspace, workspace_size, pool, &slots)) != GQA_STATUS_OK) {
+  if ((s = CheckWorkspace(plan, workspace, workspace_size, pool, &slots)) !=
+      GQA_STATUS_OK) {
     return s;
   }
   unsigned char* ws = static_cast<unsigned char*>(workspace);
@@ -829,7 +869,8 @@ gqa_status gqa_layer_cached_workspace_size(gqa_layer_t layer,
   if (!layer) return Fail(GQA_STATUS_NULL_POINTER, "layer is NULL");
   if (!size_out) return Fail(GQA_STATUS_NULL_POINTER, "size_out is NULL");
   if (new_tokens <= 0 || max_threads <= 0) {
-    return Fail(GQA_STATUS_INVALID_SIZE, "new_tokens and max_threads must be > 0");
+    return Fail(GQA_STATUS_INVALID_SIZE,
+                "new_tokens and max_threads must be > 0");
   }
   gqa_status s = gqa::ValidateCache(cache);
   if (s != GQA_STATUS_OK) return s;
@@ -849,45 +890,51 @@ gqa_status gqa_layer_forward_cached(gqa_layer_t L, const gqa_forward_args* args,
   if (s != GQA_STATUS_OK) return s;
   const gqa_forward_args& a = *args;
   if (a.value_len != a.query_len) {
-    return Fail(GQA_STATUS_SHAPE_MISMATCH,
-                "with a KV cache, value (and key) carry the same %lld new tokens as "
-                "the query (got value_len %lld)",
-                static_cast<long long>(a.query_len), static_cast<long long>(a.value_len));
+    return Fail(
+        GQA_STATUS_SHAPE_MISMATCH,
+        "with a KV cache, value (and key) carry the same %lld new tokens as "
+        "the query (got value_len %lld)",
+        static_cast<long long>(a.query_len),
+        static_cast<long long>(a.value_len));
   }
-  if (a.attention_mask || a.query_mask || a.value_mask || a.key_mask || a.scores ||
-      a.training) {
-    return Fail(GQA_STATUS_INVALID_ARGUMENT,
-                "a cached forward is causal inference: masks, scores and training "
-                "are not taken");
+  if (a.attention_mask || a.query_mask || a.value_mask || a.key_mask ||
+      a.scores || a.training) {
+    return Fail(
+        GQA_STATUS_INVALID_ARGUMENT,
+        "a cached forward is causal inference: masks, scores and training "
+        "are not taken");
   }
   if ((s = gqa::ValidateCache(cache)) != GQA_STATUS_OK) return s;
   if ((s = CheckCacheMatches(L, *cache)) != GQA_STATUS_OK) return s;
   if (cache->batch != a.batch) {
-    return Fail(GQA_STATUS_SHAPE_MISMATCH, "cache batch %lld != call batch %lld",
-                static_cast<long long>(cache->batch), static_cast<long long>(a.batch));
+    return Fail(
+        GQA_STATUS_SHAPE_MISMATCH, "cache batch %lld != call batch %lld",
+        static_cast<long long>(cache->batch), static_cast<long long>(a.batch));
   }
   const int64_t T = a.query_len;
   // The append must fit before anything is written.
   static const float kProbe[1] = {0.0f};
-  if ((s = gqa::ValidateAppend(cache, T, nullptr, kProbe, kProbe, GQA_DTYPE_F32)) !=
-      GQA_STATUS_OK) {
+  if ((s = gqa::ValidateAppend(cache, T, nullptr, kProbe, kProbe,
+                               GQA_DTYPE_F32)) != GQA_STATUS_OK) {
     return s;
   }
   const gqa_kv_attend_params attend = AttendParams(L, T, nullptr, nullptr);
   if (cache->ring && (attend.sliding_window == 0 ||
                       attend.sliding_window + T - 1 > cache->capacity)) {
-    return Fail(GQA_STATUS_INVALID_ARGUMENT,
-                "a ring cache of %lld slots needs the layer's sliding_window W with "
-                "W + T - 1 <= %lld",
-                static_cast<long long>(cache->capacity),
-                static_cast<long long>(cache->capacity));
+    return Fail(
+        GQA_STATUS_INVALID_ARGUMENT,
+        "a ring cache of %lld slots needs the layer's sliding_window W with "
+        "W + T - 1 <= %lld",
+        static_cast<long long>(cache->capacity),
+        static_cast<long long>(cache->capacity));
   }
   WorkspacePlan plan;
   if (!PlanCachedWorkspace(L, *cache, T, 1, &plan)) {
     return Fail(GQA_STATUS_SIZE_OVERFLOW, "workspace size overflows");
   }
   int64_t slots = 0;
-  if ((s = CheckWorkspace(plan, workspace, workspace_size, pool, &slots)) != GQA_STATUS_OK) {
+  if ((s = CheckWorkspace(plan, workspace, workspace_size, pool, &slots)) !=
+      GQA_STATUS_OK) {
     return s;
   }
   unsigned char* ws = static_cast<unsigned char*>(workspace);
@@ -895,7 +942,8 @@ gqa_status gqa_layer_forward_cached(gqa_layer_t L, const gqa_forward_args* args,
   // Append the new tokens' k and v, then attend the cache.
   const bool f16 = L->config.dtype == GQA_DTYPE_F16;
   const int64_t kv_cols = f16 ? L->kv_padded : L->kv_width;
-  gqa::AppendRows(cache, T, nullptr, ws + plan.k, ws + plan.v, GQA_DTYPE_F32, kv_cols);
+  gqa::AppendRows(cache, T, nullptr, ws + plan.k, ws + plan.v, GQA_DTYPE_F32,
+                  kv_cols);
   const int64_t q_cols = f16 ? L->q_padded : L->q_width;
   const gqa_kv_attend_params ap =
       AttendParams(L, T, ws + plan.q, ws + plan.attn);

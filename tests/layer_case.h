@@ -67,7 +67,8 @@ inline std::string TargetNames() {
 // Same size and the same bits (memcmp on empty vectors would pass null).
 inline bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() &&
-         (a.empty() || memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+         (a.empty() ||
+          memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 struct LayerOutputs {
@@ -80,36 +81,102 @@ class LayerCase {
  public:
   explicit LayerCase(uint64_t seed = 1) : rng_(seed) {}
 
-  LayerCase& heads(int64_t hq, int64_t hkv) { hq_ = hq; hkv_ = hkv; return *this; }
-  LayerCase& head_dim(int64_t d) { d_ = d; return *this; }
-  LayerCase& batch(int64_t b) { b_ = b; return *this; }
-  LayerCase& lens(int64_t t, int64_t s) { t_ = t; s_ = s; return *this; }
+  LayerCase& heads(int64_t hq, int64_t hkv) {
+    hq_ = hq;
+    hkv_ = hkv;
+    return *this;
+  }
+  LayerCase& head_dim(int64_t d) {
+    d_ = d;
+    return *this;
+  }
+  LayerCase& batch(int64_t b) {
+    b_ = b;
+    return *this;
+  }
+  LayerCase& lens(int64_t t, int64_t s) {
+    t_ = t;
+    s_ = s;
+    return *this;
+  }
   LayerCase& features(int64_t fq, int64_t fk, int64_t fv) {
-    fq_ = fq; fk_ = fk; fv_ = fv; return *this;
+    fq_ = fq;
+    fk_ = fk;
+    fv_ = fv;
+    return *this;
   }
-  LayerCase& key_given(bool k = true) { key_given_ = k; return *this; }
-  LayerCase& bias(bool b) { bias_ = b; return *this; }
-  LayerCase& gate(bool g = true) { gate_ = g; return *this; }
-  LayerCase& window(int64_t w) { window_ = w; return *this; }
-  LayerCase& causal(bool c = true) { causal_ = c; return *this; }
-  LayerCase& scores(bool s = true) { scores_ = s; return *this; }
+  LayerCase& key_given(bool k = true) {
+    key_given_ = k;
+    return *this;
+  }
+  LayerCase& bias(bool b) {
+    bias_ = b;
+    return *this;
+  }
+  LayerCase& gate(bool g = true) {
+    gate_ = g;
+    return *this;
+  }
+  LayerCase& window(int64_t w) {
+    window_ = w;
+    return *this;
+  }
+  LayerCase& causal(bool c = true) {
+    causal_ = c;
+    return *this;
+  }
+  LayerCase& scores(bool s = true) {
+    scores_ = s;
+    return *this;
+  }
   LayerCase& dropout(double rate, bool training = true) {
-    rate_ = rate; training_ = training; return *this;
+    rate_ = rate;
+    training_ = training;
+    return *this;
   }
-  LayerCase& dropout_seed(uint64_t s) { drop_seed_ = s; return *this; }
-  LayerCase& policy(gqa_fully_masked_policy p) { policy_ = p; return *this; }
-  LayerCase& f16(bool h = true) { f16_ = h; return *this; }
-  LayerCase& threads(int n) { threads_ = n; return *this; }
+  LayerCase& dropout_seed(uint64_t s) {
+    drop_seed_ = s;
+    return *this;
+  }
+  LayerCase& policy(gqa_fully_masked_policy p) {
+    policy_ = p;
+    return *this;
+  }
+  LayerCase& f16(bool h = true) {
+    f16_ = h;
+    return *this;
+  }
+  LayerCase& threads(int n) {
+    threads_ = n;
+    return *this;
+  }
   // Attention mask of the given dims (rank 2..4) with allowed probability p.
   LayerCase& attention_mask(std::vector<int64_t> dims, double p = 0.7) {
-    am_dims_ = std::move(dims); am_p_ = p; return *this;
+    am_dims_ = std::move(dims);
+    am_p_ = p;
+    return *this;
   }
-  LayerCase& query_mask(double p = 0.8) { qm_p_ = p; return *this; }
-  LayerCase& value_mask(double p = 0.8) { vm_p_ = p; return *this; }
-  LayerCase& key_mask(double p = 0.8) { km_p_ = p; return *this; }
-  LayerCase& keep_mask(bool k = true) { keep_given_ = k; return *this; }
+  LayerCase& query_mask(double p = 0.8) {
+    qm_p_ = p;
+    return *this;
+  }
+  LayerCase& value_mask(double p = 0.8) {
+    vm_p_ = p;
+    return *this;
+  }
+  LayerCase& key_mask(double p = 0.8) {
+    km_p_ = p;
+    return *this;
+  }
+  LayerCase& keep_mask(bool k = true) {
+    keep_given_ = k;
+    return *this;
+  }
   // An injected keep mask with every probability kept.
-  LayerCase& keep_all() { keep_given_ = keep_all_ = true; return *this; }
+  LayerCase& keep_all() {
+    keep_given_ = keep_all_ = true;
+    return *this;
+  }
 
   std::string Describe() const {
     char buf[400];
@@ -167,7 +234,8 @@ class LayerCase {
     if (!am_.empty()) {
       a.attention_mask = am_.data();
       a.attention_mask_rank = static_cast<int32_t>(am_dims_.size());
-      for (size_t i = 0; i < am_dims_.size(); ++i) a.attention_mask_dims[i] = am_dims_[i];
+      for (size_t i = 0; i < am_dims_.size(); ++i)
+        a.attention_mask_dims[i] = am_dims_[i];
     }
     a.query_mask = qm_.empty() ? nullptr : qm_.data();
     a.value_mask = vm_.empty() ? nullptr : vm_.data();
@@ -179,7 +247,8 @@ class LayerCase {
     const size_t n_out = static_cast<size_t>(b_ * t_ * fq_);
     const size_t n_sc = static_cast<size_t>(b_ * hq_ * t_ * s_);
     // Poisoned outputs: every element must be written.
-    std::vector<unsigned char> out(n_out * elem, 0xFF), sc(scores_ ? n_sc * elem : 0, 0xFF);
+    std::vector<unsigned char> out(n_out * elem, 0xFF),
+        sc(scores_ ? n_sc * elem : 0, 0xFF);
     a.output = out.data();
     a.scores = scores_ ? sc.data() : nullptr;
     size_t bytes = 0;
@@ -210,9 +279,10 @@ class LayerCase {
     rc.sliding_window = window_;
     rc.dropout = static_cast<float>(rate_);  // the layer stores a float rate
     rc.seed = drop_seed_;
-    rc.policy = policy_ == GQA_FULLY_MASKED_ZERO      ? reference::Policy::kZero
-                : policy_ == GQA_FULLY_MASKED_UNIFORM ? reference::Policy::kUniform
-                                                      : reference::Policy::kKeras;
+    rc.policy = policy_ == GQA_FULLY_MASKED_ZERO ? reference::Policy::kZero
+                : policy_ == GQA_FULLY_MASKED_UNIFORM
+                    ? reference::Policy::kUniform
+                    : reference::Policy::kKeras;
     reference::Weights w;
     w.query_kernel = D(wq_);
     w.key_kernel = D(wk_);
@@ -299,7 +369,8 @@ class LayerCase {
   void Build() {
     if (built_) return;
     built_ = true;
-    const size_t hd = static_cast<size_t>(hq_ * d_), kd = static_cast<size_t>(hkv_ * d_);
+    const size_t hd = static_cast<size_t>(hq_ * d_),
+                 kd = static_cast<size_t>(hkv_ * d_);
     const int64_t fk = key_given_ ? fk_ : fv_;
     auto glorot = [&](size_t fan_in, size_t fan_out, size_t n) {
       const double lim = sqrt(6.0 / static_cast<double>(fan_in + fan_out));
@@ -326,7 +397,8 @@ class LayerCase {
     if (qm_p_ >= 0) qm_ = Bernoulli(b_ * t_, qm_p_);
     if (vm_p_ >= 0) vm_ = Bernoulli(b_ * s_, vm_p_);
     if (km_p_ >= 0) km_ = Bernoulli(b_ * s_, km_p_);
-    if (keep_given_) keep_ = Bernoulli(b_ * hq_ * t_ * s_, keep_all_ ? 1.0 : 1.0 - rate_);
+    if (keep_given_)
+      keep_ = Bernoulli(b_ * hq_ * t_ * s_, keep_all_ ? 1.0 : 1.0 - rate_);
     if (f16_) {
       for (auto* v : {&wq_, &wk_, &wv_, &wo_, &wg_, &bq_, &bk_, &bv_, &bo_,
                       &bg_, &query_, &value_, &key_}) {
@@ -343,7 +415,8 @@ class LayerCase {
   static std::vector<double> D(const std::vector<float>& v) {
     return std::vector<double>(v.begin(), v.end());
   }
-  std::vector<float> Widen(const std::vector<unsigned char>& raw, size_t n) const {
+  std::vector<float> Widen(const std::vector<unsigned char>& raw,
+                           size_t n) const {
     std::vector<float> v(n);
     RawToFloats(raw.data(), n, f16_, v.data());
     return v;

@@ -59,8 +59,12 @@ void* operator new(size_t n) {
   return p;
 }
 void* operator new[](size_t n) { return operator new(n); }
-void* operator new(size_t n, const std::nothrow_t&) noexcept { return malloc(n); }
-void* operator new[](size_t n, const std::nothrow_t&) noexcept { return malloc(n); }
+void* operator new(size_t n, const std::nothrow_t&) noexcept {
+  return malloc(n);
+}
+void* operator new[](size_t n, const std::nothrow_t&) noexcept {
+  return malloc(n);
+}
 void operator delete(void* p) noexcept { free(p); }
 void operator delete[](void* p) noexcept { free(p); }
 void operator delete(void* p, size_t) noexcept { free(p); }
@@ -80,7 +84,8 @@ TEST_CASE("forward allocates nothing, f32 and f16, with and without threads") {
   for (gqa_dtype dtype : {GQA_DTYPE_F32, GQA_DTYPE_F16}) {
     const size_t e = dtype == GQA_DTYPE_F16 ? 2 : 4;
     std::vector<unsigned char> wq(F * Hq * D * e, 0), wkv(F * Hkv * D * e, 0),
-        wo(Hq * D * F * e, 0), bq(Hq * D * e, 0), bkv(Hkv * D * e, 0), bo(F * e, 0);
+        wo(Hq * D * F * e, 0), bq(Hq * D * e, 0), bkv(Hkv * D * e, 0),
+        bo(F * e, 0);
     std::vector<unsigned char> q(B * T * F * e, 0), v(B * S * F * e, 0),
         out(B * T * F * e), scores(B * Hq * T * S * e);
     std::vector<uint8_t> mask(B * T * S, 1), qm(B * T, 1), vm(B * S, 1);
@@ -90,8 +95,9 @@ TEST_CASE("forward allocates nothing, f32 and f16, with and without threads") {
     c.use_gate = 1;
     c.dropout = 0.25f;
     c.sliding_window = 5;
-    gqa_layer_weights w{wq.data(), bq.data(), wkv.data(), bkv.data(), wkv.data(),
-                        bkv.data(), wq.data(), bq.data(), wo.data(), bo.data()};
+    gqa_layer_weights w{wq.data(),  bq.data(),  wkv.data(), bkv.data(),
+                        wkv.data(), bkv.data(), wq.data(),  bq.data(),
+                        wo.data(),  bo.data()};
     gqa::Layer layer;
     REQUIRE(gqa::Layer::Create(c, w, &layer).ok());
     size_t bytes = 0;
@@ -129,7 +135,8 @@ TEST_CASE("forward allocates nothing, f32 and f16, with and without threads") {
   }
 }
 
-TEST_CASE("gqa_attention allocates nothing, every dtype, masks, scores, threads") {
+TEST_CASE(
+    "gqa_attention allocates nothing, every dtype, masks, scores, threads") {
   const int64_t B = 2, T = 37, S = 70, Hq = 8, Hkv = 2, D = 40;
   std::vector<float> q(B * T * Hq * D, 0.5f), kv(B * S * Hkv * D, 0.25f);
   std::vector<float> out(B * T * Hq * D), scores(B * Hq * T * S);
@@ -137,9 +144,11 @@ TEST_CASE("gqa_attention allocates nothing, every dtype, masks, scores, threads"
   std::vector<int64_t> lengths = {S, S - 5};
   gqa_attention_params p;
   gqa_attention_params_init(&p);
-  p.batch = B, p.q_len = T, p.kv_len = S, p.q_heads = Hq, p.kv_heads = Hkv, p.head_dim = D;
+  p.batch = B, p.q_len = T, p.kv_len = S, p.q_heads = Hq, p.kv_heads = Hkv,
+  p.head_dim = D;
   p.q = q.data(), p.k = kv.data(), p.v = kv.data(), p.out = out.data();
-  p.causal = 1, p.sliding_window = 20, p.key_lengths = lengths.data(), p.key_mask = km.data();
+  p.causal = 1, p.sliding_window = 20, p.key_lengths = lengths.data(),
+  p.key_mask = km.data();
   p.mask = mask.data(), p.mask_stride_query = S, p.mask_stride_key = 1;
   p.scores = scores.data();
   pthreadpool_t pool = pthreadpool_create(2);
@@ -147,7 +156,8 @@ TEST_CASE("gqa_attention allocates nothing, every dtype, masks, scores, threads"
   REQUIRE(gqa_attention_workspace_size(&p, 2, &bytes) == GQA_STATUS_OK);
   gqa::Workspace ws(bytes);
   for (int32_t dtype : {GQA_DTYPE_F32, GQA_DTYPE_F16}) {
-    p.q_dtype = p.kv_dtype = p.out_dtype = p.scores_dtype = dtype;  // f16 reads half the buffers
+    p.q_dtype = p.kv_dtype = p.out_dtype = p.scores_dtype =
+        dtype;  // f16 reads half the buffers
     for (pthreadpool_t tp : {static_cast<pthreadpool_t>(nullptr), pool}) {
       const long before = g_allocs.load();
       CHECK(gqa_attention(&p, ws.data(), ws.size(), tp) == GQA_STATUS_OK);
@@ -157,26 +167,30 @@ TEST_CASE("gqa_attention allocates nothing, every dtype, masks, scores, threads"
   pthreadpool_destroy(pool);
 }
 
-TEST_CASE("kv cache append, attend and the cached layer forward allocate nothing") {
+TEST_CASE(
+    "kv cache append, attend and the cached layer forward allocate nothing") {
   const int64_t B = 2, cap = 600, Hq = 8, Hkv = 2, D = 16, F = 24;
   for (int32_t dtype : {GQA_DTYPE_F32, GQA_DTYPE_F16}) {
     std::vector<unsigned char> k(B * cap * Hkv * D * 4), v(k.size());
     std::vector<int64_t> lengths(B, 0);
-    gqa_kv_cache cache{B, cap, Hkv, D, dtype, 0, k.data(), v.data(), lengths.data()};
-    std::vector<float> kn(B * 3 * Hkv * D, 0.5f), q(B * 3 * Hq * D, 0.25f), out(q.size());
+    gqa_kv_cache cache{B,        cap,      Hkv,           D, dtype, 0,
+                       k.data(), v.data(), lengths.data()};
+    std::vector<float> kn(B * 3 * Hkv * D, 0.5f), q(B * 3 * Hq * D, 0.25f),
+        out(q.size());
     gqa_kv_attend_params ap;
     memset(&ap, 0, sizeof(ap));
     ap.q_len = 3, ap.q_heads = Hq, ap.q = q.data(), ap.out = out.data();
     size_t bytes = 0;
-    REQUIRE(gqa_kv_cache_attend_workspace_size(&cache, &ap, 2, &bytes) == GQA_STATUS_OK);
+    REQUIRE(gqa_kv_cache_attend_workspace_size(&cache, &ap, 2, &bytes) ==
+            GQA_STATUS_OK);
     gqa::Workspace ws(bytes);
     pthreadpool_t pool = pthreadpool_create(2);
     for (int step = 0; step < 100; ++step) {
       const long before = g_allocs.load();
-      CHECK(gqa_kv_cache_append(&cache, 3, nullptr, kn.data(), kn.data(), GQA_DTYPE_F32) ==
-            GQA_STATUS_OK);
-      CHECK(gqa_kv_cache_attend(&cache, &ap, ws.data(), ws.size(), step % 2 ? pool : nullptr) ==
-            GQA_STATUS_OK);
+      CHECK(gqa_kv_cache_append(&cache, 3, nullptr, kn.data(), kn.data(),
+                                GQA_DTYPE_F32) == GQA_STATUS_OK);
+      CHECK(gqa_kv_cache_attend(&cache, &ap, ws.data(), ws.size(),
+                                step % 2 ? pool : nullptr) == GQA_STATUS_OK);
       CHECK(g_allocs.load() - before == 0);
     }
     // The layer decoding token by token into a fresh cache.
@@ -187,13 +201,15 @@ TEST_CASE("kv cache append, attend and the cached layer forward allocate nothing
     c.use_gate = 1;
     const size_t e = dtype == GQA_DTYPE_F16 ? 2 : 4;
     std::vector<unsigned char> wq(F * Hq * D * e, 0), wkv(F * Hkv * D * e, 0),
-        wo(Hq * D * F * e, 0), bq(Hq * D * e, 0), bkv(Hkv * D * e, 0), bo(F * e, 0);
-    gqa_layer_weights w{wq.data(), bq.data(), wkv.data(), bkv.data(), wkv.data(),
-                        bkv.data(), wq.data(), bq.data(), wo.data(), bo.data()};
+        wo(Hq * D * F * e, 0), bq(Hq * D * e, 0), bkv(Hkv * D * e, 0),
+        bo(F * e, 0);
+    gqa_layer_weights w{wq.data(),  bq.data(),  wkv.data(), bkv.data(),
+                        wkv.data(), bkv.data(), wq.data(),  bq.data(),
+                        wo.data(),  bo.data()};
     gqa::Layer layer;
     REQUIRE(gqa::Layer::Create(c, w, &layer).ok());
-    REQUIRE(gqa_layer_cached_workspace_size(layer.handle(), &cache, 1, 2, &bytes) ==
-            GQA_STATUS_OK);
+    REQUIRE(gqa_layer_cached_workspace_size(layer.handle(), &cache, 1, 2,
+                                            &bytes) == GQA_STATUS_OK);
     gqa::Workspace lws(bytes);
     std::vector<unsigned char> x(B * F * e, 0), y(B * F * e);
     gqa_forward_args a{};
@@ -201,8 +217,9 @@ TEST_CASE("kv cache append, attend and the cached layer forward allocate nothing
     a.output = y.data();
     for (int step = 0; step < 50; ++step) {
       const long before = g_allocs.load();
-      CHECK(gqa_layer_forward_cached(layer.handle(), &a, &cache, lws.data(), lws.size(),
-                                     step % 2 ? pool : nullptr) == GQA_STATUS_OK);
+      CHECK(gqa_layer_forward_cached(layer.handle(), &a, &cache, lws.data(),
+                                     lws.size(), step % 2 ? pool : nullptr) ==
+            GQA_STATUS_OK);
       CHECK(g_allocs.load() - before == 0);
     }
     pthreadpool_destroy(pool);

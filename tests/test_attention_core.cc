@@ -36,18 +36,20 @@ struct CoreCase {
   std::string Describe() const {
     char buf[300];
     snprintf(buf, sizeof(buf),
-             "B%lld T%lld S%lld Hq%lld Hkv%lld D%lld q16%d kv16%d out16%d hm%d causal%d "
+             "B%lld T%lld S%lld Hq%lld Hkv%lld D%lld q16%d kv16%d out16%d hm%d "
+             "causal%d "
              "off%lld win%lld kl%d km%d mask%d/%d scores%d pol%d seed%llu",
-             (long long)B, (long long)T, (long long)S, (long long)Hq, (long long)Hkv,
-             (long long)D, q16, kv16, out16, head_major, causal, (long long)offset,
-             (long long)window, key_lengths, key_mask, mask, mask_rank_kind, scores, policy,
-             (unsigned long long)seed);
+             (long long)B, (long long)T, (long long)S, (long long)Hq,
+             (long long)Hkv, (long long)D, q16, kv16, out16, head_major, causal,
+             (long long)offset, (long long)window, key_lengths, key_mask, mask,
+             mask_rank_kind, scores, policy, (unsigned long long)seed);
     return buf;
   }
 };
 
 struct CoreData {
-  std::vector<float> q, k, v;  // logical [B,T,Hq,D], [B,S,Hkv,D] (f16-rounded if f16)
+  std::vector<float> q, k,
+      v;  // logical [B,T,Hq,D], [B,S,Hkv,D] (f16-rounded if f16)
   std::vector<int64_t> lengths;
   std::vector<uint8_t> key_mask, mask;
   int64_t ms[4] = {0, 0, 0, 0};
@@ -79,7 +81,8 @@ CoreData MakeData(const CoreCase& c) {
   if (c.mask) {
     if (c.mask_rank_kind == 0) {
       d.mask.resize(c.B * c.Hq * c.T * c.S);
-      d.ms[0] = c.Hq * c.T * c.S, d.ms[1] = c.T * c.S, d.ms[2] = c.S, d.ms[3] = 1;
+      d.ms[0] = c.Hq * c.T * c.S, d.ms[1] = c.T * c.S, d.ms[2] = c.S,
+      d.ms[3] = 1;
     } else if (c.mask_rank_kind == 1) {
       d.mask.resize(c.T * c.S);
       d.ms[2] = c.S, d.ms[3] = 1;
@@ -115,13 +118,15 @@ void Reference(const CoreCase& c, const CoreData& d, std::vector<double>* out,
           if (c.window > 0 && llabs(pos - s) >= c.window) allowed = false;
           if (c.key_lengths && s >= d.lengths[b]) allowed = false;
           if (c.key_mask && !d.key_mask[b * c.S + s]) allowed = false;
-          if (c.mask && !d.mask[b * d.ms[0] + u * d.ms[1] + t * d.ms[2] + s * d.ms[3]])
+          if (c.mask &&
+              !d.mask[b * d.ms[0] + u * d.ms[1] + t * d.ms[2] + s * d.ms[3]])
             allowed = false;
           ok[s] = allowed;
           double dot = 0;
           for (int64_t e = 0; e < c.D; ++e) {
-            dot += static_cast<double>(d.q[((b * c.T + t) * c.Hq + u) * c.D + e]) *
-                   d.k[((b * c.S + s) * c.Hkv + g) * c.D + e];
+            dot +=
+                static_cast<double>(d.q[((b * c.T + t) * c.Hq + u) * c.D + e]) *
+                d.k[((b * c.S + s) * c.Hkv + g) * c.D + e];
           }
           x[s] = dot * scale;
           if (allowed) {
@@ -146,10 +151,11 @@ void Reference(const CoreCase& c, const CoreData& d, std::vector<double>* out,
 }
 
 // Runs the public API; returns widened out and scores (logical layouts).
-gqa_status RunCore(const CoreCase& c, const CoreData& d, int threads, std::vector<float>* out,
-                   std::vector<float>* scores) {
-  auto store = [](const std::vector<float>& src, bool half, int64_t B, int64_t L, int64_t H,
-                  int64_t D, bool head_major, std::vector<unsigned char>* raw, int64_t st[3]) {
+gqa_status RunCore(const CoreCase& c, const CoreData& d, int threads,
+                   std::vector<float>* out, std::vector<float>* scores) {
+  auto store = [](const std::vector<float>& src, bool half, int64_t B,
+                  int64_t L, int64_t H, int64_t D, bool head_major,
+                  std::vector<unsigned char>* raw, int64_t st[3]) {
     const size_t e = half ? 2 : 4;
     raw->assign(src.size() * e, 0);
     if (head_major) {
@@ -162,7 +168,8 @@ gqa_status RunCore(const CoreCase& c, const CoreData& d, int threads, std::vecto
         for (int64_t h = 0; h < H; ++h)
           for (int64_t x = 0; x < D; ++x) {
             const float f = src[((b * L + l) * H + h) * D + x];
-            const size_t at = static_cast<size_t>(b * st[0] + l * st[1] + h * st[2] + x);
+            const size_t at =
+                static_cast<size_t>(b * st[0] + l * st[1] + h * st[2] + x);
             if (half) {
               const uint16_t hv = FloatToHalf(f);
               memcpy(raw->data() + at * 2, &hv, 2);
@@ -178,10 +185,12 @@ gqa_status RunCore(const CoreCase& c, const CoreData& d, int threads, std::vecto
   store(d.v, c.kv16, c.B, c.S, c.Hkv, c.D, c.head_major, &v, vs);
   const size_t n_out = c.B * c.T * c.Hq * c.D, n_sc = c.B * c.Hq * c.T * c.S;
   std::vector<unsigned char> o(n_out * (c.out16 ? 2 : 4), 0xFF);  // poison: NaN
-  std::vector<unsigned char> sc(c.scores ? n_sc * (c.scores16 ? 2 : 4) : 0, 0xFF);
+  std::vector<unsigned char> sc(c.scores ? n_sc * (c.scores16 ? 2 : 4) : 0,
+                                0xFF);
   gqa_attention_params p;
   gqa_attention_params_init(&p);
-  p.batch = c.B, p.q_len = c.T, p.kv_len = c.S, p.q_heads = c.Hq, p.kv_heads = c.Hkv;
+  p.batch = c.B, p.q_len = c.T, p.kv_len = c.S, p.q_heads = c.Hq,
+  p.kv_heads = c.Hkv;
   p.head_dim = c.D;
   p.q = q.data(), p.k = k.data(), p.v = v.data(), p.out = o.data();
   if (c.head_major) {
@@ -192,7 +201,8 @@ gqa_status RunCore(const CoreCase& c, const CoreData& d, int threads, std::vecto
   p.q_dtype = c.q16 ? GQA_DTYPE_F16 : GQA_DTYPE_F32;
   p.kv_dtype = c.kv16 ? GQA_DTYPE_F16 : GQA_DTYPE_F32;
   p.out_dtype = c.out16 ? GQA_DTYPE_F16 : GQA_DTYPE_F32;
-  p.causal = c.causal, p.position_offset = c.offset, p.sliding_window = c.window;
+  p.causal = c.causal, p.position_offset = c.offset,
+  p.sliding_window = c.window;
   p.key_lengths = c.key_lengths ? d.lengths.data() : nullptr;
   p.key_mask = c.key_mask ? d.key_mask.data() : nullptr;
   if (c.mask) {
@@ -232,27 +242,32 @@ void Check(const CoreCase& c, int threads = 1) {
   // binary16 adds up to 2^-11 relative (~5e-4); inputs are already f16.
   const double rtol = (c.out16 || c.scores16) ? 1.5e-3 : 1e-4;
   LayerCase::CheckClose(out, want, rtol, 1e-4, "out");
-  if (c.scores) LayerCase::CheckClose(scores, want_scores, rtol, 1e-4, "scores");
+  if (c.scores)
+    LayerCase::CheckClose(scores, want_scores, rtol, 1e-4, "scores");
 }
 
 CoreCase RandomCoreCase(uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> coin(0, 1);
   auto pick = [&](std::initializer_list<int64_t> l) {
-    return *(l.begin() + std::uniform_int_distribution<size_t>(0, l.size() - 1)(rng));
+    return *(l.begin() +
+             std::uniform_int_distribution<size_t>(0, l.size() - 1)(rng));
   };
   // Around lanes (4, 8, 16), the key tile (64) and the query block, primes.
-  const std::initializer_list<int64_t> lens = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33,
-                                               47, 63, 64, 65, 97, 127, 128, 129, 191, 193, 257, 293};
+  const std::initializer_list<int64_t> lens = {
+      1,  2,  3,  4,  5,  7,  8,   9,   15,  16,  17,  31,  32,
+      33, 47, 63, 64, 65, 97, 127, 128, 129, 191, 193, 257, 293};
   CoreCase c;
   c.seed = seed;
-  const int64_t groups[][2] = {{1, 1}, {2, 1}, {4, 1}, {4, 2}, {8, 2}, {6, 3}, {7, 1},
-                               {14, 2}, {16, 16}, {12, 4}, {32, 8}, {5, 5}};
+  const int64_t groups[][2] = {{1, 1},   {2, 1},  {4, 1},  {4, 2},
+                               {8, 2},   {6, 3},  {7, 1},  {14, 2},
+                               {16, 16}, {12, 4}, {32, 8}, {5, 5}};
   const auto& gsel = groups[std::uniform_int_distribution<int>(0, 11)(rng)];
   c.Hq = gsel[0], c.Hkv = gsel[1];
   c.T = pick(lens);
   c.S = pick(lens);
-  c.D = pick({1, 2, 3, 5, 7, 8, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 80, 96, 127, 128, 129, 200, 256});
+  c.D = pick({1,  2,  3,  5,  7,  8,  15,  16,  17,  31,  32, 33,
+              48, 63, 64, 65, 80, 96, 127, 128, 129, 200, 256});
   c.B = pick({1, 1, 2, 3});
   // Keep the float64 reference affordable.
   while (c.B * c.Hq * c.T * c.S * c.D > 12000000) c.S = c.S / 2 + 1;
@@ -270,8 +285,9 @@ CoreCase RandomCoreCase(uint64_t seed) {
   c.mask_p = coin(rng) < 0.3 ? 0.1 : 0.75;
   c.scores = coin(rng) < 0.25;
   c.scores16 = c.scores && coin(rng) < 0.3;
-  c.policy = static_cast<int32_t>(pick({GQA_FULLY_MASKED_KERAS, GQA_FULLY_MASKED_ZERO,
-                                        GQA_FULLY_MASKED_UNIFORM}));
+  c.policy =
+      static_cast<int32_t>(pick({GQA_FULLY_MASKED_KERAS, GQA_FULLY_MASKED_ZERO,
+                                 GQA_FULLY_MASKED_UNIFORM}));
   return c;
 }
 
@@ -280,7 +296,8 @@ TEST_CASE("core matches the reference on 520 random cases, every target") {
   int i = 0;
   ForEachTarget([&](int64_t) {
     // Each target gets every case natively; under qemu a share of them.
-    for (int k = 0; k < cases; ++k, ++i) Check(RandomCoreCase(static_cast<uint64_t>(k) + 1));
+    for (int k = 0; k < cases; ++k, ++i)
+      Check(RandomCoreCase(static_cast<uint64_t>(k) + 1));
   });
   CHECK(i >= cases);
 }
@@ -289,7 +306,8 @@ TEST_CASE("core: bitwise identical output for 1, 2, 3 and 8 threads") {
   for (bool f16 : {false, true}) {
     CoreCase c;
     c.B = 2, c.T = 131, c.S = 257, c.Hq = 8, c.Hkv = 2, c.D = 64;
-    c.causal = true, c.kv16 = f16, c.q16 = f16, c.scores = true, c.key_mask = true;
+    c.causal = true, c.kv16 = f16, c.q16 = f16, c.scores = true,
+    c.key_mask = true;
     const CoreData d = MakeData(c);
     std::vector<float> first, first_scores;
     for (int threads : {1, 2, 3, 8}) {
@@ -308,7 +326,8 @@ TEST_CASE("core: bitwise identical output for 1, 2, 3 and 8 threads") {
 TEST_CASE("core: long S (16k+) stays accurate") {
   for (bool f16 : {false, true}) {
     CoreCase c;
-    c.B = 1, c.T = 3, c.S = static_cast<int64_t>(16411 * (TestScale() < 1 ? 0.5 : 1.0));
+    c.B = 1, c.T = 3,
+    c.S = static_cast<int64_t>(16411 * (TestScale() < 1 ? 0.5 : 1.0));
     c.Hq = 4, c.Hkv = 1, c.D = 64, c.kv16 = f16;
     Check(c);
     c.causal = true, c.offset = c.S - c.T;  // decode-like: last rows see all
@@ -320,7 +339,8 @@ TEST_CASE("core: call errors") {
   std::vector<float> buf(64, 1.0f), out(64, 7.0f);
   gqa_attention_params p;
   gqa_attention_params_init(&p);
-  p.batch = 1, p.q_len = 2, p.kv_len = 2, p.q_heads = 2, p.kv_heads = 1, p.head_dim = 4;
+  p.batch = 1, p.q_len = 2, p.kv_len = 2, p.q_heads = 2, p.kv_heads = 1,
+  p.head_dim = 4;
   p.q = p.k = p.v = buf.data();
   p.out = out.data();
   size_t bytes = 0;
@@ -352,14 +372,18 @@ TEST_CASE("core: call errors") {
   const int64_t lengths[1] = {3};
   b = p, b.key_lengths = lengths;
   expect(b, GQA_STATUS_INVALID_ARGUMENT);
-  b = p, b.batch = int64_t{1} << 40, b.q_heads = int64_t{1} << 30, b.kv_heads = 1;
+  b = p, b.batch = int64_t{1} << 40, b.q_heads = int64_t{1} << 30,
+  b.kv_heads = 1;
   expect(b, GQA_STATUS_SIZE_OVERFLOW);
-  CHECK(gqa_attention(&p, nullptr, ws.size(), nullptr) == GQA_STATUS_NULL_POINTER);
-  CHECK(gqa_attention(&p, ws.data(), 8, nullptr) == GQA_STATUS_WORKSPACE_TOO_SMALL);
-  CHECK(gqa_attention(&p, static_cast<char*>(ws.data()) + 4, ws.size() - 64, nullptr) ==
-        GQA_STATUS_WORKSPACE_MISALIGNED);
+  CHECK(gqa_attention(&p, nullptr, ws.size(), nullptr) ==
+        GQA_STATUS_NULL_POINTER);
+  CHECK(gqa_attention(&p, ws.data(), 8, nullptr) ==
+        GQA_STATUS_WORKSPACE_TOO_SMALL);
+  CHECK(gqa_attention(&p, static_cast<char*>(ws.data()) + 4, ws.size() - 64,
+                      nullptr) == GQA_STATUS_WORKSPACE_MISALIGNED);
   CHECK(gqa_attention_workspace_size(&p, 0, &bytes) == GQA_STATUS_INVALID_SIZE);
-  CHECK(gqa_attention_workspace_size(nullptr, 1, &bytes) == GQA_STATUS_NULL_POINTER);
+  CHECK(gqa_attention_workspace_size(nullptr, 1, &bytes) ==
+        GQA_STATUS_NULL_POINTER);
   for (float x : out) CHECK(x == 7.0f);
   CHECK(gqa_attention(&p, ws.data(), ws.size(), nullptr) == GQA_STATUS_OK);
 }

@@ -28,8 +28,21 @@ TEST_CASE("seeded dropout matches the reference, f32 and f16, every target") {
   ForEachTarget([](int64_t) {
     for (bool f16 : {false, true}) {
       for (double rate : {0.1, 0.5, 0.9}) {
-        LayerCase(11).heads(4, 2).lens(13, 17).dropout(rate).scores().f16(f16).Check();
-        LayerCase(12).heads(6, 3).lens(8, 8).causal().dropout(rate).keep_mask().f16(f16).Check();
+        LayerCase(11)
+            .heads(4, 2)
+            .lens(13, 17)
+            .dropout(rate)
+            .scores()
+            .f16(f16)
+            .Check();
+        LayerCase(12)
+            .heads(6, 3)
+            .lens(8, 8)
+            .causal()
+            .dropout(rate)
+            .keep_mask()
+            .f16(f16)
+            .Check();
       }
     }
   });
@@ -68,7 +81,8 @@ TEST_CASE("same seed gives the same bits; another seed differs") {
   other.Check();
   // The draw depends on the seed: the keep decisions of two seeds differ.
   int differ = 0;
-  for (uint64_t i = 0; i < 1000; ++i) differ += DropoutKeep(1, i, 0.5f) != DropoutKeep(2, i, 0.5f);
+  for (uint64_t i = 0; i < 1000; ++i)
+    differ += DropoutKeep(1, i, 0.5f) != DropoutKeep(2, i, 0.5f);
   CHECK(differ > 400);
 }
 

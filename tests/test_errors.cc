@@ -12,7 +12,8 @@ namespace {
 
 // A valid small layer and call, for tests that break one thing at a time.
 struct Fixture {
-  static constexpr int64_t kB = 2, kT = 3, kS = 4, kHq = 4, kHkv = 2, kD = 3, kF = 5;
+  static constexpr int64_t kB = 2, kT = 3, kS = 4, kHq = 4, kHkv = 2, kD = 3,
+                           kF = 5;
   std::vector<float> wq = std::vector<float>(kF * kHq * kD, 0.1f);
   std::vector<float> wkv = std::vector<float>(kF * kHkv * kD, 0.1f);
   std::vector<float> wo = std::vector<float>(kHq * kD * kF, 0.1f);
@@ -61,7 +62,8 @@ struct Fixture {
   }
   // Runs the call; on failure also checks nothing was written.
   gqa_status Forward(const gqa_forward_args& a) {
-    const gqa_status s = gqa_layer_forward(layer.handle(), &a, ws.data(), ws.size(), nullptr);
+    const gqa_status s =
+        gqa_layer_forward(layer.handle(), &a, ws.data(), ws.size(), nullptr);
     if (s != GQA_STATUS_OK) {
       for (float x : output) CHECK(x == 7.0f);
       for (float x : scores) CHECK(x == 7.0f);
@@ -121,7 +123,8 @@ TEST_CASE("missing weights and null pointers at creation") {
   gqa_layer_t h = nullptr;
   CHECK(gqa_layer_create(nullptr, &f.weights, &h) == GQA_STATUS_NULL_POINTER);
   CHECK(gqa_layer_create(&f.config, nullptr, &h) == GQA_STATUS_NULL_POINTER);
-  CHECK(gqa_layer_create(&f.config, &f.weights, nullptr) == GQA_STATUS_NULL_POINTER);
+  CHECK(gqa_layer_create(&f.config, &f.weights, nullptr) ==
+        GQA_STATUS_NULL_POINTER);
   gqa_layer_weights w = f.weights;
   w.value_kernel = nullptr;
   CHECK(gqa_layer_create(&f.config, &w, &h) == GQA_STATUS_MISSING_WEIGHT);
@@ -159,21 +162,26 @@ TEST_CASE("call errors: sizes, pointers, shapes") {
   a = f.args;
   a.output = nullptr;
   CHECK(f.Forward(a) == GQA_STATUS_NULL_POINTER);
-  CHECK(gqa_layer_forward(nullptr, &f.args, f.ws.data(), f.ws.size(), nullptr) ==
-        GQA_STATUS_NULL_POINTER);
-  CHECK(gqa_layer_forward(f.layer.handle(), nullptr, f.ws.data(), f.ws.size(), nullptr) ==
-        GQA_STATUS_NULL_POINTER);
+  CHECK(gqa_layer_forward(nullptr, &f.args, f.ws.data(), f.ws.size(),
+                          nullptr) == GQA_STATUS_NULL_POINTER);
+  CHECK(gqa_layer_forward(f.layer.handle(), nullptr, f.ws.data(), f.ws.size(),
+                          nullptr) == GQA_STATUS_NULL_POINTER);
   a = f.args;
   a.batch = int64_t{1} << 40;
   a.query_len = int64_t{1} << 30;
   CHECK(f.Forward(a) == GQA_STATUS_SIZE_OVERFLOW);
   size_t bytes = 0;
-  CHECK(gqa_layer_workspace_size(f.layer.handle(), int64_t{1} << 40, int64_t{1} << 40, 1, 1,
+  CHECK(gqa_layer_workspace_size(f.layer.handle(), int64_t{1} << 40,
+                                 int64_t{1} << 40, 1, 1,
                                  &bytes) == GQA_STATUS_SIZE_OVERFLOW);
-  CHECK(gqa_layer_workspace_size(f.layer.handle(), 0, 1, 1, 1, &bytes) == GQA_STATUS_INVALID_SIZE);
-  CHECK(gqa_layer_workspace_size(f.layer.handle(), 1, 1, 1, 0, &bytes) == GQA_STATUS_INVALID_SIZE);
-  CHECK(gqa_layer_workspace_size(f.layer.handle(), 1, 1, 1, 1, nullptr) == GQA_STATUS_NULL_POINTER);
-  CHECK(gqa_layer_workspace_size(nullptr, 1, 1, 1, 1, &bytes) == GQA_STATUS_NULL_POINTER);
+  CHECK(gqa_layer_workspace_size(f.layer.handle(), 0, 1, 1, 1, &bytes) ==
+        GQA_STATUS_INVALID_SIZE);
+  CHECK(gqa_layer_workspace_size(f.layer.handle(), 1, 1, 1, 0, &bytes) ==
+        GQA_STATUS_INVALID_SIZE);
+  CHECK(gqa_layer_workspace_size(f.layer.handle(), 1, 1, 1, 1, nullptr) ==
+        GQA_STATUS_NULL_POINTER);
+  CHECK(gqa_layer_workspace_size(nullptr, 1, 1, 1, 1, &bytes) ==
+        GQA_STATUS_NULL_POINTER);
 
   // Key omitted but the key kernel expects another width than value's.
   gqa_layer_config c = f.config;
@@ -183,18 +191,18 @@ TEST_CASE("call errors: sizes, pointers, shapes") {
   w.key_kernel = wk.data();
   gqa::Layer narrow_key;
   REQUIRE(gqa::Layer::Create(c, w, &narrow_key).ok());
-  const gqa_status s =
-      gqa_layer_forward(narrow_key.handle(), &f.args, f.ws.data(), f.ws.size(), nullptr);
+  const gqa_status s = gqa_layer_forward(narrow_key.handle(), &f.args,
+                                         f.ws.data(), f.ws.size(), nullptr);
   CHECK(s == GQA_STATUS_SHAPE_MISMATCH);
   for (float x : f.output) CHECK(x == 7.0f);
 }
 
 TEST_CASE("call errors: workspace") {
   Fixture f;
-  CHECK(gqa_layer_forward(f.layer.handle(), &f.args, nullptr, f.ws.size(), nullptr) ==
-        GQA_STATUS_NULL_POINTER);
-  CHECK(gqa_layer_forward(f.layer.handle(), &f.args, f.ws.data(), 16, nullptr) ==
-        GQA_STATUS_WORKSPACE_TOO_SMALL);
+  CHECK(gqa_layer_forward(f.layer.handle(), &f.args, nullptr, f.ws.size(),
+                          nullptr) == GQA_STATUS_NULL_POINTER);
+  CHECK(gqa_layer_forward(f.layer.handle(), &f.args, f.ws.data(), 16,
+                          nullptr) == GQA_STATUS_WORKSPACE_TOO_SMALL);
   CHECK(gqa_layer_forward(f.layer.handle(), &f.args,
                           static_cast<char*>(f.ws.data()) + 4, f.ws.size() - 64,
                           nullptr) == GQA_STATUS_WORKSPACE_MISALIGNED);
@@ -219,7 +227,9 @@ TEST_CASE("call errors: masks") {
       {2, {2, Fixture::kS}, GQA_STATUS_MASK_NOT_BROADCASTABLE},
       {3, {3, Fixture::kT, Fixture::kS}, GQA_STATUS_MASK_NOT_BROADCASTABLE},
       // Head axis must be 1 or Hq, not Hkv.
-      {4, {Fixture::kB, Fixture::kHkv, Fixture::kT, Fixture::kS}, GQA_STATUS_MASK_NOT_BROADCASTABLE},
+      {4,
+       {Fixture::kB, Fixture::kHkv, Fixture::kT, Fixture::kS},
+       GQA_STATUS_MASK_NOT_BROADCASTABLE},
       {4, {Fixture::kB, Fixture::kHq, 0, Fixture::kS}, GQA_STATUS_INVALID_SIZE},
       {3, {Fixture::kB, -1, Fixture::kS}, GQA_STATUS_INVALID_SIZE},
   };
@@ -246,7 +256,8 @@ TEST_CASE("call errors: masks") {
 TEST_CASE("status names and the C++ Status carry the message") {
   CHECK(strcmp(gqa_status_name(GQA_STATUS_MASK_NOT_BROADCASTABLE),
                "GQA_STATUS_MASK_NOT_BROADCASTABLE") == 0);
-  CHECK(strcmp(gqa_status_name(static_cast<gqa_status>(999)), "GQA_STATUS_UNKNOWN") == 0);
+  CHECK(strcmp(gqa_status_name(static_cast<gqa_status>(999)),
+               "GQA_STATUS_UNKNOWN") == 0);
   Fixture f;
   gqa_forward_args a = f.args;
   a.batch = 0;

@@ -24,8 +24,9 @@ std::vector<GoldenCase> LoadAll() {
   return cases;
 }
 
-void CheckRun(const GoldenCase& c, const GoldenRun& run, const std::string& out_key,
-              const std::string& scores_key, double tol_scale) {
+void CheckRun(const GoldenCase& c, const GoldenRun& run,
+              const std::string& out_key, const std::string& scores_key,
+              double tol_scale) {
   INFO(c.name << " " << out_key << ": " << run.message);
   REQUIRE(run.status == GQA_STATUS_OK);
   const GoldenArray* want = c.Find(out_key);
@@ -51,11 +52,14 @@ TEST_CASE("all 30 golden cases, f32 and f16, every policy and target") {
     for (const GoldenCase& c : cases) {
       for (gqa_dtype dtype : {GQA_DTYPE_F32, GQA_DTYPE_F16}) {
         const double tol = dtype == GQA_DTYPE_F16 ? 1e-2 : 0.0;
-        CheckRun(c, RunGoldenCase(c, dtype, GQA_FULLY_MASKED_KERAS, 1), "output", "scores", tol);
+        CheckRun(c, RunGoldenCase(c, dtype, GQA_FULLY_MASKED_KERAS, 1),
+                 "output", "scores", tol);
         for (const auto& alt : c.alternates) {
-          const auto policy = alt.first == "zero" ? GQA_FULLY_MASKED_ZERO : GQA_FULLY_MASKED_UNIFORM;
+          const auto policy = alt.first == "zero" ? GQA_FULLY_MASKED_ZERO
+                                                  : GQA_FULLY_MASKED_UNIFORM;
           auto sc = alt.second.find("scores");
-          CheckRun(c, RunGoldenCase(c, dtype, policy, 1), alt.second.at("output"),
+          CheckRun(c, RunGoldenCase(c, dtype, policy, 1),
+                   alt.second.at("output"),
                    sc == alt.second.end() ? "" : sc->second, tol);
         }
       }
@@ -70,7 +74,8 @@ TEST_CASE("golden cases give the same bits for 1, 2, 3 and 8 threads") {
       REQUIRE(one.status == GQA_STATUS_OK);
       for (int threads : {2, 3, 8}) {
         INFO(c.name << " threads " << threads);
-        const GoldenRun many = RunGoldenCase(c, dtype, GQA_FULLY_MASKED_KERAS, threads);
+        const GoldenRun many =
+            RunGoldenCase(c, dtype, GQA_FULLY_MASKED_KERAS, threads);
         REQUIRE(many.status == GQA_STATUS_OK);
         CHECK(SameBits(one.output, many.output));
         CHECK(SameBits(one.scores, many.scores));

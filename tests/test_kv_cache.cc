@@ -29,11 +29,13 @@ struct KvCase {
   uint64_t seed = 1;
 };
 
-float Round(float x, bool half) { return half ? HalfToFloat(FloatToHalf(x)) : x; }
+float Round(float x, bool half) {
+  return half ? HalfToFloat(FloatToHalf(x)) : x;
+}
 
 struct KvRun {
-  std::vector<float> out;        // [B,T,Hq,D]
-  std::vector<double> want;      // reference
+  std::vector<float> out;    // [B,T,Hq,D]
+  std::vector<double> want;  // reference
   gqa_status status = GQA_STATUS_OK;
 };
 
@@ -52,8 +54,15 @@ KvRun RunKv(const KvCase& c, int threads) {
   const size_t e = c.cache16 ? 2 : 4;
   std::vector<unsigned char> kc(c.B * c.capacity * row * e), vc(kc.size());
   std::vector<int64_t> lengths(c.B, 0);
-  gqa_kv_cache cache{c.B, c.capacity, c.Hkv, c.D, c.cache16 ? GQA_DTYPE_F16 : GQA_DTYPE_F32,
-                     c.ring ? 1 : 0, kc.data(), vc.data(), lengths.data()};
+  gqa_kv_cache cache{c.B,
+                     c.capacity,
+                     c.Hkv,
+                     c.D,
+                     c.cache16 ? GQA_DTYPE_F16 : GQA_DTYPE_F32,
+                     c.ring ? 1 : 0,
+                     kc.data(),
+                     vc.data(),
+                     lengths.data()};
   KvRun run;
   // Ragged appends of f32 source rows.
   for (int64_t start = 0; start < max_total; start += c.chunk) {
@@ -62,12 +71,14 @@ KvRun RunKv(const KvCase& c, int threads) {
     for (int64_t b = 0; b < c.B; ++b) {
       counts[b] = std::max<int64_t>(0, std::min(c.chunk, c.total[b] - start));
       for (int64_t i = 0; i < counts[b]; ++i) {
-        memcpy(&kn[(b * c.chunk + i) * row], &ks[(b * max_total + start + i) * row], row * 4);
-        memcpy(&vn[(b * c.chunk + i) * row], &vs[(b * max_total + start + i) * row], row * 4);
+        memcpy(&kn[(b * c.chunk + i) * row],
+               &ks[(b * max_total + start + i) * row], row * 4);
+        memcpy(&vn[(b * c.chunk + i) * row],
+               &vs[(b * max_total + start + i) * row], row * 4);
       }
     }
-    run.status = gqa_kv_cache_append(&cache, c.chunk, counts.data(), kn.data(), vn.data(),
-                                      GQA_DTYPE_F32);
+    run.status = gqa_kv_cache_append(&cache, c.chunk, counts.data(), kn.data(),
+                                     vn.data(), GQA_DTYPE_F32);
     if (run.status != GQA_STATUS_OK) return run;
   }
   for (int64_t b = 0; b < c.B; ++b) REQUIRE(lengths[b] == c.total[b]);
@@ -144,14 +155,16 @@ KvRun RunKv(const KvCase& c, int threads) {
 
 void CheckKv(const KvCase& c, int threads = 1) {
   const KvRun run = RunKv(c, threads);
-  INFO("B" << c.B << " Hq" << c.Hq << " Hkv" << c.Hkv << " D" << c.D << " cap" << c.capacity
-           << " T" << c.T << " total0 " << c.total[0] << " f16 " << c.cache16 << " ring "
-           << c.ring << " window " << c.window << " threads " << threads);
+  INFO("B" << c.B << " Hq" << c.Hq << " Hkv" << c.Hkv << " D" << c.D << " cap"
+           << c.capacity << " T" << c.T << " total0 " << c.total[0] << " f16 "
+           << c.cache16 << " ring " << c.ring << " window " << c.window
+           << " threads " << threads);
   REQUIRE(run.status == GQA_STATUS_OK);
   LayerCase::CheckClose(run.out, run.want, 1e-4, 1e-4, "kv attend");
 }
 
-TEST_CASE("kv cache attend matches the reference, S from 1 to 32k, every grouping") {
+TEST_CASE(
+    "kv cache attend matches the reference, S from 1 to 32k, every grouping") {
   ForEachTarget([](int64_t) {
     const int64_t groupings[][2] = {{8, 1}, {8, 2}, {14, 2}, {4, 4}, {12, 4}};
     uint64_t seed = 1;
@@ -159,7 +172,8 @@ TEST_CASE("kv cache attend matches the reference, S from 1 to 32k, every groupin
       for (int64_t S : {1, 2, 17, 64, 65, 511, 513, 1000}) {
         for (bool half : {false, true}) {
           KvCase c;
-          c.Hq = g[0], c.Hkv = g[1], c.D = (S % 2) ? 24 : 64, c.capacity = S + 5;
+          c.Hq = g[0], c.Hkv = g[1], c.D = (S % 2) ? 24 : 64,
+          c.capacity = S + 5;
           c.total = {S};
           c.cache16 = half, c.q16 = half && S % 3 == 0, c.seed = seed++;
           c.chunk = S > 100 ? 97 : 3;
@@ -172,7 +186,8 @@ TEST_CASE("kv cache attend matches the reference, S from 1 to 32k, every groupin
   const int64_t S = TestScale() < 1 ? 16411 : 32771;
   for (bool half : {false, true}) {
     KvCase c;
-    c.Hq = 4, c.Hkv = 1, c.D = 32, c.capacity = S, c.total = {S}, c.cache16 = half;
+    c.Hq = 4, c.Hkv = 1, c.D = 32, c.capacity = S, c.total = {S},
+    c.cache16 = half;
     c.chunk = 4096;
     CheckKv(c);
   }
@@ -199,7 +214,8 @@ TEST_CASE("kv cache: ring wrap-around with a sliding window") {
     for (int64_t T : {1, 4}) {
       for (int64_t total : {10, 64, 65, 300, 1031}) {
         KvCase c;
-        c.B = 2, c.Hq = 8, c.Hkv = 2, c.D = 16, c.capacity = 64, c.T = T, c.ring = true;
+        c.B = 2, c.Hq = 8, c.Hkv = 2, c.D = 16, c.capacity = 64, c.T = T,
+        c.ring = true;
         c.window = 64 - T + 1;
         c.total = {total, total / 2 + T};
         c.chunk = 5;
@@ -214,7 +230,8 @@ TEST_CASE("kv cache: ring wrap-around with a sliding window") {
 
 TEST_CASE("kv cache attend: bitwise identical for 1, 2, 3 and 8 threads") {
   KvCase c;
-  c.B = 2, c.Hq = 8, c.Hkv = 2, c.D = 64, c.capacity = 5000, c.total = {4999, 3001};
+  c.B = 2, c.Hq = 8, c.Hkv = 2, c.D = 64, c.capacity = 5000,
+  c.total = {4999, 3001};
   c.chunk = 1000;
   const KvRun one = RunKv(c, 1);
   REQUIRE(one.status == GQA_STATUS_OK);
@@ -229,38 +246,39 @@ TEST_CASE("kv cache errors write nothing") {
   const int64_t B = 2, cap = 8, H = 2, D = 4, row = H * D;
   std::vector<float> k(B * cap * row, 7.0f), v(k.size(), 7.0f);
   std::vector<int64_t> lengths = {6, 2};
-  gqa_kv_cache cache{B, cap, H, D, GQA_DTYPE_F32, 0, k.data(), v.data(), lengths.data()};
+  gqa_kv_cache cache{B,        cap,           H, D, GQA_DTYPE_F32, 0, k.data(),
+                     v.data(), lengths.data()};
   std::vector<float> kn(B * 3 * row, 1.0f), vn(kn.size(), 1.0f);
   auto unchanged = [&] {
     CHECK(lengths[0] == 6);
     CHECK(lengths[1] == 2);
     for (float x : k) CHECK(x == 7.0f);
   };
-  CHECK(gqa_kv_cache_append(&cache, 3, nullptr, kn.data(), vn.data(), GQA_DTYPE_F32) ==
-        GQA_STATUS_CACHE_OVERFLOW);
+  CHECK(gqa_kv_cache_append(&cache, 3, nullptr, kn.data(), vn.data(),
+                            GQA_DTYPE_F32) == GQA_STATUS_CACHE_OVERFLOW);
   CHECK(strstr(gqa_last_error_message(), "capacity") != nullptr);
   unchanged();
   const int64_t counts_bad[2] = {1, 4};
-  CHECK(gqa_kv_cache_append(&cache, 3, counts_bad, kn.data(), vn.data(), GQA_DTYPE_F32) ==
-        GQA_STATUS_INVALID_ARGUMENT);
+  CHECK(gqa_kv_cache_append(&cache, 3, counts_bad, kn.data(), vn.data(),
+                            GQA_DTYPE_F32) == GQA_STATUS_INVALID_ARGUMENT);
   CHECK(gqa_kv_cache_append(&cache, 3, nullptr, kn.data(), vn.data(), 5) ==
         GQA_STATUS_INVALID_ENUM);
-  CHECK(gqa_kv_cache_append(&cache, 3, nullptr, nullptr, vn.data(), GQA_DTYPE_F32) ==
-        GQA_STATUS_NULL_POINTER);
+  CHECK(gqa_kv_cache_append(&cache, 3, nullptr, nullptr, vn.data(),
+                            GQA_DTYPE_F32) == GQA_STATUS_NULL_POINTER);
   gqa_kv_cache bad = cache;
   bad.dtype = 3;
-  CHECK(gqa_kv_cache_append(&bad, 1, nullptr, kn.data(), vn.data(), GQA_DTYPE_F32) ==
-        GQA_STATUS_INVALID_ENUM);
+  CHECK(gqa_kv_cache_append(&bad, 1, nullptr, kn.data(), vn.data(),
+                            GQA_DTYPE_F32) == GQA_STATUS_INVALID_ENUM);
   bad = cache, bad.head_dim = 0;
-  CHECK(gqa_kv_cache_append(&bad, 1, nullptr, kn.data(), vn.data(), GQA_DTYPE_F32) ==
-        GQA_STATUS_INVALID_SIZE);
+  CHECK(gqa_kv_cache_append(&bad, 1, nullptr, kn.data(), vn.data(),
+                            GQA_DTYPE_F32) == GQA_STATUS_INVALID_SIZE);
   unchanged();
   // Ring: appending more than the ring at once is an overflow too.
   gqa_kv_cache ring = cache;
   ring.ring = 1;
   std::vector<float> big(B * 9 * row, 1.0f);
-  CHECK(gqa_kv_cache_append(&ring, 9, nullptr, big.data(), big.data(), GQA_DTYPE_F32) ==
-        GQA_STATUS_CACHE_OVERFLOW);
+  CHECK(gqa_kv_cache_append(&ring, 9, nullptr, big.data(), big.data(),
+                            GQA_DTYPE_F32) == GQA_STATUS_CACHE_OVERFLOW);
   unchanged();
 
   std::vector<float> q(B * 3 * 4 * D, 1.0f), out(q.size(), 9.0f);
@@ -269,27 +287,34 @@ TEST_CASE("kv cache errors write nothing") {
   ap.q_len = 3, ap.q_heads = 4, ap.q = q.data(), ap.out = out.data();
   std::vector<unsigned char> ws(1 << 20);
   void* w = ws.data() + (64 - reinterpret_cast<uintptr_t>(ws.data()) % 64) % 64;
-  CHECK(gqa_kv_cache_attend(&cache, &ap, w, 1 << 19, nullptr) == GQA_STATUS_INVALID_ARGUMENT);
-  CHECK(strstr(gqa_last_error_message(), "fewer") != nullptr);  // batch 1 has 2 < 3
+  CHECK(gqa_kv_cache_attend(&cache, &ap, w, 1 << 19, nullptr) ==
+        GQA_STATUS_INVALID_ARGUMENT);
+  CHECK(strstr(gqa_last_error_message(), "fewer") !=
+        nullptr);  // batch 1 has 2 < 3
   ap.q_len = 1;
   ap.q_heads = 3;
-  CHECK(gqa_kv_cache_attend(&cache, &ap, w, 1 << 19, nullptr) == GQA_STATUS_HEADS_NOT_DIVISIBLE);
+  CHECK(gqa_kv_cache_attend(&cache, &ap, w, 1 << 19, nullptr) ==
+        GQA_STATUS_HEADS_NOT_DIVISIBLE);
   ap.q_heads = 4;
-  CHECK(gqa_kv_cache_attend(&ring, &ap, w, 1 << 19, nullptr) == GQA_STATUS_INVALID_ARGUMENT);
+  CHECK(gqa_kv_cache_attend(&ring, &ap, w, 1 << 19, nullptr) ==
+        GQA_STATUS_INVALID_ARGUMENT);
   ap.out_dtype = 4;
-  CHECK(gqa_kv_cache_attend(&cache, &ap, w, 1 << 19, nullptr) == GQA_STATUS_INVALID_ENUM);
+  CHECK(gqa_kv_cache_attend(&cache, &ap, w, 1 << 19, nullptr) ==
+        GQA_STATUS_INVALID_ENUM);
   ap.out_dtype = GQA_DTYPE_F32;
-  CHECK(gqa_kv_cache_attend(&cache, &ap, w, 16, nullptr) == GQA_STATUS_WORKSPACE_TOO_SMALL);
+  CHECK(gqa_kv_cache_attend(&cache, &ap, w, 16, nullptr) ==
+        GQA_STATUS_WORKSPACE_TOO_SMALL);
   for (float x : out) CHECK(x == 9.0f);
   CHECK(gqa_kv_cache_attend(&cache, &ap, w, 1 << 19, nullptr) == GQA_STATUS_OK);
 }
 
 // The layer run token by token (and in chunks) through a KV cache equals the
 // layer on the whole sequence with use_causal_mask.
-void CheckLayerDecode(gqa_dtype dtype, bool cache16, bool gate, int64_t window, bool ring,
-                      int64_t chunk) {
-  INFO("dtype " << dtype << " cache16 " << cache16 << " gate " << gate << " window " << window
-                << " ring " << ring << " chunk " << chunk);
+void CheckLayerDecode(gqa_dtype dtype, bool cache16, bool gate, int64_t window,
+                      bool ring, int64_t chunk) {
+  INFO("dtype " << dtype << " cache16 " << cache16 << " gate " << gate
+                << " window " << window << " ring " << ring << " chunk "
+                << chunk);
   const int64_t B = 2, T = 23, F = 20, Hq = 6, Hkv = 2, D = 12;
   const bool f16 = dtype == GQA_DTYPE_F16;
   std::mt19937_64 rng(5);
@@ -304,9 +329,11 @@ void CheckLayerDecode(gqa_dtype dtype, bool cache16, bool gate, int64_t window, 
     return std::make_pair(f, h);
   };
   auto wq = make(F * Hq * D), wk = make(F * Hkv * D), wv = make(F * Hkv * D),
-       wg = make(F * Hq * D), wo = make(Hq * D * F), bq = make(Hq * D), bk = make(Hkv * D),
-       bv = make(Hkv * D), bg = make(Hq * D), bo = make(F), x = make(B * T * F);
-  auto P = [&](const std::pair<std::vector<float>, std::vector<uint16_t>>& a) -> const void* {
+       wg = make(F * Hq * D), wo = make(Hq * D * F), bq = make(Hq * D),
+       bk = make(Hkv * D), bv = make(Hkv * D), bg = make(Hq * D), bo = make(F),
+       x = make(B * T * F);
+  auto P = [&](const std::pair<std::vector<float>, std::vector<uint16_t>>& a)
+      -> const void* {
     return f16 ? static_cast<const void*>(a.second.data()) : a.first.data();
   };
   gqa_layer_config cfg;
@@ -314,7 +341,8 @@ void CheckLayerDecode(gqa_dtype dtype, bool cache16, bool gate, int64_t window, 
   cfg.dtype = dtype;
   cfg.use_gate = gate;
   cfg.sliding_window = window;
-  gqa_layer_weights w{P(wq), P(bq), P(wk), P(bk), P(wv), P(bv), P(wg), P(bg), P(wo), P(bo)};
+  gqa_layer_weights w{P(wq), P(bq), P(wk), P(bk), P(wv),
+                      P(bv), P(wg), P(bg), P(wo), P(bo)};
   Layer layer;
   REQUIRE(Layer::Create(cfg, w, &layer).ok());
   const size_t e = f16 ? 2 : 4;
@@ -334,25 +362,34 @@ void CheckLayerDecode(gqa_dtype dtype, bool cache16, bool gate, int64_t window, 
   const size_t ce = cache16 ? 2 : 4;
   std::vector<unsigned char> kc(B * cap * Hkv * D * ce), vc(kc.size());
   std::vector<int64_t> lengths(B, 0);
-  gqa_kv_cache cache{B, cap, Hkv, D, cache16 ? GQA_DTYPE_F16 : GQA_DTYPE_F32, ring ? 1 : 0,
-                     kc.data(), vc.data(), lengths.data()};
-  REQUIRE(gqa_layer_cached_workspace_size(layer.handle(), &cache, chunk, 1, &bytes) ==
-          GQA_STATUS_OK);
+  gqa_kv_cache cache{B,
+                     cap,
+                     Hkv,
+                     D,
+                     cache16 ? GQA_DTYPE_F16 : GQA_DTYPE_F32,
+                     ring ? 1 : 0,
+                     kc.data(),
+                     vc.data(),
+                     lengths.data()};
+  REQUIRE(gqa_layer_cached_workspace_size(layer.handle(), &cache, chunk, 1,
+                                          &bytes) == GQA_STATUS_OK);
   Workspace cws(bytes);
-  std::vector<unsigned char> step_x(B * chunk * F * e), step_out(B * chunk * F * e);
+  std::vector<unsigned char> step_x(B * chunk * F * e),
+      step_out(B * chunk * F * e);
   std::vector<float> got(B * T * F), want(B * T * F);
   for (int64_t t0 = 0; t0 < T; t0 += chunk) {
     const int64_t n = std::min(chunk, T - t0);
     for (int64_t b = 0; b < B; ++b) {
-      memcpy(&step_x[b * n * F * e], static_cast<const unsigned char*>(P(x)) + (b * T + t0) * F * e,
+      memcpy(&step_x[b * n * F * e],
+             static_cast<const unsigned char*>(P(x)) + (b * T + t0) * F * e,
              n * F * e);
     }
     gqa_forward_args s{};
     s.batch = B, s.query_len = n, s.value_len = n;
     s.query = s.value = step_x.data();
     s.output = step_out.data();
-    REQUIRE(gqa_layer_forward_cached(layer.handle(), &s, &cache, cws.data(), cws.size(),
-                                     nullptr) == GQA_STATUS_OK);
+    REQUIRE(gqa_layer_forward_cached(layer.handle(), &s, &cache, cws.data(),
+                                     cws.size(), nullptr) == GQA_STATUS_OK);
     for (int64_t b = 0; b < B; ++b) {
       RawToFloats(&step_out[b * n * F * e], n * F, f16, &got[(b * T + t0) * F]);
     }
@@ -361,7 +398,8 @@ void CheckLayerDecode(gqa_dtype dtype, bool cache16, bool gate, int64_t window, 
   // f32 everywhere: rounding only (1e-5). An f16 cache rounds k and v to
   // binary16 (2^-11 relative), f16 outputs round again: 3e-3.
   const double tol = (f16 || cache16) ? 3e-3 : 1e-5;
-  LayerCase::CheckClose(got, std::vector<double>(want.begin(), want.end()), tol, tol, "decode");
+  LayerCase::CheckClose(got, std::vector<double>(want.begin(), want.end()), tol,
+                        tol, "decode");
 }
 
 TEST_CASE("layer decoded token by token equals the full causal sequence") {
@@ -382,40 +420,44 @@ TEST_CASE("layer cached forward: errors") {
   cfg.use_bias = 0;
   std::vector<float> wq(6 * 8, 0.1f), wkv(6 * 4, 0.1f), wo(8 * 6, 0.1f);
   gqa_layer_weights w{};
-  w.query_kernel = wq.data(), w.key_kernel = wkv.data(), w.value_kernel = wkv.data();
+  w.query_kernel = wq.data(), w.key_kernel = wkv.data(),
+  w.value_kernel = wkv.data();
   w.output_kernel = wo.data();
   Layer layer;
   REQUIRE(Layer::Create(cfg, w, &layer).ok());
   std::vector<float> k(2 * 4 * 4, 7.0f), v(k.size(), 7.0f);
   std::vector<int64_t> lengths = {3, 0};
-  gqa_kv_cache cache{2, 4, 1, 4, GQA_DTYPE_F32, 0, k.data(), v.data(), lengths.data()};
+  gqa_kv_cache cache{
+      2, 4, 1, 4, GQA_DTYPE_F32, 0, k.data(), v.data(), lengths.data()};
   std::vector<float> x(2 * 2 * 6, 1.0f), out(x.size(), 9.0f);
   gqa_forward_args a{};
   a.batch = 2, a.query_len = 2, a.value_len = 2, a.query = a.value = x.data();
   a.output = out.data();
   std::vector<unsigned char> ws(1 << 20);
-  void* wsp = ws.data() + (64 - reinterpret_cast<uintptr_t>(ws.data()) % 64) % 64;
-  CHECK(gqa_layer_forward_cached(layer.handle(), &a, &cache, wsp, 1 << 19, nullptr) ==
+  void* wsp =
+      ws.data() + (64 - reinterpret_cast<uintptr_t>(ws.data()) % 64) % 64;
+  CHECK(gqa_layer_forward_cached(layer.handle(), &a, &cache, wsp, 1 << 19,
+                                 nullptr) ==
         GQA_STATUS_CACHE_OVERFLOW);  // 3 + 2 > 4
   gqa_kv_cache wrong = cache;
   wrong.head_dim = 8;
-  CHECK(gqa_layer_forward_cached(layer.handle(), &a, &wrong, wsp, 1 << 19, nullptr) ==
-        GQA_STATUS_SHAPE_MISMATCH);
+  CHECK(gqa_layer_forward_cached(layer.handle(), &a, &wrong, wsp, 1 << 19,
+                                 nullptr) == GQA_STATUS_SHAPE_MISMATCH);
   gqa_forward_args masked = a;
   std::vector<uint8_t> qm(4, 1);
   masked.query_mask = qm.data();
-  CHECK(gqa_layer_forward_cached(layer.handle(), &masked, &cache, wsp, 1 << 19, nullptr) ==
-        GQA_STATUS_INVALID_ARGUMENT);
+  CHECK(gqa_layer_forward_cached(layer.handle(), &masked, &cache, wsp, 1 << 19,
+                                 nullptr) == GQA_STATUS_INVALID_ARGUMENT);
   gqa_kv_cache ring = cache;
   ring.ring = 1;  // the layer has no sliding window
   lengths = {0, 0};
-  CHECK(gqa_layer_forward_cached(layer.handle(), &a, &ring, wsp, 1 << 19, nullptr) ==
-        GQA_STATUS_INVALID_ARGUMENT);
+  CHECK(gqa_layer_forward_cached(layer.handle(), &a, &ring, wsp, 1 << 19,
+                                 nullptr) == GQA_STATUS_INVALID_ARGUMENT);
   for (float f : out) CHECK(f == 9.0f);
   for (float f : k) CHECK(f == 7.0f);
   CHECK(lengths[0] == 0);
-  CHECK(gqa_layer_forward_cached(layer.handle(), &a, &cache, wsp, 1 << 19, nullptr) ==
-        GQA_STATUS_OK);
+  CHECK(gqa_layer_forward_cached(layer.handle(), &a, &cache, wsp, 1 << 19,
+                                 nullptr) == GQA_STATUS_OK);
   CHECK(lengths[0] == 2);
 }
 

@@ -21,13 +21,28 @@ T Pick(std::mt19937_64& rng, std::initializer_list<T> list) {
 LayerCase RandomCase(uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> coin(0.0, 1.0);
-  const std::pair<int64_t, int64_t> grouping = Pick<std::pair<int64_t, int64_t>>(
-      rng, {{1, 1}, {2, 1}, {3, 1}, {4, 1}, {4, 2}, {4, 4}, {5, 5}, {6, 3},
-            {6, 2}, {8, 2}, {8, 1}, {12, 4}, {16, 4}, {7, 7}});
-  const int64_t lens[] = {1, 2, 3, 5, 7, 8, 11, 13, 16, 17, 31, 32, 37, 47, 61, 64, 67, 70};
-  std::uniform_int_distribution<size_t> len_pick(0, sizeof(lens) / sizeof(lens[0]) - 1);
+  const std::pair<int64_t, int64_t> grouping =
+      Pick<std::pair<int64_t, int64_t>>(rng, {{1, 1},
+                                              {2, 1},
+                                              {3, 1},
+                                              {4, 1},
+                                              {4, 2},
+                                              {4, 4},
+                                              {5, 5},
+                                              {6, 3},
+                                              {6, 2},
+                                              {8, 2},
+                                              {8, 1},
+                                              {12, 4},
+                                              {16, 4},
+                                              {7, 7}});
+  const int64_t lens[] = {1,  2,  3,  5,  7,  8,  11, 13, 16,
+                          17, 31, 32, 37, 47, 61, 64, 67, 70};
+  std::uniform_int_distribution<size_t> len_pick(
+      0, sizeof(lens) / sizeof(lens[0]) - 1);
   const int64_t T = lens[len_pick(rng)], S = lens[len_pick(rng)];
-  const int64_t D = Pick<int64_t>(rng, {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17, 31, 32, 33, 64, 65, 100, 128});
+  const int64_t D = Pick<int64_t>(
+      rng, {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17, 31, 32, 33, 64, 65, 100, 128});
   const int64_t B = Pick<int64_t>(rng, {1, 1, 2, 3});
   std::uniform_int_distribution<int64_t> feat(1, 40);
   LayerCase c(seed * 7919 + 1);
@@ -56,7 +71,8 @@ LayerCase RandomCase(uint64_t seed) {
     c.keep_mask(coin(rng) < 0.5);
   }
   c.policy(Pick<gqa_fully_masked_policy>(
-      rng, {GQA_FULLY_MASKED_KERAS, GQA_FULLY_MASKED_ZERO, GQA_FULLY_MASKED_UNIFORM}));
+      rng, {GQA_FULLY_MASKED_KERAS, GQA_FULLY_MASKED_ZERO,
+            GQA_FULLY_MASKED_UNIFORM}));
   c.f16(coin(rng) < 0.25);
   c.threads(coin(rng) < 0.3 ? 2 : 1);
   return c;
@@ -77,19 +93,38 @@ TEST_CASE("causal alignment is top-left for T > S and T < S") {
   for (bool f16 : {false, true}) {
     LayerCase().lens(9, 4).causal().scores().f16(f16).Check();
     LayerCase().lens(4, 9).causal().scores().f16(f16).Check();
-    LayerCase().lens(5, 3).causal().heads(2, 2).head_dim(2).scores().f16(f16).Check();
+    LayerCase()
+        .lens(5, 3)
+        .causal()
+        .heads(2, 2)
+        .head_dim(2)
+        .scores()
+        .f16(f16)
+        .Check();
   }
 }
 
 TEST_CASE("fully masked rows under each policy, with and without scores") {
-  for (auto policy : {GQA_FULLY_MASKED_KERAS, GQA_FULLY_MASKED_ZERO, GQA_FULLY_MASKED_UNIFORM}) {
+  for (auto policy : {GQA_FULLY_MASKED_KERAS, GQA_FULLY_MASKED_ZERO,
+                      GQA_FULLY_MASKED_UNIFORM}) {
     for (bool scores : {false, true}) {
       for (bool f16 : {false, true}) {
         // p = 0.15 over [B,T,S] leaves many rows with no allowed key.
-        LayerCase(3).lens(11, 5).attention_mask({2, 11, 5}, 0.15).policy(policy)
-            .scores(scores).f16(f16).Check();
-        LayerCase(4).lens(6, 6).query_mask(0.5).causal().policy(policy)
-            .scores(scores).f16(f16).Check();
+        LayerCase(3)
+            .lens(11, 5)
+            .attention_mask({2, 11, 5}, 0.15)
+            .policy(policy)
+            .scores(scores)
+            .f16(f16)
+            .Check();
+        LayerCase(4)
+            .lens(6, 6)
+            .query_mask(0.5)
+            .causal()
+            .policy(policy)
+            .scores(scores)
+            .f16(f16)
+            .Check();
       }
     }
   }
@@ -105,9 +140,18 @@ TEST_CASE("output is bitwise identical for 1, 2, 3 and 8 threads") {
     std::vector<float> first_out, first_scores;
     for (int threads : {1, 2, 3, 8}) {
       LayerCase c(77);
-      c.batch(2).heads(8, 2).head_dim(24).lens(33, 41).features(40, 40, 40)
-          .causal().attention_mask({2, 1, 33, 41}, 0.8).scores().gate()
-          .dropout(0.2).f16(f16).threads(threads);
+      c.batch(2)
+          .heads(8, 2)
+          .head_dim(24)
+          .lens(33, 41)
+          .features(40, 40, 40)
+          .causal()
+          .attention_mask({2, 1, 33, 41}, 0.8)
+          .scores()
+          .gate()
+          .dropout(0.2)
+          .f16(f16)
+          .threads(threads);
       const LayerOutputs got = c.Run();
       REQUIRE(got.status == GQA_STATUS_OK);
       if (threads == 1) {

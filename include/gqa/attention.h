@@ -23,12 +23,12 @@ extern "C" {
 #endif
 
 typedef struct gqa_attention_params {
-  int64_t batch;       /* B */
-  int64_t q_len;       /* T: new queries */
-  int64_t kv_len;      /* S: keys/values */
-  int64_t q_heads;     /* Hq */
-  int64_t kv_heads;    /* Hkv, divides Hq */
-  int64_t head_dim;    /* D */
+  int64_t batch;    /* B */
+  int64_t q_len;    /* T: new queries */
+  int64_t kv_len;   /* S: keys/values */
+  int64_t q_heads;  /* Hq */
+  int64_t kv_heads; /* Hkv, divides Hq */
+  int64_t head_dim; /* D */
 
   const void* q;
   int64_t q_stride_batch, q_stride_token, q_stride_head;
@@ -75,8 +75,7 @@ GQA_API void gqa_attention_params_init(gqa_attention_params* params);
 /* Workspace bytes for these shapes, run with a pool of up to max_threads
  * threads (1: no pool). Does not depend on kv_len. */
 GQA_API gqa_status gqa_attention_workspace_size(
-    const gqa_attention_params* params, int64_t max_threads,
-    size_t* size_out);
+    const gqa_attention_params* params, int64_t max_threads, size_t* size_out);
 
 /* Runs attention. workspace: aligned to GQA_WORKSPACE_ALIGNMENT, at least
  * the size for max_threads = 1; a bigger pool uses as many threads as the

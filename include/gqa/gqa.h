@@ -40,15 +40,15 @@ typedef struct pthreadpool* pthreadpool_t;
 
 typedef enum gqa_status {
   GQA_STATUS_OK = 0,
-  GQA_STATUS_NULL_POINTER = 1,          /* a required pointer is NULL */
-  GQA_STATUS_INVALID_SIZE = 2,          /* a size is zero or negative */
-  GQA_STATUS_SIZE_OVERFLOW = 3,         /* a product of sizes overflows */
-  GQA_STATUS_HEADS_NOT_DIVISIBLE = 4,   /* Hq % Hkv != 0 */
-  GQA_STATUS_INVALID_SLIDING_WINDOW = 5,/* sliding_window < 0 */
-  GQA_STATUS_INVALID_DROPOUT = 6,       /* rate outside [0,1] or NaN */
-  GQA_STATUS_INVALID_ENUM = 7,          /* unknown dtype / policy / mode */
-  GQA_STATUS_SHAPE_MISMATCH = 8,        /* feature sizes, key vs value */
-  GQA_STATUS_INVALID_MASK_RANK = 9,     /* attention_mask rank not 2/3/4 */
+  GQA_STATUS_NULL_POINTER = 1,           /* a required pointer is NULL */
+  GQA_STATUS_INVALID_SIZE = 2,           /* a size is zero or negative */
+  GQA_STATUS_SIZE_OVERFLOW = 3,          /* a product of sizes overflows */
+  GQA_STATUS_HEADS_NOT_DIVISIBLE = 4,    /* Hq % Hkv != 0 */
+  GQA_STATUS_INVALID_SLIDING_WINDOW = 5, /* sliding_window < 0 */
+  GQA_STATUS_INVALID_DROPOUT = 6,        /* rate outside [0,1] or NaN */
+  GQA_STATUS_INVALID_ENUM = 7,           /* unknown dtype / policy / mode */
+  GQA_STATUS_SHAPE_MISMATCH = 8,         /* feature sizes, key vs value */
+  GQA_STATUS_INVALID_MASK_RANK = 9,      /* attention_mask rank not 2/3/4 */
   GQA_STATUS_MASK_NOT_BROADCASTABLE = 10,
   GQA_STATUS_WORKSPACE_TOO_SMALL = 11,
   GQA_STATUS_WORKSPACE_MISALIGNED = 12, /* not GQA_WORKSPACE_ALIGNMENT */
@@ -67,10 +67,11 @@ typedef enum gqa_dtype {
 
 /* What a query row with no allowed key produces (spec section 4). */
 typedef enum gqa_fully_masked_policy {
-  /* zero if dropout > 0 or scores are requested, else uniform (Keras >= 3.10) */
+  /* zero if dropout > 0 or scores are requested, else uniform (Keras >= 3.10)
+   */
   GQA_FULLY_MASKED_KERAS = 0,
-  GQA_FULLY_MASKED_ZERO = 1,    /* probabilities 0: the head contributes 0 */
-  GQA_FULLY_MASKED_UNIFORM = 2  /* probabilities 1/S: mean of all values */
+  GQA_FULLY_MASKED_ZERO = 1,   /* probabilities 0: the head contributes 0 */
+  GQA_FULLY_MASKED_UNIFORM = 2 /* probabilities 1/S: mean of all values */
 } gqa_fully_masked_policy;
 
 /* Alignment the forward workspace must have, in bytes. */
@@ -183,17 +184,12 @@ GQA_API gqa_status gqa_layer_forward(gqa_layer_t layer,
  * Running a sequence token by token equals gqa_layer_forward on the whole
  * sequence with use_causal_mask (to float rounding). */
 struct gqa_kv_cache;
-GQA_API gqa_status gqa_layer_cached_workspace_size(gqa_layer_t layer,
-                                                   const struct gqa_kv_cache* cache,
-                                                   int64_t new_tokens,
-                                                   int64_t max_threads,
-                                                   size_t* size_out);
-GQA_API gqa_status gqa_layer_forward_cached(gqa_layer_t layer,
-                                            const gqa_forward_args* args,
-                                            struct gqa_kv_cache* cache,
-                                            void* workspace,
-                                            size_t workspace_size,
-                                            pthreadpool_t threadpool);
+GQA_API gqa_status gqa_layer_cached_workspace_size(
+    gqa_layer_t layer, const struct gqa_kv_cache* cache, int64_t new_tokens,
+    int64_t max_threads, size_t* size_out);
+GQA_API gqa_status gqa_layer_forward_cached(
+    gqa_layer_t layer, const gqa_forward_args* args, struct gqa_kv_cache* cache,
+    void* workspace, size_t workspace_size, pthreadpool_t threadpool);
 
 /* Static name of a status ("GQA_STATUS_..."). */
 GQA_API const char* gqa_status_name(gqa_status status);

@@ -51,9 +51,8 @@ class Workspace {
   // Grows to at least `bytes`; false if out of memory.
   bool Reserve(size_t bytes) {
     if (bytes <= size_) return true;
-    const size_t rounded =
-        (bytes + GQA_WORKSPACE_ALIGNMENT - 1) / GQA_WORKSPACE_ALIGNMENT *
-        GQA_WORKSPACE_ALIGNMENT;
+    const size_t rounded = (bytes + GQA_WORKSPACE_ALIGNMENT - 1) /
+                           GQA_WORKSPACE_ALIGNMENT * GQA_WORKSPACE_ALIGNMENT;
     void* p = aligned_alloc(GQA_WORKSPACE_ALIGNMENT, rounded);
     if (p == nullptr) return false;
     free(data_);
@@ -92,8 +91,8 @@ class Layer {
 
   Status WorkspaceSize(int64_t batch, int64_t query_len, int64_t value_len,
                        size_t* bytes, int64_t max_threads = 1) const {
-    return Status(gqa_layer_workspace_size(handle_, batch, query_len,
-                                           value_len, max_threads, bytes));
+    return Status(gqa_layer_workspace_size(handle_, batch, query_len, value_len,
+                                           max_threads, bytes));
   }
 
   // Allocation-free: the workspace must already be large enough.

@@ -24,15 +24,15 @@ extern "C" {
 #endif
 
 typedef struct gqa_kv_cache {
-  int64_t batch;     /* B */
-  int64_t capacity;  /* slots per batch */
-  int64_t kv_heads;  /* Hkv */
-  int64_t head_dim;  /* D */
-  int32_t dtype;     /* gqa_dtype of k and v */
-  int32_t ring;      /* nonzero: ring of `capacity` slots */
-  void* k;           /* [B, capacity, Hkv, D] */
-  void* v;           /* [B, capacity, Hkv, D] */
-  int64_t* lengths;  /* [B] tokens written so far */
+  int64_t batch;    /* B */
+  int64_t capacity; /* slots per batch */
+  int64_t kv_heads; /* Hkv */
+  int64_t head_dim; /* D */
+  int32_t dtype;    /* gqa_dtype of k and v */
+  int32_t ring;     /* nonzero: ring of `capacity` slots */
+  void* k;          /* [B, capacity, Hkv, D] */
+  void* v;          /* [B, capacity, Hkv, D] */
+  int64_t* lengths; /* [B] tokens written so far */
 } gqa_kv_cache;
 
 /* Appends new tokens: k_new, v_new [B, new_tokens, Hkv, D] in src_dtype
@@ -40,20 +40,18 @@ typedef struct gqa_kv_cache {
  * batch's rows (<= new_tokens; ragged), or NULL for new_tokens each.
  * Errors: GQA_STATUS_CACHE_OVERFLOW when a linear cache would pass its
  * capacity (or a ring append is longer than the ring), and the usual ones. */
-GQA_API gqa_status gqa_kv_cache_append(gqa_kv_cache* cache,
-                                       int64_t new_tokens,
-                                       const int64_t* counts,
-                                       const void* k_new, const void* v_new,
-                                       int32_t src_dtype);
+GQA_API gqa_status gqa_kv_cache_append(gqa_kv_cache* cache, int64_t new_tokens,
+                                       const int64_t* counts, const void* k_new,
+                                       const void* v_new, int32_t src_dtype);
 
 typedef struct gqa_kv_attend_params {
-  int64_t q_len;       /* T: the newest T tokens of each batch */
-  int64_t q_heads;     /* Hq, a multiple of the cache's Hkv */
-  const void* q;       /* [B, T, Hq, D] */
+  int64_t q_len;   /* T: the newest T tokens of each batch */
+  int64_t q_heads; /* Hq, a multiple of the cache's Hkv */
+  const void* q;   /* [B, T, Hq, D] */
   int32_t q_dtype;
-  void* out;           /* [B, T, Hq, D] */
+  void* out; /* [B, T, Hq, D] */
   int32_t out_dtype;
-  float scale;         /* 0: 1/sqrt(D) */
+  float scale;            /* 0: 1/sqrt(D) */
   int64_t sliding_window; /* 0: none */
   int32_t fully_masked_policy;
 } gqa_kv_attend_params;

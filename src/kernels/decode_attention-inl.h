@@ -20,7 +20,8 @@
 // Each item leaves (max, sum, acc) per row in the shared partials; a second
 // pass merges the chunks of each batch in chunk order and writes out.
 
-#if defined(GQA_SRC_KERNELS_DECODE_ATTENTION_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#if defined(GQA_SRC_KERNELS_DECODE_ATTENTION_INL_H_) == \
+    defined(HWY_TARGET_TOGGLE)
 #ifdef GQA_SRC_KERNELS_DECODE_ATTENTION_INL_H_
 #undef GQA_SRC_KERNELS_DECODE_ATTENTION_INL_H_
 #else
@@ -66,8 +67,9 @@ constexpr int kDecodePvRows = 2;
 
 // True when the decode path can serve p (few rows, nothing it lacks).
 HWY_INLINE bool UseDecode(const AttentionParams& p) {
-  return (p.q_heads / p.kv_heads) * p.q_len <= kDecodeMaxRows && p.scores == nullptr &&
-         p.mask == nullptr && !p.apply_dropout && p.query_mask == nullptr;
+  return (p.q_heads / p.kv_heads) * p.q_len <= kDecodeMaxRows &&
+         p.scores == nullptr && p.mask == nullptr && !p.apply_dropout &&
+         p.query_mask == nullptr;
 }
 
 // Score slots: the rows of each kv head are cut into tiles of up to 4; tile
@@ -131,20 +133,22 @@ void MakeDecodePlan(const AttentionParams& p, AttentionPlan* plan) {
   plan->keys_per_tile = Bk;
   plan->block_positions = p.q_len;
   plan->blocks_per_head = 1;
-  int64_t chunk = RoundUp((p.kv_len + kDecodeMaxSplits - 1) / kDecodeMaxSplits, Bk);
+  int64_t chunk =
+      RoundUp((p.kv_len + kDecodeMaxSplits - 1) / kDecodeMaxSplits, Bk);
   if (chunk < kDecodeMinChunk) chunk = RoundUp(kDecodeMinChunk, Bk);
   plan->split_keys = chunk;
   plan->splits = (p.kv_len + chunk - 1) / chunk;
   plan->items = p.batch * plan->splits;
   const int64_t H = p.kv_heads;
-  const int64_t floats = R * Dp + 2 * Bk * H * Dp + Bk * sh.quads_padded * sh.quad_floats +
-                         Bk * sh.slots + R * Dp + 4 * sh.slots + 2 * Bk;
+  const int64_t floats = R * Dp + 2 * Bk * H * Dp +
+                         Bk * sh.quads_padded * sh.quad_floats + Bk * sh.slots +
+                         R * Dp + 4 * sh.slots + 2 * Bk;
   plan->slot_bytes = RoundUp(floats * 4 + 12 * 64, 64);
   plan->shared_bytes = RoundUp(plan->items * R * (Dp + 2) * 4, 64);
 }
 
-DecodeScratch CarveDecodeSlot(const AttentionParams& p, const AttentionPlan& plan,
-                              unsigned char* base) {
+DecodeScratch CarveDecodeSlot(const AttentionParams& p,
+                              const AttentionPlan& plan, unsigned char* base) {
   const int64_t R = plan.rows, Dp = plan.dim_padded, N = plan.lanes;
   const int64_t Bk = plan.keys_per_tile;
   const DecodeShape sh = MakeDecodeShape(p, N);
@@ -178,24 +182,28 @@ HWY_INLINE hn::Vec<DF> LoadRow(DF df, const float* HWY_RESTRICT p) {
 template <class DF>
 HWY_INLINE hn::Vec<DF> LoadRow(DF df, const uint16_t* HWY_RESTRICT p) {
   const hn::Rebind<hwy::float16_t, DF> dh;
-  return hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p)));
+  return hn::PromoteTo(
+      df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p)));
 }
 
 // Folds 4 partial-sum vectors (one per row) by two levels of a
 // transpose-add tree (ConcatEven/Odd of neighbours) into one quad vector
 // with lanes [r0 | r1 | r2 | r3], N/4 partial sums per row.
 template <class DF>
-HWY_INLINE void StoreQuad(DF df, hn::Vec<DF> c0, hn::Vec<DF> c1, hn::Vec<DF> c2, hn::Vec<DF> c3,
-                          float* HWY_RESTRICT dst) {
+HWY_INLINE void StoreQuad(DF df, hn::Vec<DF> c0, hn::Vec<DF> c1, hn::Vec<DF> c2,
+                          hn::Vec<DF> c3, float* HWY_RESTRICT dst) {
 #if HWY_TARGET == HWY_SCALAR
   hn::StoreU(c0, df, dst + 0);
   hn::StoreU(c1, df, dst + 1);
   hn::StoreU(c2, df, dst + 2);
   hn::StoreU(c3, df, dst + 3);
 #else
-  const auto ab = hn::Add(hn::ConcatEven(df, c1, c0), hn::ConcatOdd(df, c1, c0));
-  const auto cd = hn::Add(hn::ConcatEven(df, c3, c2), hn::ConcatOdd(df, c3, c2));
-  hn::StoreU(hn::Add(hn::ConcatEven(df, cd, ab), hn::ConcatOdd(df, cd, ab)), df, dst);
+  const auto ab =
+      hn::Add(hn::ConcatEven(df, c1, c0), hn::ConcatOdd(df, c1, c0));
+  const auto cd =
+      hn::Add(hn::ConcatEven(df, c3, c2), hn::ConcatOdd(df, c3, c2));
+  hn::StoreU(hn::Add(hn::ConcatEven(df, cd, ab), hn::ConcatOdd(df, cd, ab)), df,
+             dst);
 #endif
 }
 
@@ -205,23 +213,31 @@ HWY_INLINE void StoreQuad(DF df, hn::Vec<DF> c0, hn::Vec<DF> c1, hn::Vec<DF> c2,
 // are neighbours in memory order (same key row, or the next head's), so
 // key rows are still read front to back. Rows past ROWS_* are zero.
 template <int ROWS_A, int ROWS_B, bool SAME_ROW, class DF, typename T>
-HWY_INLINE void QkTilePair(DF df, const float* qa, const float* qb, int64_t q_stride,
-                           const T* ka, const T* kb, int64_t nv, float* dst_a, float* dst_b) {
+HWY_INLINE void QkTilePair(DF df, const float* qa, const float* qb,
+                           int64_t q_stride, const T* ka, const T* kb,
+                           int64_t nv, float* dst_a, float* dst_b) {
   using V = hn::Vec<DF>;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-  V a0 = hn::Zero(df), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+  V a0 = hn::Zero(df), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0,
+    b3 = a0;
   for (int64_t i = 0; i < nv; ++i) {
     const V x = LoadRow(df, ka + i * N);
     a0 = hn::MulAdd(hn::LoadU(df, qa + i * N), x, a0);
-    if (ROWS_A > 1) a1 = hn::MulAdd(hn::LoadU(df, qa + q_stride + i * N), x, a1);
-    if (ROWS_A > 2) a2 = hn::MulAdd(hn::LoadU(df, qa + 2 * q_stride + i * N), x, a2);
-    if (ROWS_A > 3) a3 = hn::MulAdd(hn::LoadU(df, qa + 3 * q_stride + i * N), x, a3);
+    if (ROWS_A > 1)
+      a1 = hn::MulAdd(hn::LoadU(df, qa + q_stride + i * N), x, a1);
+    if (ROWS_A > 2)
+      a2 = hn::MulAdd(hn::LoadU(df, qa + 2 * q_stride + i * N), x, a2);
+    if (ROWS_A > 3)
+      a3 = hn::MulAdd(hn::LoadU(df, qa + 3 * q_stride + i * N), x, a3);
     if (ROWS_B > 0) {
       const V y = SAME_ROW ? x : LoadRow(df, kb + i * N);
       b0 = hn::MulAdd(hn::LoadU(df, qb + i * N), y, b0);
-      if (ROWS_B > 1) b1 = hn::MulAdd(hn::LoadU(df, qb + q_stride + i * N), y, b1);
-      if (ROWS_B > 2) b2 = hn::MulAdd(hn::LoadU(df, qb + 2 * q_stride + i * N), y, b2);
-      if (ROWS_B > 3) b3 = hn::MulAdd(hn::LoadU(df, qb + 3 * q_stride + i * N), y, b3);
+      if (ROWS_B > 1)
+        b1 = hn::MulAdd(hn::LoadU(df, qb + q_stride + i * N), y, b1);
+      if (ROWS_B > 2)
+        b2 = hn::MulAdd(hn::LoadU(df, qb + 2 * q_stride + i * N), y, b2);
+      if (ROWS_B > 3)
+        b3 = hn::MulAdd(hn::LoadU(df, qb + 3 * q_stride + i * N), y, b3);
     }
   }
   StoreQuad(df, a0, a1, a2, a3, dst_a);
@@ -230,41 +246,55 @@ HWY_INLINE void QkTilePair(DF df, const float* qa, const float* qb, int64_t q_st
 
 // Dispatch on the rows of the two tiles (0 for B: A alone).
 template <class DF, typename T>
-HWY_INLINE void QkTiles(DF df, int64_t rows_a, int64_t rows_b, const float* qa, const float* qb,
-                        int64_t q_stride, const T* ka, const T* kb, int64_t nv, float* dst_a,
-                        float* dst_b) {
-#define GQA_PAIR(A, B)                                                               \
-  if (rows_a == A && rows_b == B) {                                                  \
-    QkTilePair<A, B, false>(df, qa, qb, q_stride, ka, kb, nv, dst_a, dst_b);         \
-    return;                                                                          \
+HWY_INLINE void QkTiles(DF df, int64_t rows_a, int64_t rows_b, const float* qa,
+                        const float* qb, int64_t q_stride, const T* ka,
+                        const T* kb, int64_t nv, float* dst_a, float* dst_b) {
+#define GQA_PAIR(A, B)                                                       \
+  if (rows_a == A && rows_b == B) {                                          \
+    QkTilePair<A, B, false>(df, qa, qb, q_stride, ka, kb, nv, dst_a, dst_b); \
+    return;                                                                  \
   }
   // Two tiles of one head share the key row: loaded (and widened) once.
-#define GQA_PAIR_SAME(A, B)                                                          \
-  if (rows_a == A && rows_b == B && ka == kb) {                                      \
-    QkTilePair<A, B, true>(df, qa, qb, q_stride, ka, kb, nv, dst_a, dst_b);          \
-    return;                                                                          \
+#define GQA_PAIR_SAME(A, B)                                                 \
+  if (rows_a == A && rows_b == B && ka == kb) {                             \
+    QkTilePair<A, B, true>(df, qa, qb, q_stride, ka, kb, nv, dst_a, dst_b); \
+    return;                                                                 \
   }
-  GQA_PAIR_SAME(4, 4) GQA_PAIR_SAME(4, 3) GQA_PAIR_SAME(4, 2) GQA_PAIR_SAME(4, 1)
+  GQA_PAIR_SAME(4, 4)
+  GQA_PAIR_SAME(4, 3) GQA_PAIR_SAME(4, 2) GQA_PAIR_SAME(4, 1)
 #undef GQA_PAIR_SAME
-  // Tiles are full (4 rows) except the last of each head.
-  GQA_PAIR(4, 4) GQA_PAIR(4, 3) GQA_PAIR(4, 2) GQA_PAIR(4, 1) GQA_PAIR(4, 0)
-  GQA_PAIR(3, 4) GQA_PAIR(2, 4) GQA_PAIR(1, 4)
-  GQA_PAIR(3, 3) GQA_PAIR(2, 2) GQA_PAIR(1, 1)
-  GQA_PAIR(3, 0) GQA_PAIR(2, 0) GQA_PAIR(1, 0)
+      // Tiles are full (4 rows) except the last of each head.
+      GQA_PAIR(4, 4) GQA_PAIR(4, 3) GQA_PAIR(4, 2) GQA_PAIR(4, 1) GQA_PAIR(4, 0)
+          GQA_PAIR(3, 4) GQA_PAIR(2, 4) GQA_PAIR(1, 4) GQA_PAIR(3, 3)
+              GQA_PAIR(2, 2) GQA_PAIR(1, 1) GQA_PAIR(3, 0) GQA_PAIR(2, 0)
+                  GQA_PAIR(1, 0)
 #undef GQA_PAIR
-  // Pairs are (last tile of a head, first of the next) or two full tiles,
-  // so the cases above cover all; anything else goes one tile at a time.
-  const float* qs[2] = {qa, qb};
+      // Pairs are (last tile of a head, first of the next) or two full tiles,
+      // so the cases above cover all; anything else goes one tile at a time.
+      const float* qs[2] = {qa, qb};
   const T* ks[2] = {ka, kb};
   float* ds[2] = {dst_a, dst_b};
   const int64_t rs[2] = {rows_a, rows_b};
   for (int e = 0; e < 2; ++e) {
     switch (rs[e]) {
-      case 0: break;
-      case 1: QkTilePair<1, 0, false>(df, qs[e], qs[e], q_stride, ks[e], ks[e], nv, ds[e], ds[e]); break;
-      case 2: QkTilePair<2, 0, false>(df, qs[e], qs[e], q_stride, ks[e], ks[e], nv, ds[e], ds[e]); break;
-      case 3: QkTilePair<3, 0, false>(df, qs[e], qs[e], q_stride, ks[e], ks[e], nv, ds[e], ds[e]); break;
-      default: QkTilePair<4, 0, false>(df, qs[e], qs[e], q_stride, ks[e], ks[e], nv, ds[e], ds[e]); break;
+      case 0:
+        break;
+      case 1:
+        QkTilePair<1, 0, false>(df, qs[e], qs[e], q_stride, ks[e], ks[e], nv,
+                                ds[e], ds[e]);
+        break;
+      case 2:
+        QkTilePair<2, 0, false>(df, qs[e], qs[e], q_stride, ks[e], ks[e], nv,
+                                ds[e], ds[e]);
+        break;
+      case 3:
+        QkTilePair<3, 0, false>(df, qs[e], qs[e], q_stride, ks[e], ks[e], nv,
+                                ds[e], ds[e]);
+        break;
+      default:
+        QkTilePair<4, 0, false>(df, qs[e], qs[e], q_stride, ks[e], ks[e], nv,
+                                ds[e], ds[e]);
+        break;
     }
   }
 }
@@ -272,7 +302,8 @@ HWY_INLINE void QkTiles(DF df, int64_t rows_a, int64_t rows_b, const float* qa, 
 // Scores of slots [c*N, c*N + N) of one key from its quads: the remaining
 // levels of the tree (N/4 quads -> 1 vector). Lane i = slot c*N+i.
 template <class DF>
-HWY_INLINE hn::Vec<DF> ReduceQuads(DF df, float* HWY_RESTRICT quads, int64_t c) {
+HWY_INLINE hn::Vec<DF> ReduceQuads(DF df, float* HWY_RESTRICT quads,
+                                   int64_t c) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   if (N <= 4) return hn::LoadU(df, quads + c * N);
 #if HWY_TARGET != HWY_SCALAR
@@ -293,8 +324,8 @@ HWY_INLINE hn::Vec<DF> ReduceQuads(DF df, float* HWY_RESTRICT quads, int64_t c) 
     for (int64_t i = 0; i < count; i += 2) {
       const auto lo = hn::LoadU(df, part + i * N);
       const auto hi = hn::LoadU(df, part + (i + 1) * N);
-      hn::StoreU(hn::Add(hn::ConcatEven(df, hi, lo), hn::ConcatOdd(df, hi, lo)), df,
-                 part + (i / 2) * N);
+      hn::StoreU(hn::Add(hn::ConcatEven(df, hi, lo), hn::ConcatOdd(df, hi, lo)),
+                 df, part + (i / 2) * N);
     }
   }
   return hn::LoadU(df, part);
@@ -308,27 +339,31 @@ HWY_INLINE hn::Vec<DF> ReduceQuads(DF df, float* HWY_RESTRICT quads, int64_t c) 
 // accumulators): one load of each V vector serves all rows. p of row i,
 // key jj at pr[jj * p_key_stride + i].
 template <int ROWS, int NV, class DF, typename T>
-HWY_INLINE void PvRowsFixed(DF df, const float* HWY_RESTRICT pr, int64_t p_key_stride,
-                            const float* HWY_RESTRICT alpha, const T* HWY_RESTRICT vrow,
-                            int64_t key_stride, int64_t keys, float* HWY_RESTRICT acc,
+HWY_INLINE void PvRowsFixed(DF df, const float* HWY_RESTRICT pr,
+                            int64_t p_key_stride,
+                            const float* HWY_RESTRICT alpha,
+                            const T* HWY_RESTRICT vrow, int64_t key_stride,
+                            int64_t keys, float* HWY_RESTRICT acc,
                             int64_t acc_stride, int64_t d) {
   static_assert(ROWS * NV <= 16 && ROWS <= 8 && NV <= 4, "register tile");
   using V = hn::Vec<DF>;
   const size_t N = hn::Lanes(df);
-#define GQA_LOADA(r)                                                                   \
-  V c##r##0 = hn::Zero(df), c##r##1 = c##r##0, c##r##2 = c##r##0, c##r##3 = c##r##0; \
-  if (ROWS > r) {                                                                      \
-    const V a = hn::Set(df, alpha[r]);                                                 \
-    const float* ar = acc + r * acc_stride + d;                                        \
-    c##r##0 = hn::Mul(hn::LoadU(df, ar), a);                                           \
-    if (NV > 1) c##r##1 = hn::Mul(hn::LoadU(df, ar + N), a);                           \
-    if (NV > 2) c##r##2 = hn::Mul(hn::LoadU(df, ar + 2 * N), a);                       \
-    if (NV > 3) c##r##3 = hn::Mul(hn::LoadU(df, ar + 3 * N), a);                       \
+#define GQA_LOADA(r)                                              \
+  V c##r##0 = hn::Zero(df), c##r##1 = c##r##0, c##r##2 = c##r##0, \
+    c##r##3 = c##r##0;                                            \
+  if (ROWS > r) {                                                 \
+    const V a = hn::Set(df, alpha[r]);                            \
+    const float* ar = acc + r * acc_stride + d;                   \
+    c##r##0 = hn::Mul(hn::LoadU(df, ar), a);                      \
+    if (NV > 1) c##r##1 = hn::Mul(hn::LoadU(df, ar + N), a);      \
+    if (NV > 2) c##r##2 = hn::Mul(hn::LoadU(df, ar + 2 * N), a);  \
+    if (NV > 3) c##r##3 = hn::Mul(hn::LoadU(df, ar + 3 * N), a);  \
   }
-  GQA_LOADA(0) GQA_LOADA(1) GQA_LOADA(2) GQA_LOADA(3)
-  GQA_LOADA(4) GQA_LOADA(5) GQA_LOADA(6) GQA_LOADA(7)
+  GQA_LOADA(0)
+  GQA_LOADA(1) GQA_LOADA(2) GQA_LOADA(3) GQA_LOADA(4) GQA_LOADA(5) GQA_LOADA(6)
+      GQA_LOADA(7)
 #undef GQA_LOADA
-  for (int64_t jj = 0; jj < keys; ++jj) {
+          for (int64_t jj = 0; jj < keys; ++jj) {
     const T* vr = vrow + jj * key_stride + d;
     const V v0 = LoadRow(df, vr);
     V v1 = v0, v2 = v0, v3 = v0;
@@ -336,65 +371,69 @@ HWY_INLINE void PvRowsFixed(DF df, const float* HWY_RESTRICT pr, int64_t p_key_s
     if (NV > 2) v2 = LoadRow(df, vr + 2 * N);
     if (NV > 3) v3 = LoadRow(df, vr + 3 * N);
     const float* pk = pr + jj * p_key_stride;
-#define GQA_ROW(r)                                      \
-  if (ROWS > r) {                                       \
-    const V w = hn::Set(df, pk[r]);                     \
-    c##r##0 = hn::MulAdd(w, v0, c##r##0);               \
-    if (NV > 1) c##r##1 = hn::MulAdd(w, v1, c##r##1);   \
-    if (NV > 2) c##r##2 = hn::MulAdd(w, v2, c##r##2);   \
-    if (NV > 3) c##r##3 = hn::MulAdd(w, v3, c##r##3);   \
+#define GQA_ROW(r)                                    \
+  if (ROWS > r) {                                     \
+    const V w = hn::Set(df, pk[r]);                   \
+    c##r##0 = hn::MulAdd(w, v0, c##r##0);             \
+    if (NV > 1) c##r##1 = hn::MulAdd(w, v1, c##r##1); \
+    if (NV > 2) c##r##2 = hn::MulAdd(w, v2, c##r##2); \
+    if (NV > 3) c##r##3 = hn::MulAdd(w, v3, c##r##3); \
   }
-    GQA_ROW(0) GQA_ROW(1) GQA_ROW(2) GQA_ROW(3)
-    GQA_ROW(4) GQA_ROW(5) GQA_ROW(6) GQA_ROW(7)
+    GQA_ROW(0)
+    GQA_ROW(1) GQA_ROW(2) GQA_ROW(3) GQA_ROW(4) GQA_ROW(5) GQA_ROW(6) GQA_ROW(7)
 #undef GQA_ROW
   }
-#define GQA_STOREA(r)                                   \
-  if (ROWS > r) {                                       \
-    float* ar = acc + r * acc_stride + d;               \
-    hn::StoreU(c##r##0, df, ar);                        \
-    if (NV > 1) hn::StoreU(c##r##1, df, ar + N);        \
-    if (NV > 2) hn::StoreU(c##r##2, df, ar + 2 * N);    \
-    if (NV > 3) hn::StoreU(c##r##3, df, ar + 3 * N);    \
+#define GQA_STOREA(r)                                \
+  if (ROWS > r) {                                    \
+    float* ar = acc + r * acc_stride + d;            \
+    hn::StoreU(c##r##0, df, ar);                     \
+    if (NV > 1) hn::StoreU(c##r##1, df, ar + N);     \
+    if (NV > 2) hn::StoreU(c##r##2, df, ar + 2 * N); \
+    if (NV > 3) hn::StoreU(c##r##3, df, ar + 3 * N); \
   }
-  GQA_STOREA(0) GQA_STOREA(1) GQA_STOREA(2) GQA_STOREA(3)
-  GQA_STOREA(4) GQA_STOREA(5) GQA_STOREA(6) GQA_STOREA(7)
+  GQA_STOREA(0)
+  GQA_STOREA(1) GQA_STOREA(2) GQA_STOREA(3) GQA_STOREA(4) GQA_STOREA(5)
+      GQA_STOREA(6) GQA_STOREA(7)
 #undef GQA_STOREA
 }
 
 // All head dims: chunks of NV vectors (4 for up to 4 rows, else 2), then
 // single vectors.
 template <int ROWS, class DF, typename T>
-HWY_INLINE void PvRowsAllDims(DF df, const float* pr, int64_t p_key_stride, const float* alpha,
-                              const T* vrow, int64_t key_stride, int64_t keys, float* acc,
+HWY_INLINE void PvRowsAllDims(DF df, const float* pr, int64_t p_key_stride,
+                              const float* alpha, const T* vrow,
+                              int64_t key_stride, int64_t keys, float* acc,
                               int64_t Dp) {
   constexpr int kNVChunk = ROWS <= 4 ? 4 : 2;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   int64_t d = 0;
   for (; d + kNVChunk * N <= Dp; d += kNVChunk * N) {
-    PvRowsFixed<ROWS, kNVChunk>(df, pr, p_key_stride, alpha, vrow, key_stride, keys, acc, Dp,
-                                d);
+    PvRowsFixed<ROWS, kNVChunk>(df, pr, p_key_stride, alpha, vrow, key_stride,
+                                keys, acc, Dp, d);
   }
   for (; d < Dp; d += N) {
-    PvRowsFixed<ROWS, 1>(df, pr, p_key_stride, alpha, vrow, key_stride, keys, acc, Dp, d);
+    PvRowsFixed<ROWS, 1>(df, pr, p_key_stride, alpha, vrow, key_stride, keys,
+                         acc, Dp, d);
   }
 }
 
 // rows <= kDecodePvRows.
 template <class DF, typename T>
-HWY_INLINE void PvRows(DF df, int64_t rows, const float* pr, int64_t p_key_stride,
-                       const float* alpha, const T* vrow, int64_t key_stride, int64_t keys,
-                       float* acc, int64_t Dp) {
-#define GQA_PV_CASE(n)                                                                       \
-  case n:                                                                                    \
-    PvRowsAllDims<(n <= kDecodePvRows ? n : 1)>(df, pr, p_key_stride, alpha, vrow,           \
-                                                key_stride, keys, acc, Dp);                  \
+HWY_INLINE void PvRows(DF df, int64_t rows, const float* pr,
+                       int64_t p_key_stride, const float* alpha, const T* vrow,
+                       int64_t key_stride, int64_t keys, float* acc,
+                       int64_t Dp) {
+#define GQA_PV_CASE(n)                                                 \
+  case n:                                                              \
+    PvRowsAllDims<(n <= kDecodePvRows ? n : 1)>(                       \
+        df, pr, p_key_stride, alpha, vrow, key_stride, keys, acc, Dp); \
     break;
   switch (rows) {
-    GQA_PV_CASE(1) GQA_PV_CASE(2) GQA_PV_CASE(3) GQA_PV_CASE(4)
-    GQA_PV_CASE(5) GQA_PV_CASE(6) GQA_PV_CASE(7)
-    default:
-      PvRowsAllDims<kDecodePvRows>(df, pr, p_key_stride, alpha, vrow, key_stride, keys, acc,
-                                   Dp);
+    GQA_PV_CASE(1)
+    GQA_PV_CASE(2) GQA_PV_CASE(3) GQA_PV_CASE(4) GQA_PV_CASE(5) GQA_PV_CASE(6)
+        GQA_PV_CASE(7) default
+        : PvRowsAllDims<kDecodePvRows>(df, pr, p_key_stride, alpha, vrow,
+                                       key_stride, keys, acc, Dp);
   }
 #undef GQA_PV_CASE
 }
@@ -402,8 +441,9 @@ HWY_INLINE void PvRows(DF df, int64_t rows, const float* pr, int64_t p_key_strid
 // Rows [0, keys) of a block, all heads, converted to f32 and zero padded:
 // dst [Bk][Hkv][Dp] (the path for head dims that whole vectors do not tile).
 template <typename T>
-HWY_INLINE void PackBlock(const T* src, int64_t key_stride, int64_t head_stride, int64_t keys,
-                          int64_t H, int64_t D, int64_t Dp, float* dst) {
+HWY_INLINE void PackBlock(const T* src, int64_t key_stride, int64_t head_stride,
+                          int64_t keys, int64_t H, int64_t D, int64_t Dp,
+                          float* dst) {
   const hn::ScalableTag<float> df;
   for (int64_t jj = 0; jj < keys; ++jj) {
     for (int64_t g = 0; g < H; ++g) {
@@ -414,26 +454,30 @@ HWY_INLINE void PackBlock(const T* src, int64_t key_stride, int64_t head_stride,
   }
 }
 
-
 // One block of keys [j0, j0 + keys): q.k key by key, all heads in memory
 // order -> quads part[jj][tile].
 template <class DF, typename TR>
-HWY_INLINE void DecodeBlockQk(DF df, const DecodeScratch& sc, const DecodeShape& sh,
-                              int64_t rows_per_group, int64_t Dp, const TR* k,
-                              int64_t ks, int64_t kh, int64_t keys, int64_t nv,
-                              const unsigned char* v_prefetch, int64_t v_key_bytes,
-                              int64_t v_head_bytes, int64_t v_row_bytes) {
+HWY_INLINE void DecodeBlockQk(DF df, const DecodeScratch& sc,
+                              const DecodeShape& sh, int64_t rows_per_group,
+                              int64_t Dp, const TR* k, int64_t ks, int64_t kh,
+                              int64_t keys, int64_t nv,
+                              const unsigned char* v_prefetch,
+                              int64_t v_key_bytes, int64_t v_head_bytes,
+                              int64_t v_row_bytes) {
   for (int64_t jj = 0; jj < keys; ++jj) {
     if (v_prefetch != nullptr) {
       // This key's V rows (all heads), in memory order, for the p.v pass:
       // its reads go head by head, an order the hardware prefetchers miss.
       if (v_head_bytes == v_row_bytes) {
         const unsigned char* vr = v_prefetch + jj * v_key_bytes;
-        for (int64_t off = 0; off < sh.heads * v_row_bytes; off += 64) hwy::Prefetch(vr + off);
+        for (int64_t off = 0; off < sh.heads * v_row_bytes; off += 64)
+          hwy::Prefetch(vr + off);
       } else {
         for (int64_t g = 0; g < sh.heads; ++g) {
-          const unsigned char* vr = v_prefetch + jj * v_key_bytes + g * v_head_bytes;
-          for (int64_t off = 0; off < v_row_bytes; off += 64) hwy::Prefetch(vr + off);
+          const unsigned char* vr =
+              v_prefetch + jj * v_key_bytes + g * v_head_bytes;
+          for (int64_t off = 0; off < v_row_bytes; off += 64)
+            hwy::Prefetch(vr + off);
         }
       }
     }
@@ -444,7 +488,8 @@ HWY_INLINE void DecodeBlockQk(DF df, const DecodeScratch& sc, const DecodeShape&
       const TR* krow[2] = {nullptr, nullptr};
       const float* q[2] = {nullptr, nullptr};
       for (int64_t e = 0; e < 2 && tile + e < sh.tiles; ++e) {
-        const int64_t g = (tile + e) / sh.tiles_per_head, t = (tile + e) % sh.tiles_per_head;
+        const int64_t g = (tile + e) / sh.tiles_per_head,
+                      t = (tile + e) % sh.tiles_per_head;
         const int64_t r0 = g * rows_per_group + t * kDecodeTileRows;
         const int64_t left = (g + 1) * rows_per_group - r0;
         rows[e] = left < kDecodeTileRows ? left : kDecodeTileRows;
@@ -459,11 +504,12 @@ HWY_INLINE void DecodeBlockQk(DF df, const DecodeScratch& sc, const DecodeShape&
 }
 
 template <typename TQ, typename T>
-void DecodeItem(const AttentionParams& p, const AttentionPlan& plan, int64_t index,
-                const DecodeScratch& sc, float* partials) {
+void DecodeItem(const AttentionParams& p, const AttentionPlan& plan,
+                int64_t index, const DecodeScratch& sc, float* partials) {
   const hn::ScalableTag<float> df;
   using V = hn::Vec<decltype(df)>;
-  const int64_t N = plan.lanes, Dp = plan.dim_padded, D = p.head_dim, R = plan.rows;
+  const int64_t N = plan.lanes, Dp = plan.dim_padded, D = p.head_dim,
+                R = plan.rows;
   const int64_t group = p.q_heads / p.kv_heads, q_len = p.q_len, H = p.kv_heads;
   const int64_t rows_per_group = group * q_len;
   const int64_t split = index % plan.splits;
@@ -474,8 +520,8 @@ void DecodeItem(const AttentionParams& p, const AttentionPlan& plan, int64_t ind
   // Rows r = u * T + t, queries scaled.
   for (int64_t r = 0; r < R; ++r) {
     const int64_t u = r / q_len, t = r % q_len;
-    const TQ* q = static_cast<const TQ*>(p.q) + b * p.q_stride_b + t * p.q_stride_t +
-                  u * p.q_stride_h;
+    const TQ* q = static_cast<const TQ*>(p.q) + b * p.q_stride_b +
+                  t * p.q_stride_t + u * p.q_stride_h;
     float* dst = sc.q + r * Dp;
     for (int64_t d = 0; d < D; ++d) dst[d] = ToF32<TQ>(q[d]) * p.scale;
     for (int64_t d = D; d < Dp; ++d) dst[d] = 0.0f;
@@ -502,10 +548,12 @@ void DecodeItem(const AttentionParams& p, const AttentionPlan& plan, int64_t ind
   }
   // Padding quads (past the last tile) stay zero. (No zero-length memset
   // calls: one costs hundreds of cycles on some CPUs.)
-  for (int64_t jj = 0; sh.quads_padded > sh.tiles && jj < plan.keys_per_tile; ++jj) {
+  for (int64_t jj = 0; sh.quads_padded > sh.tiles && jj < plan.keys_per_tile;
+       ++jj) {
     float* quads = sc.part + jj * sh.quads_padded * sh.quad_floats;
-    memset(quads + sh.tiles * sh.quad_floats, 0,
-           static_cast<size_t>((sh.quads_padded - sh.tiles) * sh.quad_floats) * 4);
+    memset(
+        quads + sh.tiles * sh.quad_floats, 0,
+        static_cast<size_t>((sh.quads_padded - sh.tiles) * sh.quad_floats) * 4);
   }
 
   // Keys of this chunk that any row may see.
@@ -519,7 +567,8 @@ void DecodeItem(const AttentionParams& p, const AttentionPlan& plan, int64_t ind
     const int64_t last_pos = first_pos + q_len - 1;
     if (p.causal && hi > last_pos + 1) hi = last_pos + 1;
     if (p.sliding_window > 0) {
-      if (lo < first_pos - p.sliding_window + 1) lo = first_pos - p.sliding_window + 1;
+      if (lo < first_pos - p.sliding_window + 1)
+        lo = first_pos - p.sliding_window + 1;
       if (hi > last_pos + p.sliding_window) hi = last_pos + p.sliding_window;
     }
   }
@@ -554,20 +603,23 @@ void DecodeItem(const AttentionParams& p, const AttentionPlan& plan, int64_t ind
     if (!any_key) continue;
     // Position masks only where some (key, row) pair of the block may fail.
     const bool mask_causal = p.causal && max_kpos > min_qpos;
-    const bool mask_window = p.sliding_window > 0 && (max_qpos - min_kpos >= p.sliding_window ||
-                                                      max_kpos - min_qpos >= p.sliding_window);
+    const bool mask_window =
+        p.sliding_window > 0 && (max_qpos - min_kpos >= p.sliding_window ||
+                                 max_kpos - min_qpos >= p.sliding_window);
     const bool clean = all_ok && !mask_causal && !mask_window;
     const T* kb = k + j0 * p.k_stride_s;
     const T* vb = v + j0 * p.v_stride_s;
     if (in_place) {
-      DecodeBlockQk(df, sc, sh, rows_per_group, Dp, kb, p.k_stride_s, p.k_stride_h, keys, nv,
-                    reinterpret_cast<const unsigned char*>(vb),
-                    p.v_stride_s * static_cast<int64_t>(sizeof(T)),
-                    p.v_stride_h * static_cast<int64_t>(sizeof(T)), v_row_bytes);
+      DecodeBlockQk(
+          df, sc, sh, rows_per_group, Dp, kb, p.k_stride_s, p.k_stride_h, keys,
+          nv, reinterpret_cast<const unsigned char*>(vb),
+          p.v_stride_s * static_cast<int64_t>(sizeof(T)),
+          p.v_stride_h * static_cast<int64_t>(sizeof(T)), v_row_bytes);
     } else {
       PackBlock(kb, p.k_stride_s, p.k_stride_h, keys, H, D, Dp, sc.kb);
-      DecodeBlockQk(df, sc, sh, rows_per_group, Dp, static_cast<const float*>(sc.kb), H * Dp,
-                    Dp, keys, nv, nullptr, 0, 0, 0);
+      DecodeBlockQk(df, sc, sh, rows_per_group, Dp,
+                    static_cast<const float*>(sc.kb), H * Dp, Dp, keys, nv,
+                    nullptr, 0, 0, 0);
     }
     // Scores, masks and the online-softmax update, key-major with the
     // slots in the lanes: m, l and alpha are elementwise across keys.
@@ -577,14 +629,17 @@ void DecodeItem(const AttentionParams& p, const AttentionPlan& plan, int64_t ind
       V vmax = m_old;
       for (int64_t jj = 0; jj < keys; ++jj) {
         float* srow = sc.s + jj * slots + c * N;
-        V x = ReduceQuads(df, sc.part + jj * sh.quads_padded * sh.quad_floats, c);
+        V x =
+            ReduceQuads(df, sc.part + jj * sh.quads_padded * sh.quad_floats, c);
         if (!all_ok && sc.keyok[jj] == 0.0f) x = neg_inf;
         if (mask_causal || mask_window) {
           const V keypos = hn::Set(df, sc.keypos[jj]);
           if (mask_causal) x = hn::IfThenElse(hn::Gt(keypos, qpos), neg_inf, x);
           if (mask_window) {
-            x = hn::IfThenElse(hn::Ge(hn::Sub(qpos, keypos), window), neg_inf, x);
-            x = hn::IfThenElse(hn::Ge(hn::Sub(keypos, qpos), window), neg_inf, x);
+            x = hn::IfThenElse(hn::Ge(hn::Sub(qpos, keypos), window), neg_inf,
+                               x);
+            x = hn::IfThenElse(hn::Ge(hn::Sub(keypos, qpos), window), neg_inf,
+                               x);
           }
         }
         hn::StoreU(x, df, srow);
@@ -593,8 +648,8 @@ void DecodeItem(const AttentionParams& p, const AttentionPlan& plan, int64_t ind
       // Slots that saw no key yet keep m = -inf: exp against 0 there.
       const auto none = hn::Eq(vmax, neg_inf);
       const V m_use = hn::IfThenZeroElse(none, vmax);
-      const V alpha =
-          hn::IfThenZeroElse(hn::Eq(m_old, neg_inf), hn::Exp(df, hn::Sub(m_old, m_use)));
+      const V alpha = hn::IfThenZeroElse(hn::Eq(m_old, neg_inf),
+                                         hn::Exp(df, hn::Sub(m_old, m_use)));
       V vsum = zero;
       if (clean) {  // no -inf scores in this block
         for (int64_t jj = 0; jj < keys; ++jj) {
@@ -607,12 +662,14 @@ void DecodeItem(const AttentionParams& p, const AttentionPlan& plan, int64_t ind
         for (int64_t jj = 0; jj < keys; ++jj) {
           float* srow = sc.s + jj * slots + c * N;
           const V x = hn::LoadU(df, srow);
-          const V e = hn::IfThenZeroElse(hn::Eq(x, neg_inf), hn::Exp(df, hn::Sub(x, m_use)));
+          const V e = hn::IfThenZeroElse(hn::Eq(x, neg_inf),
+                                         hn::Exp(df, hn::Sub(x, m_use)));
           hn::StoreU(e, df, srow);
           vsum = hn::Add(vsum, e);
         }
       }
-      hn::StoreU(hn::MulAdd(hn::LoadU(df, sc.l + c * N), alpha, vsum), df, sc.l + c * N);
+      hn::StoreU(hn::MulAdd(hn::LoadU(df, sc.l + c * N), alpha, vsum), df,
+                 sc.l + c * N);
       hn::StoreU(vmax, df, sc.m + c * N);
       hn::StoreU(alpha, df, sc.alpha + c * N);
     }
@@ -624,10 +681,12 @@ void DecodeItem(const AttentionParams& p, const AttentionPlan& plan, int64_t ind
         // last), so passes may span tiles.
         const int64_t slot_head = g * sh.tiles_per_head * 4;
         for (int64_t i = 0; i < rows_per_group; i += kDecodePvRows) {
-          const int64_t n =
-              rows_per_group - i < kDecodePvRows ? rows_per_group - i : kDecodePvRows;
-          PvRows(df, n, sc.s + slot_head + i, slots, sc.alpha + slot_head + i, vrows + g * vh,
-                 vs, keys, sc.acc + (g * rows_per_group + i) * Dp, Dp);
+          const int64_t n = rows_per_group - i < kDecodePvRows
+                                ? rows_per_group - i
+                                : kDecodePvRows;
+          PvRows(df, n, sc.s + slot_head + i, slots, sc.alpha + slot_head + i,
+                 vrows + g * vh, vs, keys,
+                 sc.acc + (g * rows_per_group + i) * Dp, Dp);
         }
       }
     };
@@ -645,7 +704,8 @@ void DecodeItem(const AttentionParams& p, const AttentionPlan& plan, int64_t ind
     if (r < 0) continue;
     out[r * (Dp + 2) + 0] = sc.m[slot];
     out[r * (Dp + 2) + 1] = sc.l[slot];
-    memcpy(out + r * (Dp + 2) + 2, sc.acc + r * Dp, static_cast<size_t>(Dp) * 4);
+    memcpy(out + r * (Dp + 2) + 2, sc.acc + r * Dp,
+           static_cast<size_t>(Dp) * 4);
   }
 }
 
@@ -665,7 +725,8 @@ void DecodeMerge(const AttentionParams& p, const AttentionPlan& plan, int64_t b,
     for (int64_t d = 0; d < D; ++d) tmp[d] = 0.0f;
     if (m != -INFINITY) {
       for (int64_t c = 0; c < plan.splits; ++c) {
-        const float* part = partials + ((b * plan.splits + c) * R + r) * (Dp + 2);
+        const float* part =
+            partials + ((b * plan.splits + c) * R + r) * (Dp + 2);
         if (part[0] == -INFINITY) continue;
         const float w = expf(part[0] - m);
         l += part[1] * w;
@@ -677,14 +738,17 @@ void DecodeMerge(const AttentionParams& p, const AttentionPlan& plan, int64_t b,
       const float inv = 1.0f / l;
       for (int64_t d = 0; d < D; ++d) tmp[d] *= inv;
     } else if (p.fully_masked_uniform) {
-      const T* v = static_cast<const T*>(p.v) + b * p.v_stride_b + g * p.v_stride_h;
+      const T* v =
+          static_cast<const T*>(p.v) + b * p.v_stride_b + g * p.v_stride_h;
       for (int64_t j = 0; j < p.kv_len; ++j) {
-        for (int64_t d = 0; d < D; ++d) tmp[d] += ToF32<T>(v[j * p.v_stride_s + d]);
+        for (int64_t d = 0; d < D; ++d)
+          tmp[d] += ToF32<T>(v[j * p.v_stride_s + d]);
       }
       const float inv = 1.0f / static_cast<float>(p.kv_len);
       for (int64_t d = 0; d < D; ++d) tmp[d] *= inv;
     }
-    const int64_t at = b * p.out_stride_b + t * p.out_stride_t + u * p.out_stride_h;
+    const int64_t at =
+        b * p.out_stride_b + t * p.out_stride_t + u * p.out_stride_h;
     if (p.out_type == ElemType::kF16) {
       uint16_t* o = static_cast<uint16_t*>(p.out) + at;
       for (int64_t d = 0; d < D; ++d) o[d] = FloatToHalf(tmp[d]);
@@ -707,7 +771,8 @@ template <typename TQ, typename T>
 void DecodeSlotTask(void* context, size_t slot) {
   DecodeContext& ctx = *static_cast<DecodeContext*>(context);
   const DecodeScratch sc = CarveDecodeSlot(
-      *ctx.p, *ctx.plan, ctx.slots + slot * static_cast<size_t>(ctx.plan->slot_bytes));
+      *ctx.p, *ctx.plan,
+      ctx.slots + slot * static_cast<size_t>(ctx.plan->slot_bytes));
   for (;;) {
     const int64_t i = ctx.next.fetch_add(1, std::memory_order_relaxed);
     if (i >= ctx.plan->items) break;
@@ -720,7 +785,8 @@ void DecodeMergeTask(void* context, size_t slot) {
   DecodeContext& ctx = *static_cast<DecodeContext*>(context);
   // The slot's accumulator region is free now: use it as the row buffer.
   const DecodeScratch sc = CarveDecodeSlot(
-      *ctx.p, *ctx.plan, ctx.slots + slot * static_cast<size_t>(ctx.plan->slot_bytes));
+      *ctx.p, *ctx.plan,
+      ctx.slots + slot * static_cast<size_t>(ctx.plan->slot_bytes));
   const int64_t heads = ctx.p->batch;
   for (;;) {
     const int64_t i = ctx.next_merge.fetch_add(1, std::memory_order_relaxed);
@@ -729,24 +795,27 @@ void DecodeMergeTask(void* context, size_t slot) {
   }
 }
 
-void RunDecode(const AttentionParams& p, const AttentionPlan& plan, void* workspace,
-               int64_t slots, pthreadpool_t pool) {
+void RunDecode(const AttentionParams& p, const AttentionPlan& plan,
+               void* workspace, int64_t slots, pthreadpool_t pool) {
   DecodeContext ctx;
   ctx.p = &p;
   ctx.plan = &plan;
   ctx.partials = static_cast<float*>(workspace);
   ctx.slots = static_cast<unsigned char*>(workspace) + plan.shared_bytes;
-  const bool q16 = p.q_type == ElemType::kF16, kv16 = p.kv_type == ElemType::kF16;
-  const pthreadpool_task_1d_t fn = q16 ? (kv16 ? &DecodeSlotTask<uint16_t, uint16_t>
-                                               : &DecodeSlotTask<uint16_t, float>)
-                                       : (kv16 ? &DecodeSlotTask<float, uint16_t>
-                                               : &DecodeSlotTask<float, float>);
+  const bool q16 = p.q_type == ElemType::kF16,
+             kv16 = p.kv_type == ElemType::kF16;
+  const pthreadpool_task_1d_t fn =
+      q16 ? (kv16 ? &DecodeSlotTask<uint16_t, uint16_t>
+                  : &DecodeSlotTask<uint16_t, float>)
+          : (kv16 ? &DecodeSlotTask<float, uint16_t>
+                  : &DecodeSlotTask<float, float>);
   int64_t n = slots < plan.items ? slots : plan.items;
   pthreadpool_parallelize_1d(pool, fn, &ctx, static_cast<size_t>(n), 0);
   const int64_t heads = p.batch;
   n = slots < heads ? slots : heads;
-  pthreadpool_parallelize_1d(pool, kv16 ? &DecodeMergeTask<uint16_t> : &DecodeMergeTask<float>,
-                             &ctx, static_cast<size_t>(n), 0);
+  pthreadpool_parallelize_1d(
+      pool, kv16 ? &DecodeMergeTask<uint16_t> : &DecodeMergeTask<float>, &ctx,
+      static_cast<size_t>(n), 0);
 }
 
 // The core's two entry points: the plan (workspace) and the run, each
@@ -764,7 +833,8 @@ void MakePlanImpl(const AttentionParams& p, AttentionPlan* plan) {
   AttentionPlan decode;
   MakeDecodePlan(p, &decode);
   *plan = UseDecode(p) ? decode : flash;
-  plan->slot_bytes = flash.slot_bytes > decode.slot_bytes ? flash.slot_bytes : decode.slot_bytes;
+  plan->slot_bytes = flash.slot_bytes > decode.slot_bytes ? flash.slot_bytes
+                                                          : decode.slot_bytes;
   plan->shared_bytes = decode.shared_bytes;
 }
 

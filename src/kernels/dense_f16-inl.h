@@ -32,8 +32,8 @@ constexpr int64_t kDenseRows = 4;
 template <class DF>
 HWY_INLINE hn::Vec<DF> LoadHalfAsF32(DF df, const uint16_t* p) {
   const hn::Rebind<hwy::float16_t, DF> dh;
-  return hn::PromoteTo(df,
-                       hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p)));
+  return hn::PromoteTo(
+      df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p)));
 }
 
 // Rows [r0, r0+MR), columns [n, n + VECS * N). Named accumulators, not an
@@ -108,10 +108,18 @@ void DenseTaskFn(void* context, size_t row_block, size_t chunk) {
   const int64_t n0 = static_cast<int64_t>(chunk) * kDenseColumnChunk;
   const int64_t rows = p.m - r0 < kDenseRows ? p.m - r0 : kDenseRows;
   switch (rows) {
-    case 1: DenseChunk<1>(p, r0, n0); break;
-    case 2: DenseChunk<2>(p, r0, n0); break;
-    case 3: DenseChunk<3>(p, r0, n0); break;
-    default: DenseChunk<4>(p, r0, n0); break;
+    case 1:
+      DenseChunk<1>(p, r0, n0);
+      break;
+    case 2:
+      DenseChunk<2>(p, r0, n0);
+      break;
+    case 3:
+      DenseChunk<3>(p, r0, n0);
+      break;
+    default:
+      DenseChunk<4>(p, r0, n0);
+      break;
   }
 }
 
@@ -128,7 +136,8 @@ void ConvertF16ToF32Impl(const uint16_t* src, float* dst, size_t count) {
   const hn::ScalableTag<float> df;
   const size_t N = hn::Lanes(df);
   size_t i = 0;
-  for (; i + N <= count; i += N) hn::StoreU(LoadHalfAsF32(df, src + i), df, dst + i);
+  for (; i + N <= count; i += N)
+    hn::StoreU(LoadHalfAsF32(df, src + i), df, dst + i);
   for (; i < count; ++i) dst[i] = HalfToFloat(src[i]);
 }
 

@@ -21,7 +21,8 @@
 // Every item is computed the same way whatever thread runs it, so results
 // are bitwise identical for any thread count.
 
-#if defined(GQA_SRC_KERNELS_FLASH_ATTENTION_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#if defined(GQA_SRC_KERNELS_FLASH_ATTENTION_INL_H_) == \
+    defined(HWY_TARGET_TOGGLE)
 #ifdef GQA_SRC_KERNELS_FLASH_ATTENTION_INL_H_
 #undef GQA_SRC_KERNELS_FLASH_ATTENTION_INL_H_
 #else
@@ -53,23 +54,23 @@ constexpr int kNV = 4;
 #else
 constexpr int kNV = 2;
 #endif
-constexpr int64_t kKeysPerTile = 128;   // Bk, a multiple of 4
-constexpr int64_t kTargetRows = 128;    // aim for M = G*Tb close to this
+constexpr int64_t kKeysPerTile = 128;  // Bk, a multiple of 4
+constexpr int64_t kTargetRows = 128;   // aim for M = G*Tb close to this
 
 HWY_INLINE int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 // Per-slot scratch, in floats, carved from one slot of the workspace.
 struct Scratch {
-  float* qt;     // [D][Mp]   queries * scale, transposed
-  float* kt;     // [Bk][D]   key tile (f32)
-  float* vt;     // [Bk][Dp]  value tile (f32), zero padded
-  float* s;      // [Bk][Mp]  scores, then probabilities
-  float* o;      // [Mp][Dp]  accumulator
-  float* m;      // [Mp] running max
-  float* l;      // [Mp] running sum
-  float* alpha;  // [Mp]
-  float* pos;    // [Mp] absolute position of each row's query
-  float* open;   // [Mp] 1 if the row's query is not masked out
+  float* qt;          // [D][Mp]   queries * scale, transposed
+  float* kt;          // [Bk][D]   key tile (f32)
+  float* vt;          // [Bk][Dp]  value tile (f32), zero padded
+  float* s;           // [Bk][Mp]  scores, then probabilities
+  float* o;           // [Mp][Dp]  accumulator
+  float* m;           // [Mp] running max
+  float* l;           // [Mp] running sum
+  float* alpha;       // [Mp]
+  float* pos;         // [Mp] absolute position of each row's query
+  float* open;        // [Mp] 1 if the row's query is not masked out
   int64_t* q_offset;  // [Mp] element offset of each row's query vector
 };
 
@@ -97,7 +98,8 @@ void MakeFlashPlan(const AttentionParams& p, AttentionPlan* plan) {
   plan->slot_bytes = RoundUp(floats * 4 + 11 * 64, 64);
 }
 
-Scratch CarveSlot(const AttentionPlan& plan, int64_t head_dim, unsigned char* base) {
+Scratch CarveSlot(const AttentionPlan& plan, int64_t head_dim,
+                  unsigned char* base) {
   Scratch s;
   const int64_t D = head_dim, Mp = plan.rows_padded, Dp = plan.dim_padded,
                 Bk = plan.keys_per_tile;
@@ -124,9 +126,13 @@ Scratch CarveSlot(const AttentionPlan& plan, int64_t head_dim, unsigned char* ba
 template <typename T>
 HWY_INLINE float ToF32(T x);
 template <>
-HWY_INLINE float ToF32<float>(float x) { return x; }
+HWY_INLINE float ToF32<float>(float x) {
+  return x;
+}
 template <>
-HWY_INLINE float ToF32<uint16_t>(uint16_t x) { return HalfToFloat(x); }
+HWY_INLINE float ToF32<uint16_t>(uint16_t x) {
+  return HalfToFloat(x);
+}
 
 // Converts n elements of a row to f32.
 template <class DF>
@@ -143,8 +149,10 @@ HWY_INLINE void RowToF32(DF df, const uint16_t* src, float* dst, int64_t n) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   int64_t i = 0;
   for (; i + N <= n; i += N) {
-    hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(src + i))),
-               df, dst + i);
+    hn::StoreU(
+        hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(
+                                            src + i))),
+        df, dst + i);
   }
   for (; i < n; ++i) dst[i] = HalfToFloat(src[i]);
 }
@@ -177,33 +185,53 @@ HWY_INLINE void QkMicroTile(DF df, const float* HWY_RESTRICT qt, int64_t mp,
     V b = hn::Set(df, k0[d]);
     c00 = hn::MulAdd(b, q0, c00);
     c01 = hn::MulAdd(b, q1, c01);
-    if (kNV > 2) { c02 = hn::MulAdd(b, q2, c02); c03 = hn::MulAdd(b, q3, c03); }
+    if (kNV > 2) {
+      c02 = hn::MulAdd(b, q2, c02);
+      c03 = hn::MulAdd(b, q3, c03);
+    }
     b = hn::Set(df, k1[d]);
     c10 = hn::MulAdd(b, q0, c10);
     c11 = hn::MulAdd(b, q1, c11);
-    if (kNV > 2) { c12 = hn::MulAdd(b, q2, c12); c13 = hn::MulAdd(b, q3, c13); }
+    if (kNV > 2) {
+      c12 = hn::MulAdd(b, q2, c12);
+      c13 = hn::MulAdd(b, q3, c13);
+    }
     b = hn::Set(df, k2[d]);
     c20 = hn::MulAdd(b, q0, c20);
     c21 = hn::MulAdd(b, q1, c21);
-    if (kNV > 2) { c22 = hn::MulAdd(b, q2, c22); c23 = hn::MulAdd(b, q3, c23); }
+    if (kNV > 2) {
+      c22 = hn::MulAdd(b, q2, c22);
+      c23 = hn::MulAdd(b, q3, c23);
+    }
     b = hn::Set(df, k3[d]);
     c30 = hn::MulAdd(b, q0, c30);
     c31 = hn::MulAdd(b, q1, c31);
-    if (kNV > 2) { c32 = hn::MulAdd(b, q2, c32); c33 = hn::MulAdd(b, q3, c33); }
+    if (kNV > 2) {
+      c32 = hn::MulAdd(b, q2, c32);
+      c33 = hn::MulAdd(b, q3, c33);
+    }
   }
   float* r0 = s + (j0 + 0) * mp + m0;
   float* r1 = s + (j0 + 1) * mp + m0;
   float* r2 = s + (j0 + 2) * mp + m0;
   float* r3 = s + (j0 + 3) * mp + m0;
-  hn::StoreU(c00, df, r0); hn::StoreU(c01, df, r0 + N);
-  hn::StoreU(c10, df, r1); hn::StoreU(c11, df, r1 + N);
-  hn::StoreU(c20, df, r2); hn::StoreU(c21, df, r2 + N);
-  hn::StoreU(c30, df, r3); hn::StoreU(c31, df, r3 + N);
+  hn::StoreU(c00, df, r0);
+  hn::StoreU(c01, df, r0 + N);
+  hn::StoreU(c10, df, r1);
+  hn::StoreU(c11, df, r1 + N);
+  hn::StoreU(c20, df, r2);
+  hn::StoreU(c21, df, r2 + N);
+  hn::StoreU(c30, df, r3);
+  hn::StoreU(c31, df, r3 + N);
   if (kNV > 2) {
-    hn::StoreU(c02, df, r0 + 2 * N); hn::StoreU(c03, df, r0 + 3 * N);
-    hn::StoreU(c12, df, r1 + 2 * N); hn::StoreU(c13, df, r1 + 3 * N);
-    hn::StoreU(c22, df, r2 + 2 * N); hn::StoreU(c23, df, r2 + 3 * N);
-    hn::StoreU(c32, df, r3 + 2 * N); hn::StoreU(c33, df, r3 + 3 * N);
+    hn::StoreU(c02, df, r0 + 2 * N);
+    hn::StoreU(c03, df, r0 + 3 * N);
+    hn::StoreU(c12, df, r1 + 2 * N);
+    hn::StoreU(c13, df, r1 + 3 * N);
+    hn::StoreU(c22, df, r2 + 2 * N);
+    hn::StoreU(c23, df, r2 + 3 * N);
+    hn::StoreU(c32, df, r3 + 2 * N);
+    hn::StoreU(c33, df, r3 + 3 * N);
   }
 }
 
@@ -224,10 +252,14 @@ HWY_INLINE void PvMicroTile(DF df, const float* HWY_RESTRICT s, int64_t mp,
   V c20 = hn::LoadU(df, o2), c21 = hn::LoadU(df, o2 + N), c22 = c00, c23 = c00;
   V c30 = hn::LoadU(df, o3), c31 = hn::LoadU(df, o3 + N), c32 = c00, c33 = c00;
   if (kNV > 2) {
-    c02 = hn::LoadU(df, o0 + 2 * N); c03 = hn::LoadU(df, o0 + 3 * N);
-    c12 = hn::LoadU(df, o1 + 2 * N); c13 = hn::LoadU(df, o1 + 3 * N);
-    c22 = hn::LoadU(df, o2 + 2 * N); c23 = hn::LoadU(df, o2 + 3 * N);
-    c32 = hn::LoadU(df, o3 + 2 * N); c33 = hn::LoadU(df, o3 + 3 * N);
+    c02 = hn::LoadU(df, o0 + 2 * N);
+    c03 = hn::LoadU(df, o0 + 3 * N);
+    c12 = hn::LoadU(df, o1 + 2 * N);
+    c13 = hn::LoadU(df, o1 + 3 * N);
+    c22 = hn::LoadU(df, o2 + 2 * N);
+    c23 = hn::LoadU(df, o2 + 3 * N);
+    c32 = hn::LoadU(df, o3 + 2 * N);
+    c33 = hn::LoadU(df, o3 + 3 * N);
   }
   const float* v = vt + d0;
   const float* pr = s + m0;
@@ -242,29 +274,49 @@ HWY_INLINE void PvMicroTile(DF df, const float* HWY_RESTRICT s, int64_t mp,
     V b = hn::Set(df, pr[0]);
     c00 = hn::MulAdd(b, v0, c00);
     c01 = hn::MulAdd(b, v1, c01);
-    if (kNV > 2) { c02 = hn::MulAdd(b, v2, c02); c03 = hn::MulAdd(b, v3, c03); }
+    if (kNV > 2) {
+      c02 = hn::MulAdd(b, v2, c02);
+      c03 = hn::MulAdd(b, v3, c03);
+    }
     b = hn::Set(df, pr[1]);
     c10 = hn::MulAdd(b, v0, c10);
     c11 = hn::MulAdd(b, v1, c11);
-    if (kNV > 2) { c12 = hn::MulAdd(b, v2, c12); c13 = hn::MulAdd(b, v3, c13); }
+    if (kNV > 2) {
+      c12 = hn::MulAdd(b, v2, c12);
+      c13 = hn::MulAdd(b, v3, c13);
+    }
     b = hn::Set(df, pr[2]);
     c20 = hn::MulAdd(b, v0, c20);
     c21 = hn::MulAdd(b, v1, c21);
-    if (kNV > 2) { c22 = hn::MulAdd(b, v2, c22); c23 = hn::MulAdd(b, v3, c23); }
+    if (kNV > 2) {
+      c22 = hn::MulAdd(b, v2, c22);
+      c23 = hn::MulAdd(b, v3, c23);
+    }
     b = hn::Set(df, pr[3]);
     c30 = hn::MulAdd(b, v0, c30);
     c31 = hn::MulAdd(b, v1, c31);
-    if (kNV > 2) { c32 = hn::MulAdd(b, v2, c32); c33 = hn::MulAdd(b, v3, c33); }
+    if (kNV > 2) {
+      c32 = hn::MulAdd(b, v2, c32);
+      c33 = hn::MulAdd(b, v3, c33);
+    }
   }
-  hn::StoreU(c00, df, o0); hn::StoreU(c01, df, o0 + N);
-  hn::StoreU(c10, df, o1); hn::StoreU(c11, df, o1 + N);
-  hn::StoreU(c20, df, o2); hn::StoreU(c21, df, o2 + N);
-  hn::StoreU(c30, df, o3); hn::StoreU(c31, df, o3 + N);
+  hn::StoreU(c00, df, o0);
+  hn::StoreU(c01, df, o0 + N);
+  hn::StoreU(c10, df, o1);
+  hn::StoreU(c11, df, o1 + N);
+  hn::StoreU(c20, df, o2);
+  hn::StoreU(c21, df, o2 + N);
+  hn::StoreU(c30, df, o3);
+  hn::StoreU(c31, df, o3 + N);
   if (kNV > 2) {
-    hn::StoreU(c02, df, o0 + 2 * N); hn::StoreU(c03, df, o0 + 3 * N);
-    hn::StoreU(c12, df, o1 + 2 * N); hn::StoreU(c13, df, o1 + 3 * N);
-    hn::StoreU(c22, df, o2 + 2 * N); hn::StoreU(c23, df, o2 + 3 * N);
-    hn::StoreU(c32, df, o3 + 2 * N); hn::StoreU(c33, df, o3 + 3 * N);
+    hn::StoreU(c02, df, o0 + 2 * N);
+    hn::StoreU(c03, df, o0 + 3 * N);
+    hn::StoreU(c12, df, o1 + 2 * N);
+    hn::StoreU(c13, df, o1 + 3 * N);
+    hn::StoreU(c22, df, o2 + 2 * N);
+    hn::StoreU(c23, df, o2 + 3 * N);
+    hn::StoreU(c32, df, o3 + 2 * N);
+    hn::StoreU(c33, df, o3 + 3 * N);
   }
 }
 
@@ -304,25 +356,29 @@ void PackQueries(const AttentionParams& p, const AttentionPlan& plan,
     RowOf(p, plan, it, m, &u, &t);
     sc.q_offset[m] = it.b * p.q_stride_b + t * p.q_stride_t + u * p.q_stride_h;
     sc.pos[m] = static_cast<float>(QueryPosition(p, it.b, t));
-    sc.open[m] = (p.query_mask && !p.query_mask[it.b * p.q_len + t]) ? 0.0f : 1.0f;
+    sc.open[m] =
+        (p.query_mask && !p.query_mask[it.b * p.q_len + t]) ? 0.0f : 1.0f;
   }
   const T* q = static_cast<const T*>(p.q);
   const float scale = p.scale;
   for (int64_t d = 0; d < D; ++d) {
     float* HWY_RESTRICT dst = sc.qt + d * Mp;
     const T* qd = q + d;
-    for (int64_t m = 0; m < rows; ++m) dst[m] = ToF32<T>(qd[sc.q_offset[m]]) * scale;
+    for (int64_t m = 0; m < rows; ++m)
+      dst[m] = ToF32<T>(qd[sc.q_offset[m]]) * scale;
     for (int64_t m = rows; m < Mp; ++m) dst[m] = 0.0f;
   }
 }
 
 template <typename T>
-void PackKvTile(const AttentionParams& p, const AttentionPlan& plan, const Item& it,
-                int64_t j0, int64_t keys, const Scratch& sc) {
+void PackKvTile(const AttentionParams& p, const AttentionPlan& plan,
+                const Item& it, int64_t j0, int64_t keys, const Scratch& sc) {
   const hn::ScalableTag<float> df;
   const int64_t D = p.head_dim, Dp = plan.dim_padded, Bk = plan.keys_per_tile;
-  const T* k = static_cast<const T*>(p.k) + it.b * p.k_stride_b + it.g * p.k_stride_h;
-  const T* v = static_cast<const T*>(p.v) + it.b * p.v_stride_b + it.g * p.v_stride_h;
+  const T* k =
+      static_cast<const T*>(p.k) + it.b * p.k_stride_b + it.g * p.k_stride_h;
+  const T* v =
+      static_cast<const T*>(p.v) + it.b * p.v_stride_b + it.g * p.v_stride_h;
   for (int64_t jj = 0; jj < Bk; ++jj) {
     float* kr = sc.kt + jj * D;
     float* vr = sc.vt + jj * Dp;
@@ -354,12 +410,13 @@ struct TileView {
 };
 
 template <typename T>
-HWY_INLINE TileView ViewKvTile(const AttentionParams& p, const AttentionPlan& plan,
-                               const Item& it, int64_t j0, int64_t keys,
-                               const Scratch& sc) {
+HWY_INLINE TileView ViewKvTile(const AttentionParams& p,
+                               const AttentionPlan& plan, const Item& it,
+                               int64_t j0, int64_t keys, const Scratch& sc) {
   // The QK micro-tiles read rows [0, round_up(keys, 4)): in bounds when keys
   // is a multiple of 4.
-  if (hwy::IsSame<T, float>() && keys % 4 == 0 && plan.dim_padded == p.head_dim) {
+  if (hwy::IsSame<T, float>() && keys % 4 == 0 &&
+      plan.dim_padded == p.head_dim) {
     const float* k = static_cast<const float*>(p.k) + it.b * p.k_stride_b +
                      it.g * p.k_stride_h + j0 * p.k_stride_s;
     const float* v = static_cast<const float*>(p.v) + it.b * p.v_stride_b +
@@ -372,8 +429,9 @@ HWY_INLINE TileView ViewKvTile(const AttentionParams& p, const AttentionPlan& pl
 
 // Computes the scores tile s^T for keys [j0, j0 + keys) and masks it (-inf).
 template <typename T>
-TileView ScoreTile(const AttentionParams& p, const AttentionPlan& plan, const Item& it,
-                   int64_t j0, int64_t keys, const Scratch& sc) {
+TileView ScoreTile(const AttentionParams& p, const AttentionPlan& plan,
+                   const Item& it, int64_t j0, int64_t keys,
+                   const Scratch& sc) {
   const hn::ScalableTag<float> df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   const int64_t Mp = plan.rows_padded, D = p.head_dim;
@@ -391,17 +449,20 @@ TileView ScoreTile(const AttentionParams& p, const AttentionPlan& plan, const It
     for (int64_t m0 = 0; m0 < Mp; m0 += N) hn::StoreU(neg_inf, df, row + m0);
   }
   // Causal and window bounds, from positions, where the tile crosses them.
-  const float j_first = static_cast<float>(j0), j_last = static_cast<float>(j0 + keys - 1);
+  const float j_first = static_cast<float>(j0),
+              j_last = static_cast<float>(j0 + keys - 1);
   const bool ring = p.ring_capacity > 0;  // key positions not monotonic
   const bool causal_cut = p.causal && (ring || j_last > it.pos_min);
   const float w = static_cast<float>(p.sliding_window);
-  const bool window_cut = p.sliding_window > 0 &&
-                          (ring || it.pos_max - j_first >= w || j_last - it.pos_min >= w);
+  const bool window_cut =
+      p.sliding_window > 0 &&
+      (ring || it.pos_max - j_first >= w || j_last - it.pos_min >= w);
   if (causal_cut || window_cut || p.query_mask) {
     const auto vw = hn::Set(df, w);
     const auto zero = hn::Zero(df);
     for (int64_t jj = 0; jj < keys; ++jj) {
-      const auto jv = hn::Set(df, static_cast<float>(KeyPosition(p, it.b, j0 + jj)));
+      const auto jv =
+          hn::Set(df, static_cast<float>(KeyPosition(p, it.b, j0 + jj)));
       float* row = sc.s + jj * Mp;
       for (int64_t m0 = 0; m0 < Mp; m0 += N) {
         const auto pos = hn::LoadU(df, sc.pos + m0);
@@ -411,7 +472,9 @@ TileView ScoreTile(const AttentionParams& p, const AttentionPlan& plan, const It
           x = hn::IfThenElse(hn::Ge(hn::Sub(pos, jv), vw), neg_inf, x);
           x = hn::IfThenElse(hn::Ge(hn::Sub(jv, pos), vw), neg_inf, x);
         }
-        if (p.query_mask) x = hn::IfThenElse(hn::Eq(hn::LoadU(df, sc.open + m0), zero), neg_inf, x);
+        if (p.query_mask)
+          x = hn::IfThenElse(hn::Eq(hn::LoadU(df, sc.open + m0), zero), neg_inf,
+                             x);
         hn::StoreU(x, df, row + m0);
       }
     }
@@ -422,8 +485,9 @@ TileView ScoreTile(const AttentionParams& p, const AttentionPlan& plan, const It
     for (int64_t m = 0; m < rows; ++m) {
       int64_t u, t;
       RowOf(p, plan, it, m, &u, &t);
-      const uint8_t* mr = p.mask + it.b * p.mask_stride_b + u * p.mask_stride_h +
-                          t * p.mask_stride_t + j0 * p.mask_stride_s;
+      const uint8_t* mr = p.mask + it.b * p.mask_stride_b +
+                          u * p.mask_stride_h + t * p.mask_stride_t +
+                          j0 * p.mask_stride_s;
       for (int64_t jj = 0; jj < keys; ++jj) {
         if (!mr[jj * p.mask_stride_s]) sc.s[jj * Mp + m] = -INFINITY;
       }
@@ -433,20 +497,23 @@ TileView ScoreTile(const AttentionParams& p, const AttentionPlan& plan, const It
 }
 
 // Dropout multipliers applied to the probabilities of the tile, in place.
-void DropoutTile(const AttentionParams& p, const AttentionPlan& plan, const Item& it,
-                 int64_t j0, int64_t keys, const Scratch& sc) {
+void DropoutTile(const AttentionParams& p, const AttentionPlan& plan,
+                 const Item& it, int64_t j0, int64_t keys, const Scratch& sc) {
   const int64_t Mp = plan.rows_padded;
   const int64_t rows = (p.q_heads / p.kv_heads) * it.tb;
-  const float keep_scale = p.dropout_rate >= 1.0f ? 0.0f : 1.0f / (1.0f - p.dropout_rate);
+  const float keep_scale =
+      p.dropout_rate >= 1.0f ? 0.0f : 1.0f / (1.0f - p.dropout_rate);
   for (int64_t m = 0; m < rows; ++m) {
     int64_t u, t;
     RowOf(p, plan, it, m, &u, &t);
-    const uint64_t base = static_cast<uint64_t>(((it.b * p.q_heads + u) * p.q_len + t) * p.kv_len + j0);
+    const uint64_t base = static_cast<uint64_t>(
+        ((it.b * p.q_heads + u) * p.q_len + t) * p.kv_len + j0);
     for (int64_t jj = 0; jj < keys; ++jj) {
       float& x = sc.s[jj * Mp + m];
       if (x == 0.0f) continue;
-      const bool keep = p.keep_mask ? p.keep_mask[base + jj] != 0
-                                    : DropoutKeep(p.seed, base + jj, p.dropout_rate);
+      const bool keep = p.keep_mask
+                            ? p.keep_mask[base + jj] != 0
+                            : DropoutKeep(p.seed, base + jj, p.dropout_rate);
       x = keep ? x * keep_scale : 0.0f;
     }
   }
@@ -475,7 +542,8 @@ void SoftmaxTile(const AttentionPlan& plan, int64_t keys, const Scratch& sc,
     for (int64_t jj = 0; jj < keys; ++jj) {
       float* row = sc.s + jj * Mp + m0;
       const auto x = hn::LoadU(df, row);
-      const auto e = hn::IfThenZeroElse(hn::Eq(x, neg_inf), hn::Exp(df, hn::Sub(x, m_ref)));
+      const auto e = hn::IfThenZeroElse(hn::Eq(x, neg_inf),
+                                        hn::Exp(df, hn::Sub(x, m_ref)));
       sum = hn::Add(sum, e);
       if (store_p) hn::StoreU(e, df, row);
     }
@@ -494,12 +562,13 @@ void RescaleAccumulator(const AttentionPlan& plan, const Scratch& sc) {
     if (a == 1.0f) continue;
     const auto va = hn::Set(df, a);
     float* o = sc.o + m * Dp;
-    for (int64_t d = 0; d < Dp; d += N) hn::StoreU(hn::Mul(hn::LoadU(df, o + d), va), df, o + d);
+    for (int64_t d = 0; d < Dp; d += N)
+      hn::StoreU(hn::Mul(hn::LoadU(df, o + d), va), df, o + d);
   }
 }
 
-void AccumulateTile(const AttentionPlan& plan, int64_t keys, const TileView& view,
-                    const Scratch& sc) {
+void AccumulateTile(const AttentionPlan& plan, int64_t keys,
+                    const TileView& view, const Scratch& sc) {
   const hn::ScalableTag<float> df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   const int64_t Mp = plan.rows_padded, Dp = plan.dim_padded;
@@ -511,7 +580,8 @@ void AccumulateTile(const AttentionPlan& plan, int64_t keys, const TileView& vie
   }
 }
 
-HWY_INLINE void StoreScore(const AttentionParams& p, uint64_t index, float value) {
+HWY_INLINE void StoreScore(const AttentionParams& p, uint64_t index,
+                           float value) {
   if (p.scores_type == ElemType::kF16) {
     static_cast<uint16_t*>(p.scores)[index] = FloatToHalf(value);
   } else {
@@ -519,7 +589,8 @@ HWY_INLINE void StoreScore(const AttentionParams& p, uint64_t index, float value
   }
 }
 
-HWY_INLINE uint64_t ScoreRow(const AttentionParams& p, int64_t b, int64_t u, int64_t t) {
+HWY_INLINE uint64_t ScoreRow(const AttentionParams& p, int64_t b, int64_t u,
+                             int64_t t) {
   return static_cast<uint64_t>(((b * p.q_heads + u) * p.q_len + t) * p.kv_len);
 }
 
@@ -529,14 +600,16 @@ void RunItem(const AttentionParams& p, const AttentionPlan& plan, int64_t index,
   const hn::ScalableTag<float> df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   const int64_t group = p.q_heads / p.kv_heads;
-  const int64_t Mp = plan.rows_padded, Dp = plan.dim_padded, Bk = plan.keys_per_tile;
+  const int64_t Mp = plan.rows_padded, Dp = plan.dim_padded,
+                Bk = plan.keys_per_tile;
   Item it;
   const int64_t block = index % plan.blocks_per_head;
   const int64_t bg = index / plan.blocks_per_head;
   it.g = bg % p.kv_heads;
   it.b = bg / p.kv_heads;
   it.t0 = block * plan.block_positions;
-  it.tb = plan.block_positions < p.q_len - it.t0 ? plan.block_positions : p.q_len - it.t0;
+  it.tb = plan.block_positions < p.q_len - it.t0 ? plan.block_positions
+                                                 : p.q_len - it.t0;
   it.kv_len = p.key_lengths ? p.key_lengths[it.b] : p.kv_len;
   const int64_t first_pos = QueryPosition(p, it.b, it.t0);
   const int64_t last_pos = first_pos + it.tb - 1;
@@ -550,8 +623,10 @@ void RunItem(const AttentionParams& p, const AttentionPlan& plan, int64_t index,
   } else {
     if (p.causal && last_pos + 1 < it.hi) it.hi = last_pos + 1;
     if (p.sliding_window > 0) {
-      if (first_pos - p.sliding_window + 1 > it.lo) it.lo = first_pos - p.sliding_window + 1;
-      if (last_pos + p.sliding_window < it.hi) it.hi = last_pos + p.sliding_window;
+      if (first_pos - p.sliding_window + 1 > it.lo)
+        it.lo = first_pos - p.sliding_window + 1;
+      if (last_pos + p.sliding_window < it.hi)
+        it.hi = last_pos + p.sliding_window;
     }
   }
   if (it.hi < it.lo) it.hi = it.lo;
@@ -565,7 +640,9 @@ void RunItem(const AttentionParams& p, const AttentionPlan& plan, int64_t index,
   memset(sc.o, 0, static_cast<size_t>(Mp * Dp) * 4);
   const bool fused = p.scores == nullptr;
   // Tiles start at multiples of Bk from lo, so a tile's keys are contiguous.
-  auto tile_keys = [&](int64_t j0) { return it.hi - j0 < Bk ? it.hi - j0 : Bk; };
+  auto tile_keys = [&](int64_t j0) {
+    return it.hi - j0 < Bk ? it.hi - j0 : Bk;
+  };
   auto tile_closed = [&](int64_t j0, int64_t keys) {
     if (!p.key_mask0 && !p.key_mask1) return false;
     for (int64_t jj = 0; jj < keys; ++jj) {
@@ -593,7 +670,8 @@ void RunItem(const AttentionParams& p, const AttentionPlan& plan, int64_t index,
       const uint64_t row = ScoreRow(p, it.b, u, t);
       for (int64_t j = 0; j < p.kv_len; ++j) StoreScore(p, row + j, 0.0f);
     }
-    for (int64_t m = 0; m < Mp; ++m) sc.alpha[m] = sc.l[m] > 0.0f ? 1.0f / sc.l[m] : 0.0f;
+    for (int64_t m = 0; m < Mp; ++m)
+      sc.alpha[m] = sc.l[m] > 0.0f ? 1.0f / sc.l[m] : 0.0f;
     const auto neg_inf = hn::Set(df, -INFINITY);
     for (int64_t j0 = it.lo; j0 < it.hi; j0 += Bk) {
       const int64_t keys = tile_keys(j0);
@@ -605,15 +683,18 @@ void RunItem(const AttentionParams& p, const AttentionPlan& plan, int64_t index,
           const auto x = hn::LoadU(df, row + m0);
           const auto mm = hn::LoadU(df, sc.m + m0);
           const auto mref = hn::IfThenZeroElse(hn::Eq(mm, neg_inf), mm);
-          const auto e = hn::IfThenZeroElse(hn::Eq(x, neg_inf), hn::Exp(df, hn::Sub(x, mref)));
+          const auto e = hn::IfThenZeroElse(hn::Eq(x, neg_inf),
+                                            hn::Exp(df, hn::Sub(x, mref)));
           hn::StoreU(hn::Mul(e, hn::LoadU(df, sc.alpha + m0)), df, row + m0);
         }
       }
       for (int64_t m = 0; m < rows; ++m) {
         int64_t u, t;
         RowOf(p, plan, it, m, &u, &t);
-        const uint64_t row = ScoreRow(p, it.b, u, t) + static_cast<uint64_t>(j0);
-        for (int64_t jj = 0; jj < keys; ++jj) StoreScore(p, row + jj, sc.s[jj * Mp + m]);
+        const uint64_t row =
+            ScoreRow(p, it.b, u, t) + static_cast<uint64_t>(j0);
+        for (int64_t jj = 0; jj < keys; ++jj)
+          StoreScore(p, row + jj, sc.s[jj * Mp + m]);
       }
       if (p.apply_dropout) DropoutTile(p, plan, it, j0, keys, sc);
       AccumulateTile(plan, keys, view, sc);
@@ -622,7 +703,8 @@ void RunItem(const AttentionParams& p, const AttentionPlan& plan, int64_t index,
 
   // Output rows: o / l, or the fully-masked policy.
   const int64_t D = p.head_dim, S = p.kv_len;
-  const float keep_scale = p.dropout_rate >= 1.0f ? 0.0f : 1.0f / (1.0f - p.dropout_rate);
+  const float keep_scale =
+      p.dropout_rate >= 1.0f ? 0.0f : 1.0f / (1.0f - p.dropout_rate);
   for (int64_t m = 0; m < rows; ++m) {
     int64_t u, t;
     RowOf(p, plan, it, m, &u, &t);
@@ -635,15 +717,17 @@ void RunItem(const AttentionParams& p, const AttentionPlan& plan, int64_t index,
     } else if (p.fully_masked_uniform) {
       // Probabilities 1/S on every key, masked ones included (Keras' fused
       // path); dropout still applies to them.
-      const T* v = static_cast<const T*>(p.v) + it.b * p.v_stride_b + it.g * p.v_stride_h;
+      const T* v = static_cast<const T*>(p.v) + it.b * p.v_stride_b +
+                   it.g * p.v_stride_h;
       const uint64_t base = ScoreRow(p, it.b, u, t);
       const float uniform = 1.0f / static_cast<float>(S);
       for (int64_t d = 0; d < D; ++d) o[d] = 0.0f;
       for (int64_t j = 0; j < S; ++j) {
         float w = uniform;
         if (p.apply_dropout) {
-          const bool keep = p.keep_mask ? p.keep_mask[base + j] != 0
-                                        : DropoutKeep(p.seed, base + j, p.dropout_rate);
+          const bool keep = p.keep_mask
+                                ? p.keep_mask[base + j] != 0
+                                : DropoutKeep(p.seed, base + j, p.dropout_rate);
           w = keep ? w * keep_scale : 0.0f;
         }
         if (p.scores) StoreScore(p, base + j, uniform);
@@ -654,12 +738,14 @@ void RunItem(const AttentionParams& p, const AttentionPlan& plan, int64_t index,
     } else {
       for (int64_t d = 0; d < D; ++d) o[d] = 0.0f;
     }
-    const int64_t out_at = it.b * p.out_stride_b + t * p.out_stride_t + u * p.out_stride_h;
+    const int64_t out_at =
+        it.b * p.out_stride_b + t * p.out_stride_t + u * p.out_stride_h;
     if (p.out_type == ElemType::kF16) {
       uint16_t* out = static_cast<uint16_t*>(p.out) + out_at;
       for (int64_t d = 0; d < D; ++d) out[d] = FloatToHalf(o[d]);
     } else {
-      memcpy(static_cast<float*>(p.out) + out_at, o, static_cast<size_t>(D) * 4);
+      memcpy(static_cast<float*>(p.out) + out_at, o,
+             static_cast<size_t>(D) * 4);
     }
   }
 }
@@ -674,8 +760,9 @@ struct RunContext {
 template <typename TQ, typename T>
 void SlotTask(void* context, size_t slot) {
   RunContext& ctx = *static_cast<RunContext*>(context);
-  const Scratch sc = CarveSlot(*ctx.plan, ctx.p->head_dim,
-                               ctx.workspace + slot * static_cast<size_t>(ctx.plan->slot_bytes));
+  const Scratch sc = CarveSlot(
+      *ctx.plan, ctx.p->head_dim,
+      ctx.workspace + slot * static_cast<size_t>(ctx.plan->slot_bytes));
   for (;;) {
     const int64_t i = ctx.next.fetch_add(1, std::memory_order_relaxed);
     if (i >= ctx.plan->items) break;
@@ -683,17 +770,17 @@ void SlotTask(void* context, size_t slot) {
   }
 }
 
-void RunFlash(const AttentionParams& p, const AttentionPlan& plan, void* workspace,
-              int64_t slots, pthreadpool_t pool) {
+void RunFlash(const AttentionParams& p, const AttentionPlan& plan,
+              void* workspace, int64_t slots, pthreadpool_t pool) {
   RunContext ctx;
   ctx.p = &p;
   ctx.plan = &plan;
   ctx.workspace = static_cast<unsigned char*>(workspace) + plan.shared_bytes;
-  const bool q16 = p.q_type == ElemType::kF16, kv16 = p.kv_type == ElemType::kF16;
-  const pthreadpool_task_1d_t fn = q16 ? (kv16 ? &SlotTask<uint16_t, uint16_t>
-                                               : &SlotTask<uint16_t, float>)
-                                       : (kv16 ? &SlotTask<float, uint16_t>
-                                               : &SlotTask<float, float>);
+  const bool q16 = p.q_type == ElemType::kF16,
+             kv16 = p.kv_type == ElemType::kF16;
+  const pthreadpool_task_1d_t fn =
+      q16 ? (kv16 ? &SlotTask<uint16_t, uint16_t> : &SlotTask<uint16_t, float>)
+          : (kv16 ? &SlotTask<float, uint16_t> : &SlotTask<float, float>);
   if (slots > plan.items) slots = plan.items;
   pthreadpool_parallelize_1d(pool, fn, &ctx, static_cast<size_t>(slots), 0);
 }

@@ -81,9 +81,11 @@ Result Forward(const Config& c, const Weights& w, const Call& call) {
   };
 
   Result res;
-  if (call.want_scores) res.scores.assign(static_cast<size_t>(B * Hq * T * S), 0.0);
+  if (call.want_scores)
+    res.scores.assign(static_cast<size_t>(B * Hq * T * S), 0.0);
   std::vector<double> attn(static_cast<size_t>(B * T * Hq * D), 0.0);
-  std::vector<double> logits(static_cast<size_t>(S)), probs(static_cast<size_t>(S));
+  std::vector<double> logits(static_cast<size_t>(S)),
+      probs(static_cast<size_t>(S));
   std::vector<char> ok(static_cast<size_t>(S));
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t u = 0; u < Hq; ++u) {
@@ -146,8 +148,8 @@ Result Forward(const Config& c, const Weights& w, const Call& call) {
   if (c.use_gate) {
     for (size_t i = 0; i < attn.size(); ++i) attn[i] *= gate[i];
   }
-  res.output = Dense(attn, B * T, Hq * D, w.output_kernel, w.output_bias,
-                     c.q_features);
+  res.output =
+      Dense(attn, B * T, Hq * D, w.output_kernel, w.output_bias, c.q_features);
   return res;
 }
 
