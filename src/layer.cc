@@ -766,6 +766,17 @@ bool PlanCachedWorkspace(const gqa_layer* L, const gqa_kv_cache& cache,
   return true;
 }
 
+// The start of both forwards: the workspace check, then the projections.
+gqa_status CheckAndProject(const gqa_layer* L, const gqa_forward_args& a,
+                           const WorkspacePlan& plan, void* workspace,
+                           size_t workspace_size, pthreadpool_t pool,
+                           int64_t* slots) {
+  const gqa_status s =
+      CheckWorkspace(plan, workspace, workspace_size, pool, slots);
+  if (s != GQA_STATUS_OK) return s;
+  return Project(L, a, plan, static_cast<unsigned char*>(workspace), pool);
+}
+
 }  // namespace
 
 extern "C" {
@@ -851,12 +862,11 @@ gqa_status gqa_layer_forward(gqa_layer_t L, const gqa_forward_args* args,
     return Fail(GQA_STATUS_SIZE_OVERFLOW, "workspace size overflows");
   }
   int64_t slots = 0;
-  if ((s = CheckWorkspace(plan, workspace, workspace_size, pool, &slots)) !=
-      GQA_STATUS_OK) {
+  if ((s = CheckAndProject(L, a, plan, workspace, workspace_size, pool,
+                           &slots)) != GQA_STATUS_OK) {
     return s;
   }
   unsigned char* ws = static_cast<unsigned char*>(workspace);
-  if ((s = Project(L, a, plan, ws, pool)) != GQA_STATUS_OK) return s;
   Attend(L, a, plan, ws, slots, pool);
   return Finish(L, a, plan, ws, pool);
 }
@@ -933,12 +943,11 @@ gqa_status gqa_layer_forward_cached(gqa_layer_t L, const gqa_forward_args* args,
     return Fail(GQA_STATUS_SIZE_OVERFLOW, "workspace size overflows");
   }
   int64_t slots = 0;
-  if ((s = CheckWorkspace(plan, workspace, workspace_size, pool, &slots)) !=
-      GQA_STATUS_OK) {
+  if ((s = CheckAndProject(L, a, plan, workspace, workspace_size, pool,
+                           &slots)) != GQA_STATUS_OK) {
     return s;
   }
   unsigned char* ws = static_cast<unsigned char*>(workspace);
-  if ((s = Project(L, a, plan, ws, pool)) != GQA_STATUS_OK) return s;
   // Append the new tokens' k and v, then attend the cache.
   const bool f16 = L->config.dtype == GQA_DTYPE_F16;
   const int64_t kv_cols = f16 ? L->kv_padded : L->kv_width;

@@ -212,6 +212,16 @@ HWY_INLINE void StoreQuad(DF df, hn::Vec<DF> c0, hn::Vec<DF> c1, hn::Vec<DF> c2,
 // qb.. (query rows q_stride floats apart, nv vectors each). The two tiles
 // are neighbours in memory order (same key row, or the next head's), so
 // key rows are still read front to back. Rows past ROWS_* are zero.
+// c_r += q_r[i] * x for ROWS query rows (q_stride floats apart).
+template <int ROWS, class DF, class V>
+HWY_INLINE void FmaRows(DF df, const float* q, int64_t q_stride, V x, V& c0,
+                        V& c1, V& c2, V& c3) {
+  c0 = hn::MulAdd(hn::LoadU(df, q), x, c0);
+  if (ROWS > 1) c1 = hn::MulAdd(hn::LoadU(df, q + q_stride), x, c1);
+  if (ROWS > 2) c2 = hn::MulAdd(hn::LoadU(df, q + 2 * q_stride), x, c2);
+  if (ROWS > 3) c3 = hn::MulAdd(hn::LoadU(df, q + 3 * q_stride), x, c3);
+}
+
 template <int ROWS_A, int ROWS_B, bool SAME_ROW, class DF, typename T>
 HWY_INLINE void QkTilePair(DF df, const float* qa, const float* qb,
                            int64_t q_stride, const T* ka, const T* kb,
@@ -222,22 +232,10 @@ HWY_INLINE void QkTilePair(DF df, const float* qa, const float* qb,
     b3 = a0;
   for (int64_t i = 0; i < nv; ++i) {
     const V x = LoadRow(df, ka + i * N);
-    a0 = hn::MulAdd(hn::LoadU(df, qa + i * N), x, a0);
-    if (ROWS_A > 1)
-      a1 = hn::MulAdd(hn::LoadU(df, qa + q_stride + i * N), x, a1);
-    if (ROWS_A > 2)
-      a2 = hn::MulAdd(hn::LoadU(df, qa + 2 * q_stride + i * N), x, a2);
-    if (ROWS_A > 3)
-      a3 = hn::MulAdd(hn::LoadU(df, qa + 3 * q_stride + i * N), x, a3);
+    FmaRows<ROWS_A>(df, qa + i * N, q_stride, x, a0, a1, a2, a3);
     if (ROWS_B > 0) {
       const V y = SAME_ROW ? x : LoadRow(df, kb + i * N);
-      b0 = hn::MulAdd(hn::LoadU(df, qb + i * N), y, b0);
-      if (ROWS_B > 1)
-        b1 = hn::MulAdd(hn::LoadU(df, qb + q_stride + i * N), y, b1);
-      if (ROWS_B > 2)
-        b2 = hn::MulAdd(hn::LoadU(df, qb + 2 * q_stride + i * N), y, b2);
-      if (ROWS_B > 3)
-        b3 = hn::MulAdd(hn::LoadU(df, qb + 3 * q_stride + i * N), y, b3);
+      FmaRows<ROWS_B>(df, qb + i * N, q_stride, y, b0, b1, b2, b3);
     }
   }
   StoreQuad(df, a0, a1, a2, a3, dst_a);
@@ -261,7 +259,8 @@ HWY_INLINE void QkTiles(DF df, int64_t rows_a, int64_t rows_b, const float* qa,
     return;                                                                 \
   }
   GQA_PAIR_SAME(4, 4)
-  GQA_PAIR_SAME(4, 3) GQA_PAIR_SAME(4, 2) GQA_PAIR_SAME(4, 1)
+  GQA_PAIR_SAME(4, 3)
+  GQA_PAIR_SAME(4, 2) GQA_PAIR_SAME(4, 1)
 #undef GQA_PAIR_SAME
       // Tiles are full (4 rows) except the last of each head.
       GQA_PAIR(4, 4) GQA_PAIR(4, 3) GQA_PAIR(4, 2) GQA_PAIR(4, 1) GQA_PAIR(4, 0)
@@ -360,10 +359,10 @@ HWY_INLINE void PvRowsFixed(DF df, const float* HWY_RESTRICT pr,
     if (NV > 3) c##r##3 = hn::Mul(hn::LoadU(df, ar + 3 * N), a);  \
   }
   GQA_LOADA(0)
-  GQA_LOADA(1) GQA_LOADA(2) GQA_LOADA(3) GQA_LOADA(4) GQA_LOADA(5) GQA_LOADA(6)
-      GQA_LOADA(7)
+  GQA_LOADA(1)
+  GQA_LOADA(2) GQA_LOADA(3) GQA_LOADA(4) GQA_LOADA(5) GQA_LOADA(6) GQA_LOADA(7)
 #undef GQA_LOADA
-          for (int64_t jj = 0; jj < keys; ++jj) {
+      for (int64_t jj = 0; jj < keys; ++jj) {
     const T* vr = vrow + jj * key_stride + d;
     const V v0 = LoadRow(df, vr);
     V v1 = v0, v2 = v0, v3 = v0;
@@ -392,8 +391,9 @@ HWY_INLINE void PvRowsFixed(DF df, const float* HWY_RESTRICT pr,
     if (NV > 3) hn::StoreU(c##r##3, df, ar + 3 * N); \
   }
   GQA_STOREA(0)
-  GQA_STOREA(1) GQA_STOREA(2) GQA_STOREA(3) GQA_STOREA(4) GQA_STOREA(5)
-      GQA_STOREA(6) GQA_STOREA(7)
+  GQA_STOREA(1)
+  GQA_STOREA(2) GQA_STOREA(3) GQA_STOREA(4) GQA_STOREA(5) GQA_STOREA(6)
+      GQA_STOREA(7)
 #undef GQA_STOREA
 }
 
@@ -430,7 +430,8 @@ HWY_INLINE void PvRows(DF df, int64_t rows, const float* pr,
     break;
   switch (rows) {
     GQA_PV_CASE(1)
-    GQA_PV_CASE(2) GQA_PV_CASE(3) GQA_PV_CASE(4) GQA_PV_CASE(5) GQA_PV_CASE(6)
+    GQA_PV_CASE(2)
+    GQA_PV_CASE(3) GQA_PV_CASE(4) GQA_PV_CASE(5) GQA_PV_CASE(6)
         GQA_PV_CASE(7) default
         : PvRowsAllDims<kDecodePvRows>(df, pr, p_key_stride, alpha, vrow,
                                        key_stride, keys, acc, Dp);
