@@ -212,6 +212,8 @@ HWY_INLINE void StoreQuad(DF df, hn::Vec<DF> c0, hn::Vec<DF> c1, hn::Vec<DF> c2,
 // qb.. (query rows q_stride floats apart, nv vectors each). The two tiles
 // are neighbours in memory order (same key row, or the next head's), so
 // key rows are still read front to back. Rows past ROWS_* are zero.
+// Each step over the head dim also prefetches the next pf_lines cache lines
+// at pf (see DecodeBlockQk).
 // c_r += q_r[i] * x for ROWS query rows (q_stride floats apart).
 template <int ROWS, class DF, class V>
 HWY_INLINE void FmaRows(DF df, const float* q, int64_t q_stride, V x, V& c0,
@@ -225,12 +227,14 @@ HWY_INLINE void FmaRows(DF df, const float* q, int64_t q_stride, V x, V& c0,
 template <int ROWS_A, int ROWS_B, bool SAME_ROW, class DF, typename T>
 HWY_INLINE void QkTilePair(DF df, const float* qa, const float* qb,
                            int64_t q_stride, const T* ka, const T* kb,
-                           int64_t nv, float* dst_a, float* dst_b) {
+                           int64_t nv, float* dst_a, float* dst_b,
+                           const unsigned char*& pf, int pf_lines) {
   using V = hn::Vec<DF>;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   V a0 = hn::Zero(df), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0,
     b3 = a0;
   for (int64_t i = 0; i < nv; ++i) {
+    for (int e = 0; e < pf_lines; ++e, pf += 64) hwy::Prefetch(pf);
     const V x = LoadRow(df, ka + i * N);
     FmaRows<ROWS_A>(df, qa + i * N, q_stride, x, a0, a1, a2, a3);
     if (ROWS_B > 0) {
@@ -246,21 +250,25 @@ HWY_INLINE void QkTilePair(DF df, const float* qa, const float* qb,
 template <class DF, typename T>
 HWY_INLINE void QkTiles(DF df, int64_t rows_a, int64_t rows_b, const float* qa,
                         const float* qb, int64_t q_stride, const T* ka,
-                        const T* kb, int64_t nv, float* dst_a, float* dst_b) {
-#define GQA_PAIR(A, B)                                                       \
-  if (rows_a == A && rows_b == B) {                                          \
-    QkTilePair<A, B, false>(df, qa, qb, q_stride, ka, kb, nv, dst_a, dst_b); \
-    return;                                                                  \
+                        const T* kb, int64_t nv, float* dst_a, float* dst_b,
+                        const unsigned char*& pf, int pf_lines) {
+#define GQA_PAIR(A, B)                                                      \
+  if (rows_a == A && rows_b == B) {                                         \
+    QkTilePair<A, B, false>(df, qa, qb, q_stride, ka, kb, nv, dst_a, dst_b, \
+                            pf, pf_lines);                                  \
+    return;                                                                 \
   }
   // Two tiles of one head share the key row: loaded (and widened) once.
-#define GQA_PAIR_SAME(A, B)                                                 \
-  if (rows_a == A && rows_b == B && ka == kb) {                             \
-    QkTilePair<A, B, true>(df, qa, qb, q_stride, ka, kb, nv, dst_a, dst_b); \
-    return;                                                                 \
+#define GQA_PAIR_SAME(A, B)                                                    \
+  if (rows_a == A && rows_b == B && ka == kb) {                                \
+    QkTilePair<A, B, true>(df, qa, qb, q_stride, ka, kb, nv, dst_a, dst_b, pf, \
+                           pf_lines);                                          \
+    return;                                                                    \
   }
   GQA_PAIR_SAME(4, 4)
   GQA_PAIR_SAME(4, 3)
-  GQA_PAIR_SAME(4, 2) GQA_PAIR_SAME(4, 1)
+  GQA_PAIR_SAME(4, 2)
+  GQA_PAIR_SAME(4, 1)
 #undef GQA_PAIR_SAME
       // Tiles are full (4 rows) except the last of each head.
       GQA_PAIR(4, 4) GQA_PAIR(4, 3) GQA_PAIR(4, 2) GQA_PAIR(4, 1) GQA_PAIR(4, 0)
@@ -280,19 +288,19 @@ HWY_INLINE void QkTiles(DF df, int64_t rows_a, int64_t rows_b, const float* qa,
         break;
       case 1:
         QkTilePair<1, 0, false>(df, qs[e], qs[e], q_stride, ks[e], ks[e], nv,
-                                ds[e], ds[e]);
+                                ds[e], ds[e], pf, pf_lines);
         break;
       case 2:
         QkTilePair<2, 0, false>(df, qs[e], qs[e], q_stride, ks[e], ks[e], nv,
-                                ds[e], ds[e]);
+                                ds[e], ds[e], pf, pf_lines);
         break;
       case 3:
         QkTilePair<3, 0, false>(df, qs[e], qs[e], q_stride, ks[e], ks[e], nv,
-                                ds[e], ds[e]);
+                                ds[e], ds[e], pf, pf_lines);
         break;
       default:
         QkTilePair<4, 0, false>(df, qs[e], qs[e], q_stride, ks[e], ks[e], nv,
-                                ds[e], ds[e]);
+                                ds[e], ds[e], pf, pf_lines);
         break;
     }
   }
@@ -360,7 +368,8 @@ HWY_INLINE void PvRowsFixed(DF df, const float* HWY_RESTRICT pr,
   }
   GQA_LOADA(0)
   GQA_LOADA(1)
-  GQA_LOADA(2) GQA_LOADA(3) GQA_LOADA(4) GQA_LOADA(5) GQA_LOADA(6) GQA_LOADA(7)
+  GQA_LOADA(2)
+  GQA_LOADA(3) GQA_LOADA(4) GQA_LOADA(5) GQA_LOADA(6) GQA_LOADA(7)
 #undef GQA_LOADA
       for (int64_t jj = 0; jj < keys; ++jj) {
     const T* vr = vrow + jj * key_stride + d;
@@ -392,8 +401,8 @@ HWY_INLINE void PvRowsFixed(DF df, const float* HWY_RESTRICT pr,
   }
   GQA_STOREA(0)
   GQA_STOREA(1)
-  GQA_STOREA(2) GQA_STOREA(3) GQA_STOREA(4) GQA_STOREA(5) GQA_STOREA(6)
-      GQA_STOREA(7)
+  GQA_STOREA(2)
+  GQA_STOREA(3) GQA_STOREA(4) GQA_STOREA(5) GQA_STOREA(6) GQA_STOREA(7)
 #undef GQA_STOREA
 }
 
@@ -431,8 +440,8 @@ HWY_INLINE void PvRows(DF df, int64_t rows, const float* pr,
   switch (rows) {
     GQA_PV_CASE(1)
     GQA_PV_CASE(2)
-    GQA_PV_CASE(3) GQA_PV_CASE(4) GQA_PV_CASE(5) GQA_PV_CASE(6)
-        GQA_PV_CASE(7) default
+    GQA_PV_CASE(3)
+    GQA_PV_CASE(4) GQA_PV_CASE(5) GQA_PV_CASE(6) GQA_PV_CASE(7) default
         : PvRowsAllDims<kDecodePvRows>(df, pr, p_key_stride, alpha, vrow,
                                        key_stride, keys, acc, Dp);
   }
@@ -465,21 +474,27 @@ HWY_INLINE void DecodeBlockQk(DF df, const DecodeScratch& sc,
                               const unsigned char* v_prefetch,
                               int64_t v_key_bytes, int64_t v_head_bytes,
                               int64_t v_row_bytes) {
+  // This block's V rows are prefetched, in memory order, for the p.v pass
+  // (its reads go head by head, an order the hardware prefetchers miss).
+  // Where a key's V rows are contiguous, the prefetches are spread evenly
+  // over the key's q.k steps, a few lines per step (measured: ~10% faster
+  // on D1 than issuing them all before the key's q.k); otherwise they go
+  // head by head before it. (A prefetch past the wanted rows is harmless.)
+  const int64_t qk_steps = (sh.tiles + 1) / 2 * nv;
+  const int pf_lines =
+      (v_prefetch != nullptr && v_head_bytes == v_row_bytes)
+          ? static_cast<int>((sh.heads * v_row_bytes / 64 + qk_steps - 1) /
+                             qk_steps)
+          : 0;
   for (int64_t jj = 0; jj < keys; ++jj) {
-    if (v_prefetch != nullptr) {
-      // This key's V rows (all heads), in memory order, for the p.v pass:
-      // its reads go head by head, an order the hardware prefetchers miss.
-      if (v_head_bytes == v_row_bytes) {
-        const unsigned char* vr = v_prefetch + jj * v_key_bytes;
-        for (int64_t off = 0; off < sh.heads * v_row_bytes; off += 64)
+    const unsigned char* pf =
+        pf_lines ? v_prefetch + jj * v_key_bytes : nullptr;
+    if (v_prefetch != nullptr && pf_lines == 0) {
+      for (int64_t g = 0; g < sh.heads; ++g) {
+        const unsigned char* vr =
+            v_prefetch + jj * v_key_bytes + g * v_head_bytes;
+        for (int64_t off = 0; off < v_row_bytes; off += 64)
           hwy::Prefetch(vr + off);
-      } else {
-        for (int64_t g = 0; g < sh.heads; ++g) {
-          const unsigned char* vr =
-              v_prefetch + jj * v_key_bytes + g * v_head_bytes;
-          for (int64_t off = 0; off < v_row_bytes; off += 64)
-            hwy::Prefetch(vr + off);
-        }
       }
     }
     float* quads = sc.part + jj * sh.quads_padded * sh.quad_floats;
@@ -499,7 +514,7 @@ HWY_INLINE void DecodeBlockQk(DF df, const DecodeScratch& sc,
       }
       QkTiles(df, rows[0], rows[1], q[0], q[1] ? q[1] : q[0], Dp, krow[0],
               krow[1] ? krow[1] : krow[0], nv, quads + tile * sh.quad_floats,
-              quads + (tile + 1) * sh.quad_floats);
+              quads + (tile + 1) * sh.quad_floats, pf, pf_lines);
     }
   }
 }
