@@ -141,12 +141,8 @@ double MeasureFmaPeakGflops(pthreadpool_t pool) {
   return best * 1e-9;
 }
 
-double MeasureReadBandwidthGbps(size_t bytes, pthreadpool_t pool) {
+double ReadBandwidthGbps(const float* data, size_t n, pthreadpool_t pool) {
   const size_t threads = Threads(pool);
-  const size_t n = bytes / sizeof(float);
-  float* data = static_cast<float*>(aligned_alloc(64, n * sizeof(float)));
-  if (!data) return 0.0;
-  for (size_t i = 0; i < n; ++i) data[i] = static_cast<float>(i & 7);
   ReadTask task{};
   task.data = data;
   task.per_thread = n / threads;
@@ -160,6 +156,22 @@ double MeasureReadBandwidthGbps(size_t bytes, pthreadpool_t pool) {
         1e-9;
     if (gbps > best) best = gbps;
   }
+  return best;
+}
+
+float* AllocReadProbe(size_t bytes, size_t* n) {
+  *n = bytes / sizeof(float);
+  float* data = static_cast<float*>(aligned_alloc(64, *n * sizeof(float)));
+  if (!data) return nullptr;
+  for (size_t i = 0; i < *n; ++i) data[i] = static_cast<float>(i & 7);
+  return data;
+}
+
+double MeasureReadBandwidthGbps(size_t bytes, pthreadpool_t pool) {
+  size_t n = 0;
+  float* data = AllocReadProbe(bytes, &n);
+  if (!data) return 0.0;
+  const double best = ReadBandwidthGbps(data, n, pool);
   free(data);
   return best;
 }

@@ -17,6 +17,12 @@ double MeasureFmaPeakGflops(pthreadpool_t pool);
 // over the pool's threads; the best of a few passes.
 double MeasureReadBandwidthGbps(size_t bytes, pthreadpool_t pool);
 
+// The same probe over a caller's buffer of n floats (AllocReadProbe: aligned,
+// filled; free() it), so it can be repeated during a run without
+// reallocating.
+float* AllocReadProbe(size_t bytes, size_t* n);
+double ReadBandwidthGbps(const float* data, size_t n, pthreadpool_t pool);
+
 // Name of the Highway target the library dispatches to here.
 const char* DispatchedTargetName();
 
