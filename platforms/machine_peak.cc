@@ -167,14 +167,5 @@ float* AllocReadProbe(size_t bytes, size_t* n) {
   return data;
 }
 
-double MeasureReadBandwidthGbps(size_t bytes, pthreadpool_t pool) {
-  size_t n = 0;
-  float* data = AllocReadProbe(bytes, &n);
-  if (!data) return 0.0;
-  const double best = ReadBandwidthGbps(data, n, pool);
-  free(data);
-  return best;
-}
-
 }  // namespace gqa
 #endif  // HWY_ONCE

@@ -13,13 +13,10 @@ namespace gqa {
 // target, one thread per pool thread (pool may be null: one thread).
 double MeasureFmaPeakGflops(pthreadpool_t pool);
 
-// GB/s of reading `bytes` (use far more than the last-level cache), split
-// over the pool's threads; the best of a few passes.
-double MeasureReadBandwidthGbps(size_t bytes, pthreadpool_t pool);
-
-// The same probe over a caller's buffer of n floats (AllocReadProbe: aligned,
-// filled; free() it), so it can be repeated during a run without
-// reallocating.
+// GB/s of reading a buffer of n floats (use far more than the last-level
+// cache), split over the pool's threads; the best of a few passes. The
+// buffer comes from AllocReadProbe (aligned, filled; free() it), so the
+// probe can be repeated during a run without reallocating.
 float* AllocReadProbe(size_t bytes, size_t* n);
 double ReadBandwidthGbps(const float* data, size_t n, pthreadpool_t pool);
 

@@ -207,13 +207,6 @@ HWY_INLINE void StoreQuad(DF df, hn::Vec<DF> c0, hn::Vec<DF> c1, hn::Vec<DF> c2,
 #endif
 }
 
-// q.k of two tiles at once (8 independent FMA chains): tile A = key row ka
-// against ROWS_A query rows qa.., tile B = key row kb against ROWS_B rows
-// qb.. (query rows q_stride floats apart, nv vectors each). The two tiles
-// are neighbours in memory order (same key row, or the next head's), so
-// key rows are still read front to back. Rows past ROWS_* are zero.
-// Each step over the head dim also prefetches the next pf_lines cache lines
-// at pf (see DecodeBlockQk).
 // c_r += q_r[i] * x for ROWS query rows (q_stride floats apart).
 template <int ROWS, class DF, class V>
 HWY_INLINE void FmaRows(DF df, const float* q, int64_t q_stride, V x, V& c0,
@@ -224,6 +217,13 @@ HWY_INLINE void FmaRows(DF df, const float* q, int64_t q_stride, V x, V& c0,
   if (ROWS > 3) c3 = hn::MulAdd(hn::LoadU(df, q + 3 * q_stride), x, c3);
 }
 
+// q.k of two tiles at once (8 independent FMA chains): tile A = key row ka
+// against ROWS_A query rows qa.., tile B = key row kb against ROWS_B rows
+// qb.. (query rows q_stride floats apart, nv vectors each). The two tiles
+// are neighbours in memory order (same key row, or the next head's), so
+// key rows are still read front to back. Rows past ROWS_* are zero.
+// Each step over the head dim also prefetches the next pf_lines cache lines
+// at pf (see DecodeBlockQk).
 template <int ROWS_A, int ROWS_B, bool SAME_ROW, class DF, typename T>
 HWY_INLINE void QkTilePair(DF df, const float* qa, const float* qb,
                            int64_t q_stride, const T* ka, const T* kb,
@@ -265,6 +265,7 @@ HWY_INLINE void QkTiles(DF df, int64_t rows_a, int64_t rows_b, const float* qa,
                            pf_lines);                                          \
     return;                                                                    \
   }
+  // clang-format off
   GQA_PAIR_SAME(4, 4)
   GQA_PAIR_SAME(4, 3)
   GQA_PAIR_SAME(4, 2)
@@ -272,13 +273,24 @@ HWY_INLINE void QkTiles(DF df, int64_t rows_a, int64_t rows_b, const float* qa,
 #undef GQA_PAIR_SAME
   // Tiles are full (4 rows) except the last of each head.
   GQA_PAIR(4, 4)
-  GQA_PAIR(4, 3) GQA_PAIR(4, 2) GQA_PAIR(4, 1) GQA_PAIR(4, 0) GQA_PAIR(3, 4)
-      GQA_PAIR(2, 4) GQA_PAIR(1, 4) GQA_PAIR(3, 3) GQA_PAIR(2, 2) GQA_PAIR(1, 1)
-          GQA_PAIR(3, 0) GQA_PAIR(2, 0) GQA_PAIR(1, 0)
+  GQA_PAIR(4, 3)
+  GQA_PAIR(4, 2)
+  GQA_PAIR(4, 1)
+  GQA_PAIR(4, 0)
+  GQA_PAIR(3, 4)
+  GQA_PAIR(2, 4)
+  GQA_PAIR(1, 4)
+  GQA_PAIR(3, 3)
+  GQA_PAIR(2, 2)
+  GQA_PAIR(1, 1)
+  GQA_PAIR(3, 0)
+  GQA_PAIR(2, 0)
+  GQA_PAIR(1, 0)
+  // clang-format on
 #undef GQA_PAIR
-      // Pairs are (last tile of a head, first of the next) or two full tiles,
-      // so the cases above cover all; anything else goes one tile at a time.
-      const float* qs[2] = {qa, qb};
+  // Pairs are (last tile of a head, first of the next) or two full tiles,
+  // so the cases above cover all; anything else goes one tile at a time.
+  const float* qs[2] = {qa, qb};
   const T* ks[2] = {ka, kb};
   float* ds[2] = {dst_a, dst_b};
   const int64_t rs[2] = {rows_a, rows_b};
@@ -366,13 +378,18 @@ HWY_INLINE void PvRowsFixed(DF df, const float* HWY_RESTRICT pr,
     if (NV > 2) c##r##2 = hn::Mul(hn::LoadU(df, ar + 2 * N), a);  \
     if (NV > 3) c##r##3 = hn::Mul(hn::LoadU(df, ar + 3 * N), a);  \
   }
+  // clang-format off
   GQA_LOADA(0)
   GQA_LOADA(1)
   GQA_LOADA(2)
   GQA_LOADA(3)
-  GQA_LOADA(4) GQA_LOADA(5) GQA_LOADA(6) GQA_LOADA(7)
+  GQA_LOADA(4)
+  GQA_LOADA(5)
+  GQA_LOADA(6)
+  GQA_LOADA(7)
+  // clang-format on
 #undef GQA_LOADA
-      for (int64_t jj = 0; jj < keys; ++jj) {
+  for (int64_t jj = 0; jj < keys; ++jj) {
     const T* vr = vrow + jj * key_stride + d;
     const V v0 = LoadRow(df, vr);
     V v1 = v0, v2 = v0, v3 = v0;
@@ -400,10 +417,16 @@ HWY_INLINE void PvRowsFixed(DF df, const float* HWY_RESTRICT pr,
     if (NV > 2) hn::StoreU(c##r##2, df, ar + 2 * N); \
     if (NV > 3) hn::StoreU(c##r##3, df, ar + 3 * N); \
   }
+  // clang-format off
   GQA_STOREA(0)
   GQA_STOREA(1)
   GQA_STOREA(2)
-  GQA_STOREA(3) GQA_STOREA(4) GQA_STOREA(5) GQA_STOREA(6) GQA_STOREA(7)
+  GQA_STOREA(3)
+  GQA_STOREA(4)
+  GQA_STOREA(5)
+  GQA_STOREA(6)
+  GQA_STOREA(7)
+  // clang-format on
 #undef GQA_STOREA
 }
 
@@ -439,13 +462,18 @@ HWY_INLINE void PvRows(DF df, int64_t rows, const float* pr,
         df, pr, p_key_stride, alpha, vrow, key_stride, keys, acc, Dp); \
     break;
   switch (rows) {
+    // clang-format off
     GQA_PV_CASE(1)
     GQA_PV_CASE(2)
     GQA_PV_CASE(3)
     GQA_PV_CASE(4)
-    GQA_PV_CASE(5) GQA_PV_CASE(6) GQA_PV_CASE(7) default
-        : PvRowsAllDims<kDecodePvRows>(df, pr, p_key_stride, alpha, vrow,
-                                       key_stride, keys, acc, Dp);
+    GQA_PV_CASE(5)
+    GQA_PV_CASE(6)
+    GQA_PV_CASE(7)
+    // clang-format on
+    default:
+      PvRowsAllDims<kDecodePvRows>(df, pr, p_key_stride, alpha, vrow,
+                                   key_stride, keys, acc, Dp);
   }
 #undef GQA_PV_CASE
 }
