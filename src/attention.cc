@@ -1,12 +1,13 @@
 // The public attention-core operator: validates a gqa_attention_params,
 // resolves default strides and scale, and runs the core on the caller's
 // workspace.
+#include "gqa/attention.h"
+
 #include <math.h>
 #include <pthreadpool.h>
 #include <stdint.h>
 #include <string.h>
 
-#include "gqa/attention.h"
 #include "src/attention_core.h"
 #include "src/status.h"
 
@@ -22,14 +23,23 @@ gqa::ElemType ToElem(int32_t d) {
   return d == GQA_DTYPE_F16 ? gqa::ElemType::kF16 : gqa::ElemType::kF32;
 }
 
-// Fills default strides of a [B, L, H, D] view; checks the largest offset
-// it can touch fits int64.
+// Fills default strides of a [B, L, H, D] view (computed with checked
+// arithmetic); checks the largest offset it can touch fits, and returns one
+// past it in *end (elements).
 gqa_status ResolveView(const char* name, int64_t B, int64_t L, int64_t H,
-                       int64_t D, int64_t* sb, int64_t* st, int64_t* sh) {
+                       int64_t D, int64_t* sb, int64_t* st, int64_t* sh,
+                       int64_t* end) {
   if (*sb == 0 && *st == 0 && *sh == 0) {
+    int64_t hd = 0, lhd = 0;
+    if (!CheckedMul(H, D, &hd) || !CheckedMul(L, hd, &lhd)) {
+      return Fail(GQA_STATUS_SIZE_OVERFLOW,
+                  "`%s` default strides overflow (L=%lld, H=%lld, D=%lld)",
+                  name, static_cast<long long>(L), static_cast<long long>(H),
+                  static_cast<long long>(D));
+    }
     *sh = D;
-    *st = H * D;
-    *sb = L * H * D;
+    *st = hd;
+    *sb = lhd;
   }
   if (*sb < 0 || *st < 0 || *sh < 0) {
     return Fail(GQA_STATUS_INVALID_ARGUMENT,
@@ -37,17 +47,83 @@ gqa_status ResolveView(const char* name, int64_t B, int64_t L, int64_t H,
                 static_cast<long long>(*sb), static_cast<long long>(*st),
                 static_cast<long long>(*sh));
   }
-  int64_t a = 0, b = 0, c = 0, end = 0;
+  int64_t a = 0, b = 0, c = 0, e = 0;
   if (!CheckedMul(B - 1, *sb, &a) || !CheckedMul(L - 1, *st, &b) ||
-      !CheckedMul(H - 1, *sh, &c) || !CheckedAdd(a, b, &end) ||
-      !CheckedAdd(end, c, &end) || !CheckedAdd(end, D, &end)) {
+      !CheckedMul(H - 1, *sh, &c) || !CheckedAdd(a, b, &e) ||
+      !CheckedAdd(e, c, &e) || !CheckedAdd(e, D, &e) || e > gqa::kMaxElements) {
     return Fail(GQA_STATUS_SIZE_OVERFLOW, "`%s` view overflows", name);
+  }
+  *end = e;
+  return GQA_STATUS_OK;
+}
+
+// One past the largest element the general mask [B, Hq, T, S] reaches
+// through its strides (stride 0 = broadcast), into *end.
+gqa_status MaskExtent(const gqa_attention_params& p, int64_t* end) {
+  if (p.mask_stride_batch < 0 || p.mask_stride_head < 0 ||
+      p.mask_stride_query < 0 || p.mask_stride_key < 0) {
+    return Fail(GQA_STATUS_INVALID_ARGUMENT, "mask strides must be >= 0");
+  }
+  const int64_t extents[4] = {p.batch, p.q_heads, p.q_len, p.kv_len};
+  const int64_t strides[4] = {p.mask_stride_batch, p.mask_stride_head,
+                              p.mask_stride_query, p.mask_stride_key};
+  int64_t e = 1;
+  for (int i = 0; i < 4; ++i) {
+    int64_t t = 0;
+    if (!CheckedMul(extents[i] - 1, strides[i], &t) || !CheckedAdd(e, t, &e) ||
+        e > gqa::kMaxElements) {
+      return Fail(GQA_STATUS_SIZE_OVERFLOW,
+                  "the mask view overflows (strides %lld, %lld, %lld, %lld)",
+                  static_cast<long long>(strides[0]),
+                  static_cast<long long>(strides[1]),
+                  static_cast<long long>(strides[2]),
+                  static_cast<long long>(strides[3]));
+    }
+  }
+  *end = e;
+  return GQA_STATUS_OK;
+}
+
+// Outputs (out, scores) never overlap an input or each other: the kernels
+// read inputs while workers write outputs, so the result would depend on the
+// thread count. `*_end`: one past the last element each view reaches.
+gqa_status CheckAliasing(const gqa_attention_params& p, int64_t q_end,
+                         int64_t k_end, int64_t v_end, int64_t out_end,
+                         int64_t mask_end) {
+  const int64_t es = 1;
+  auto elem = [](int32_t d) -> int64_t { return d == GQA_DTYPE_F16 ? 2 : 4; };
+  const gqa::ByteRange out_r = gqa::RangeOf(p.out, out_end, elem(p.out_dtype));
+  const gqa::ByteRange scores_r = gqa::RangeOf(
+      p.scores, p.batch * p.q_heads * p.q_len * p.kv_len, elem(p.scores_dtype));
+  const struct {
+    const char* name;
+    gqa::ByteRange range;
+  } inputs[] = {
+      {"q", gqa::RangeOf(p.q, q_end, elem(p.q_dtype))},
+      {"k", gqa::RangeOf(p.k, k_end, elem(p.kv_dtype))},
+      {"v", gqa::RangeOf(p.v, v_end, elem(p.kv_dtype))},
+      {"mask", gqa::RangeOf(p.mask, mask_end, es)},
+      {"key_mask", gqa::RangeOf(p.key_mask, p.batch * p.kv_len, es)},
+      {"key_lengths", gqa::RangeOf(p.key_lengths, p.batch, 8)},
+  };
+  for (const auto& in : inputs) {
+    if (gqa::Overlap(out_r, in.range) || gqa::Overlap(scores_r, in.range)) {
+      return Fail(GQA_STATUS_INVALID_ARGUMENT,
+                  "`%s` overlaps `%s` (outputs must not alias inputs)",
+                  gqa::Overlap(out_r, in.range) ? "out" : "scores", in.name);
+    }
+  }
+  if (gqa::Overlap(out_r, scores_r)) {
+    return Fail(GQA_STATUS_INVALID_ARGUMENT, "`out` overlaps `scores`");
   }
   return GQA_STATUS_OK;
 }
 
 // Validates p and builds the core's parameters from it.
-gqa_status Prepare(const gqa_attention_params* in, gqa::AttentionParams* out) {
+// With shapes_only (the workspace query) pointers are neither required nor
+// checked for aliasing.
+gqa_status Prepare(const gqa_attention_params* in, bool shapes_only,
+                   gqa::AttentionParams* out) {
   if (!in) return Fail(GQA_STATUS_NULL_POINTER, "params is NULL");
   gqa_attention_params p = *in;
   const struct {
@@ -68,7 +144,7 @@ gqa_status Prepare(const gqa_attention_params* in, gqa::AttentionParams* out) {
                 static_cast<long long>(p.q_heads),
                 static_cast<long long>(p.kv_heads));
   }
-  if (!p.q || !p.k || !p.v || !p.out) {
+  if (!shapes_only && (!p.q || !p.k || !p.v || !p.out)) {
     return Fail(GQA_STATUS_NULL_POINTER, "`%s` is NULL",
                 !p.q   ? "q"
                 : !p.k ? "k"
@@ -104,37 +180,44 @@ gqa_status Prepare(const gqa_attention_params* in, gqa::AttentionParams* out) {
                 static_cast<long long>(p.position_offset));
   }
   int64_t n = 0;
-  if (!CheckedMul(p.batch, p.q_heads, &n) || !CheckedMul(n, p.q_len, &n) ||
-      !CheckedMul(n, p.kv_len, &n) || n > (INT64_MAX >> 3) ||
-      !CheckedAdd(p.position_offset, p.q_len, &n) ||
-      !CheckedAdd(n, p.sliding_window, &n) || n > (int64_t{1} << 24)) {
+  if (!gqa::CheckedProduct({p.batch, p.q_heads, p.q_len, p.kv_len},
+                           INT64_MAX >> 3, &n)) {
     return Fail(
         GQA_STATUS_SIZE_OVERFLOW,
-        "sizes overflow (or positions reach 2^24: B=%lld Hq=%lld "
-        "T=%lld S=%lld offset=%lld)",
+        "sizes overflow: B*Hq*T*S (B=%lld Hq=%lld T=%lld S=%lld)",
         static_cast<long long>(p.batch), static_cast<long long>(p.q_heads),
-        static_cast<long long>(p.q_len), static_cast<long long>(p.kv_len),
-        static_cast<long long>(p.position_offset));
+        static_cast<long long>(p.q_len), static_cast<long long>(p.kv_len));
   }
-  if (p.kv_len > (int64_t{1} << 24)) {
-    return Fail(GQA_STATUS_SIZE_OVERFLOW, "kv_len must be <= 2^24");
+  if (!CheckedAdd(p.position_offset, p.q_len, &n) || n > gqa::kMaxPosition ||
+      p.kv_len > gqa::kMaxPosition) {
+    return Fail(GQA_STATUS_SIZE_OVERFLOW,
+                "positions must stay below 2^24 (offset=%lld T=%lld S=%lld)",
+                static_cast<long long>(p.position_offset),
+                static_cast<long long>(p.q_len),
+                static_cast<long long>(p.kv_len));
   }
+  int64_t q_end = 0, k_end = 0, v_end = 0, out_end = 0;
   gqa_status s;
   if ((s = ResolveView("q", p.batch, p.q_len, p.q_heads, p.head_dim,
-                       &p.q_stride_batch, &p.q_stride_token,
-                       &p.q_stride_head)) != GQA_STATUS_OK ||
+                       &p.q_stride_batch, &p.q_stride_token, &p.q_stride_head,
+                       &q_end)) != GQA_STATUS_OK ||
       (s = ResolveView("k", p.batch, p.kv_len, p.kv_heads, p.head_dim,
-                       &p.k_stride_batch, &p.k_stride_token,
-                       &p.k_stride_head)) != GQA_STATUS_OK ||
+                       &p.k_stride_batch, &p.k_stride_token, &p.k_stride_head,
+                       &k_end)) != GQA_STATUS_OK ||
       (s = ResolveView("v", p.batch, p.kv_len, p.kv_heads, p.head_dim,
-                       &p.v_stride_batch, &p.v_stride_token,
-                       &p.v_stride_head)) != GQA_STATUS_OK ||
+                       &p.v_stride_batch, &p.v_stride_token, &p.v_stride_head,
+                       &v_end)) != GQA_STATUS_OK ||
       (s = ResolveView("out", p.batch, p.q_len, p.q_heads, p.head_dim,
                        &p.out_stride_batch, &p.out_stride_token,
-                       &p.out_stride_head)) != GQA_STATUS_OK) {
+                       &p.out_stride_head, &out_end)) != GQA_STATUS_OK) {
     return s;
   }
-  if (p.key_lengths) {
+  // q and out hold [B, T, Hq, D] elements (the plans are small multiples).
+  if (!gqa::CheckedProduct({p.batch, p.q_len, p.q_heads, p.head_dim},
+                           gqa::kMaxElements, &n)) {
+    return Fail(GQA_STATUS_SIZE_OVERFLOW, "B*T*Hq*D exceeds 2^48");
+  }
+  if (p.key_lengths && !shapes_only) {
     for (int64_t b = 0; b < p.batch; ++b) {
       if (p.key_lengths[b] < 0 || p.key_lengths[b] > p.kv_len) {
         return Fail(GQA_STATUS_INVALID_ARGUMENT,
@@ -145,9 +228,26 @@ gqa_status Prepare(const gqa_attention_params* in, gqa::AttentionParams* out) {
       }
     }
   }
-  if (p.mask && (p.mask_stride_batch < 0 || p.mask_stride_head < 0 ||
-                 p.mask_stride_query < 0 || p.mask_stride_key < 0)) {
-    return Fail(GQA_STATUS_INVALID_ARGUMENT, "mask strides must be >= 0");
+  int64_t mask_end = 0;
+  if (p.mask && (s = MaskExtent(p, &mask_end)) != GQA_STATUS_OK) return s;
+  // Outputs never overlap an input or each other, and no two output
+  // elements share an address: with a pool the result would depend on the
+  // thread count.
+  if (!shapes_only) {
+    const int64_t ext[3] = {p.batch, p.q_len, p.q_heads};
+    const int64_t str[3] = {p.out_stride_batch, p.out_stride_token,
+                            p.out_stride_head};
+    if (!gqa::ViewIsInjective(ext, str, p.head_dim)) {
+      return Fail(GQA_STATUS_INVALID_ARGUMENT,
+                  "`out` strides (%lld, %lld, %lld) make output rows overlap",
+                  static_cast<long long>(str[0]),
+                  static_cast<long long>(str[1]),
+                  static_cast<long long>(str[2]));
+    }
+  }
+  if (!shapes_only && (s = CheckAliasing(p, q_end, k_end, v_end, out_end,
+                                         mask_end)) != GQA_STATUS_OK) {
+    return s;
   }
 
   gqa::AttentionParams& c = *out;
@@ -183,7 +283,7 @@ gqa_status Prepare(const gqa_attention_params* in, gqa::AttentionParams* out) {
           : static_cast<float>(1.0 / sqrt(static_cast<double>(p.head_dim)));
   c.causal = p.causal != 0;
   c.position_offset = p.position_offset;
-  c.sliding_window = p.sliding_window;
+  c.sliding_window = gqa::EffectiveWindow(p.sliding_window);
   c.key_lengths = p.key_lengths;
   c.key_mask0 = p.key_mask;
   c.mask = p.mask;
@@ -216,13 +316,8 @@ gqa_status gqa_attention_workspace_size(const gqa_attention_params* params,
   }
   if (!params) return Fail(GQA_STATUS_NULL_POINTER, "params is NULL");
   // Only the shapes matter: validate those.
-  gqa_attention_params shape = *params;
-  static const float kDummy[1] = {0.0f};
-  shape.q = shape.k = shape.v = kDummy;
-  shape.out = const_cast<float*>(kDummy);
-  shape.key_lengths = nullptr;
   gqa::AttentionParams core;
-  const gqa_status s = Prepare(&shape, &core);
+  const gqa_status s = Prepare(params, /*shapes_only=*/true, &core);
   if (s != GQA_STATUS_OK) return s;
   const gqa::AttentionPlan plan = gqa::PlanAttention(core);
   int64_t bytes = 0;
@@ -237,7 +332,7 @@ gqa_status gqa_attention_workspace_size(const gqa_attention_params* params,
 gqa_status gqa_attention(const gqa_attention_params* params, void* workspace,
                          size_t workspace_size, pthreadpool_t threadpool) {
   gqa::AttentionParams core;
-  const gqa_status s = Prepare(params, &core);
+  const gqa_status s = Prepare(params, /*shapes_only=*/false, &core);
   if (s != GQA_STATUS_OK) return s;
   const gqa::AttentionPlan plan = gqa::PlanAttention(core);
   if (!workspace) return Fail(GQA_STATUS_NULL_POINTER, "workspace is NULL");

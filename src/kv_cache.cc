@@ -17,6 +17,11 @@ namespace {
 bool ValidDtype(int32_t d) { return d == GQA_DTYPE_F32 || d == GQA_DTYPE_F16; }
 size_t ElemSize(int32_t d) { return d == GQA_DTYPE_F16 ? 2 : 4; }
 
+// Elements of each of k and v in a validated cache.
+int64_t CacheElements(const gqa_kv_cache& c) {
+  return c.batch * c.capacity * c.kv_heads * c.head_dim;
+}
+
 // Offsets region at the front of the attend workspace: B int64, rounded.
 int64_t OffsetsBytes(int64_t batch) { return (batch * 8 + 63) / 64 * 64; }
 
@@ -54,7 +59,7 @@ AttentionParams CoreParams(const gqa_kv_cache& c, const gqa_kv_attend_params& a,
   p.position_offsets = offsets;
   p.key_lengths = c.lengths;
   p.ring_capacity = c.ring ? c.capacity : 0;
-  p.sliding_window = a.sliding_window;
+  p.sliding_window = EffectiveWindow(a.sliding_window);
   p.fully_masked_uniform = a.fully_masked_policy != GQA_FULLY_MASKED_ZERO;
   return p;
 }
@@ -87,16 +92,15 @@ gqa_status ValidateCache(const gqa_kv_cache* c) {
                         : "lengths");
   }
   int64_t n = 0;
-  if (!CheckedMul(c->batch, c->capacity, &n) ||
-      !CheckedMul(n, c->kv_heads, &n) || !CheckedMul(n, c->head_dim, &n) ||
-      n > (INT64_MAX >> 3) || c->capacity > (int64_t{1} << 24)) {
+  if (!CheckedProduct({c->batch, c->capacity, c->kv_heads, c->head_dim},
+                      kMaxElements, &n) ||
+      c->capacity > kMaxPosition) {
     return Fail(GQA_STATUS_SIZE_OVERFLOW,
                 "cache sizes overflow (capacity <= 2^24)");
   }
   for (int64_t b = 0; b < c->batch; ++b) {
     const int64_t len = c->lengths[b];
-    if (len < 0 || (!c->ring && len > c->capacity) ||
-        len > (int64_t{1} << 24)) {
+    if (len < 0 || (!c->ring && len > c->capacity) || len > kMaxPosition) {
       return Fail(GQA_STATUS_INVALID_ARGUMENT,
                   "cache lengths[%lld] = %lld is outside [0, %s]",
                   static_cast<long long>(b), static_cast<long long>(len),
@@ -121,6 +125,16 @@ gqa_status ValidateAppend(const gqa_kv_cache* c, int64_t new_tokens,
     return Fail(GQA_STATUS_INVALID_ENUM, "source dtype %d is not f32 or f16",
                 src_dtype);
   }
+  // The sources are [B, new_tokens, Hkv, D]: their size must be
+  // representable (AppendRows indexes them).
+  int64_t src_elems = 0;
+  if (!CheckedProduct({c->batch, new_tokens, c->kv_heads, c->head_dim},
+                      kMaxElements, &src_elems)) {
+    return Fail(GQA_STATUS_SIZE_OVERFLOW,
+                "new_tokens = %lld: the [B, new_tokens, Hkv, D] sources "
+                "overflow",
+                static_cast<long long>(new_tokens));
+  }
   for (int64_t b = 0; b < c->batch; ++b) {
     const int64_t n = counts ? counts[b] : new_tokens;
     if (n < 0 || n > new_tokens) {
@@ -129,14 +143,34 @@ gqa_status ValidateAppend(const gqa_kv_cache* c, int64_t new_tokens,
                   static_cast<long long>(b), static_cast<long long>(n),
                   static_cast<long long>(new_tokens));
     }
-    const int64_t limit = c->ring ? (int64_t{1} << 24) : c->capacity;
-    if (c->lengths[b] + n > limit || (c->ring && n > c->capacity)) {
+    // Written as a subtraction: lengths[b] is in [0, limit], so neither
+    // side overflows.
+    const int64_t limit = c->ring ? kMaxPosition : c->capacity;
+    if (n > limit - c->lengths[b] || (c->ring && n > c->capacity)) {
       return Fail(
           GQA_STATUS_CACHE_OVERFLOW,
           "batch %lld: %lld cached + %lld new tokens exceed the %s of %lld",
           static_cast<long long>(b), static_cast<long long>(c->lengths[b]),
-          static_cast<long long>(n), c->ring ? "ring" : "capacity",
-          static_cast<long long>(c->ring ? c->capacity : c->capacity));
+          static_cast<long long>(n),
+          c->ring ? "ring's position limit" : "capacity",
+          static_cast<long long>(limit));
+    }
+  }
+  // The sources are read while the cache is written: no overlap.
+  const int64_t se = src_dtype == GQA_DTYPE_F16 ? 2 : 4;
+  const int64_t ce = c->dtype == GQA_DTYPE_F16 ? 2 : 4;
+  const ByteRange srcs[2] = {RangeOf(k_new, src_elems, se),
+                             RangeOf(v_new, src_elems, se)};
+  const int64_t cached = CacheElements(*c);
+  const ByteRange dsts[3] = {RangeOf(c->k, cached, ce),
+                             RangeOf(c->v, cached, ce),
+                             RangeOf(c->lengths, c->batch, 8)};
+  for (const ByteRange& src : srcs) {
+    for (const ByteRange& dst : dsts) {
+      if (Overlap(src, dst)) {
+        return Fail(GQA_STATUS_INVALID_ARGUMENT,
+                    "k_new/v_new overlap the cache's k, v or lengths");
+      }
     }
   }
   return GQA_STATUS_OK;
@@ -217,8 +251,11 @@ gqa_status ValidateAttend(const gqa_kv_cache* c, const gqa_kv_attend_params* a,
                 "`sliding_window` must be >= 0, got %lld",
                 static_cast<long long>(a->sliding_window));
   }
-  if (c->ring && (a->sliding_window == 0 ||
-                  a->sliding_window + a->q_len - 1 > c->capacity)) {
+  if (a->q_len > kMaxPosition) {
+    return Fail(GQA_STATUS_SIZE_OVERFLOW, "q_len must be <= 2^24, got %lld",
+                static_cast<long long>(a->q_len));
+  }
+  if (c->ring && !RingWindowFits(a->sliding_window, a->q_len, c->capacity)) {
     return Fail(GQA_STATUS_INVALID_ARGUMENT,
                 "a ring cache of %lld slots needs a sliding window W with W + "
                 "T - 1 <= %lld "
@@ -229,9 +266,28 @@ gqa_status ValidateAttend(const gqa_kv_cache* c, const gqa_kv_attend_params* a,
                 static_cast<long long>(a->q_len));
   }
   int64_t n = 0;
-  if (!CheckedMul(c->batch, a->q_len, &n) || !CheckedMul(n, a->q_heads, &n) ||
-      !CheckedMul(n, c->head_dim, &n) || n > (INT64_MAX >> 3)) {
+  if (!CheckedProduct({c->batch, a->q_len, a->q_heads, c->head_dim},
+                      kMaxElements, &n) ||
+      !CheckedProduct({c->batch, a->q_heads, a->q_len, c->capacity},
+                      INT64_MAX >> 3, &n)) {
     return Fail(GQA_STATUS_SIZE_OVERFLOW, "query sizes overflow");
+  }
+  if (need_pointers) {
+    // out is written while q and the cache are read.
+    const int64_t q_elems = c->batch * a->q_len * a->q_heads * c->head_dim;
+    auto es = [](int32_t d) -> int64_t { return d == GQA_DTYPE_F16 ? 2 : 4; };
+    const ByteRange out = RangeOf(a->out, q_elems, es(a->out_dtype));
+    const ByteRange ins[4] = {RangeOf(a->q, q_elems, es(a->q_dtype)),
+                              RangeOf(c->k, CacheElements(*c), es(c->dtype)),
+                              RangeOf(c->v, CacheElements(*c), es(c->dtype)),
+                              RangeOf(c->lengths, c->batch, 8)};
+    for (const ByteRange& in : ins) {
+      if (Overlap(out, in)) {
+        return Fail(GQA_STATUS_INVALID_ARGUMENT,
+                    "`out` overlaps q or the cache (outputs must not alias "
+                    "inputs)");
+      }
+    }
   }
   if (need_pointers) {
     for (int64_t b = 0; b < c->batch; ++b) {
@@ -251,7 +307,13 @@ gqa_status ValidateAttend(const gqa_kv_cache* c, const gqa_kv_attend_params* a,
 int64_t AttendWorkspaceBytes(const gqa_kv_cache& c,
                              const gqa_kv_attend_params& a, int64_t slots) {
   const AttentionPlan plan = PlanAttention(CoreParams(c, a, nullptr, 0));
-  return OffsetsBytes(c.batch) + AttentionWorkspaceBytes(plan, slots);
+  int64_t bytes = 0;
+  if (!CheckedMul(plan.slot_bytes, slots, &bytes) ||
+      !CheckedAdd(bytes, plan.shared_bytes, &bytes) ||
+      !CheckedAdd(bytes, OffsetsBytes(c.batch), &bytes) || !FitsSizeT(bytes)) {
+    return -1;
+  }
+  return bytes;
 }
 
 int64_t AttendSlotBytes(const gqa_kv_cache& c, const gqa_kv_attend_params& a) {
@@ -293,8 +355,13 @@ gqa_status gqa_kv_cache_attend_workspace_size(
   const gqa_status s =
       gqa::ValidateAttend(cache, params, /*need_pointers=*/false);
   if (s != GQA_STATUS_OK) return s;
-  *size_out = static_cast<size_t>(
-      gqa::AttendWorkspaceBytes(*cache, *params, max_threads));
+  const int64_t bytes = gqa::AttendWorkspaceBytes(*cache, *params, max_threads);
+  if (bytes < 0) {
+    return gqa::Fail(GQA_STATUS_SIZE_OVERFLOW,
+                     "workspace size for %lld threads overflows",
+                     static_cast<long long>(max_threads));
+  }
+  *size_out = static_cast<size_t>(bytes);
   return GQA_STATUS_OK;
 }
 
@@ -313,6 +380,9 @@ gqa_status gqa_kv_cache_attend(const gqa_kv_cache* cache,
                      GQA_WORKSPACE_ALIGNMENT);
   }
   const int64_t one = gqa::AttendWorkspaceBytes(*cache, *params, 1);
+  if (one < 0) {
+    return gqa::Fail(GQA_STATUS_SIZE_OVERFLOW, "workspace size overflows");
+  }
   if (workspace_size < static_cast<size_t>(one)) {
     return gqa::Fail(GQA_STATUS_WORKSPACE_TOO_SMALL,
                      "workspace has %zu bytes, this call needs %lld",

@@ -22,7 +22,8 @@ void AppendRows(gqa_kv_cache* cache, int64_t new_tokens, const int64_t* counts,
 gqa_status ValidateAttend(const gqa_kv_cache* cache,
                           const gqa_kv_attend_params* params,
                           bool need_pointers);
-// Workspace of an attend call with `slots` workers, and of one worker.
+// Workspace of an attend call with `slots` workers (-1 when it overflows or
+// exceeds what a size_t holds), and of one worker.
 int64_t AttendWorkspaceBytes(const gqa_kv_cache& cache,
                              const gqa_kv_attend_params& params, int64_t slots);
 int64_t AttendSlotBytes(const gqa_kv_cache& cache,

@@ -5,10 +5,9 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <xnnpack.h>
 
 #include <new>
-
-#include <xnnpack.h>
 
 #include "gqa/gqa.h"
 #include "gqa/kv_cache.h"
@@ -20,9 +19,19 @@
 
 namespace {
 
+using gqa::ByteRange;
 using gqa::CheckedAdd;
 using gqa::CheckedMul;
+using gqa::CheckedProduct;
+using gqa::CheckedRoundUp;
+using gqa::EffectiveWindow;
 using gqa::Fail;
+using gqa::FitsSizeT;
+using gqa::kMaxElements;
+using gqa::kMaxPosition;
+using gqa::Overlap;
+using gqa::RangeOf;
+using gqa::RingWindowFits;
 
 constexpr int64_t kAlign = GQA_WORKSPACE_ALIGNMENT;
 // XNNPACK may read this many bytes past the end of an input.
@@ -120,14 +129,20 @@ gqa_status ValidateConfig(const gqa_layer_config& c) {
                 static_cast<int>(c.dtype));
   }
   // Every weight and activation size must fit with room to spare.
-  int64_t q_width, kv_width, t;
-  if (!CheckedMul(c.num_query_heads, c.head_dim, &q_width) ||
-      !CheckedMul(c.num_key_value_heads, c.head_dim, &kv_width) ||
-      !CheckedMul(RoundUp(q_width, 64), c.query_features, &t) ||
-      !CheckedMul(RoundUp(kv_width, 64), c.key_features, &t) ||
-      !CheckedMul(RoundUp(kv_width, 64), c.value_features, &t) ||
-      !CheckedMul(q_width, RoundUp(c.query_features, 64), &t) ||
-      t > (INT64_MAX >> 4)) {
+  // Each product is bounded on its own (the packed f16 storage and the f32
+  // packing sum several of them, with widths padded to 64 columns).
+  int64_t q_width = 0, kv_width = 0, q_pad = 0, kv_pad = 0, f_pad = 0, t = 0;
+  if (!CheckedProduct({c.num_query_heads, c.head_dim}, kMaxElements,
+                      &q_width) ||
+      !CheckedProduct({c.num_key_value_heads, c.head_dim}, kMaxElements,
+                      &kv_width) ||
+      !CheckedRoundUp(q_width, 64, &q_pad) ||
+      !CheckedRoundUp(kv_width, 64, &kv_pad) ||
+      !CheckedRoundUp(c.query_features, 64, &f_pad) ||
+      !CheckedProduct({q_pad, c.query_features}, kMaxElements, &t) ||
+      !CheckedProduct({kv_pad, c.key_features}, kMaxElements, &t) ||
+      !CheckedProduct({kv_pad, c.value_features}, kMaxElements, &t) ||
+      !CheckedProduct({q_width, f_pad}, kMaxElements, &t)) {
     return Fail(GQA_STATUS_SIZE_OVERFLOW,
                 "weight sizes overflow (D=%lld, Hq=%lld, Fq=%lld, Fk=%lld, "
                 "Fv=%lld)",
@@ -217,6 +232,12 @@ gqa_status CreateF16(gqa_layer* L, const gqa_layer_weights& w) {
   const int64_t floats =
       (c.use_gate ? 2 : 1) * L->q_padded + 2 * L->kv_padded + L->out_padded;
   const int64_t bytes = RoundUp(halves * 2, kAlign) + floats * 4 + 5 * kAlign;
+  // (Each term is bounded by ValidateConfig; the sum must fit a size_t.)
+  if (!FitsSizeT(bytes)) {
+    return Fail(GQA_STATUS_SIZE_OVERFLOW,
+                "%lld bytes of f16 weights do not fit this address space",
+                static_cast<long long>(bytes));
+  }
   L->storage = new (std::nothrow) unsigned char[static_cast<size_t>(bytes)];
   if (!L->storage) {
     return Fail(GQA_STATUS_OUT_OF_MEMORY,
@@ -445,18 +466,49 @@ gqa_status ValidateForward(const gqa_layer* L, const gqa_forward_args* a) {
                 static_cast<long long>(c.key_features),
                 static_cast<long long>(c.value_features));
   }
-  // Every tensor's element count must be representable.
+  // Every tensor's element count must be representable, and positions
+  // stay below the core's limit (the kernels compare them as f32).
   const int64_t B = a->batch, T = a->query_len, S = a->value_len;
-  int64_t n = 0, m = 0;
-  if (!CheckedMul(B, T, &n) || !CheckedMul(n, c.query_features, &m) ||
-      !CheckedMul(B, S, &n) || !CheckedMul(n, c.value_features, &m) ||
-      !CheckedMul(n, c.key_features, &m) ||
-      !CheckedMul(B, c.num_query_heads, &n) || !CheckedMul(n, T, &n) ||
-      !CheckedMul(n, S, &n) || n > (INT64_MAX >> 3)) {
+  if (T > kMaxPosition || S > kMaxPosition) {
+    return Fail(GQA_STATUS_SIZE_OVERFLOW,
+                "query_len and value_len must be <= 2^24 (got %lld, %lld)",
+                static_cast<long long>(T), static_cast<long long>(S));
+  }
+  int64_t xq = 0, xk = 0, xv = 0, n = 0;
+  if (!CheckedProduct({B, T, c.query_features}, kMaxElements, &xq) ||
+      !CheckedProduct({B, S, c.value_features}, kMaxElements, &xv) ||
+      !CheckedProduct({B, S, c.key_features}, kMaxElements, &xk) ||
+      !CheckedProduct({B, T, c.num_query_heads, c.head_dim}, kMaxElements,
+                      &n) ||
+      !CheckedProduct({B, S, c.num_key_value_heads, c.head_dim}, kMaxElements,
+                      &n) ||
+      !CheckedProduct({B, c.num_query_heads, T, S}, INT64_MAX >> 3, &n)) {
     return Fail(GQA_STATUS_SIZE_OVERFLOW,
                 "tensor sizes overflow (B=%lld, T=%lld, S=%lld)",
                 static_cast<long long>(B), static_cast<long long>(T),
                 static_cast<long long>(S));
+  }
+  // The output [B, T, Fq] is written after the inputs are read, but with a
+  // pool the projections of one thread may still read what another wrote:
+  // it must not overlap any input.
+  const int64_t es = c.dtype == GQA_DTYPE_F16 ? 2 : 4;
+  const ByteRange out = RangeOf(a->output, xq, es);
+  const struct {
+    const char* name;
+    ByteRange range;
+  } inputs[] = {{"query", RangeOf(a->query, xq, es)},
+                {"value", RangeOf(a->value, xv, es)},
+                {"key", RangeOf(a->key, xk, es)}};
+  const ByteRange scores = RangeOf(a->scores, n, es);
+  for (const auto& in : inputs) {
+    if (Overlap(out, in.range) || Overlap(scores, in.range)) {
+      return Fail(GQA_STATUS_INVALID_ARGUMENT,
+                  "`%s` overlaps `%s` (outputs must not alias inputs)",
+                  Overlap(out, in.range) ? "output" : "scores", in.name);
+    }
+  }
+  if (Overlap(out, scores)) {
+    return Fail(GQA_STATUS_INVALID_ARGUMENT, "`output` overlaps `scores`");
   }
   if (a->attention_mask) {
     const int32_t rank = a->attention_mask_rank;
@@ -499,7 +551,7 @@ void WireMasks(const gqa_layer* L, const gqa_forward_args& a,
   p->key_mask0 = a.value_mask;
   p->key_mask1 = a.key_mask;
   p->causal = a.use_causal_mask != 0;
-  p->sliding_window = L->config.sliding_window;
+  p->sliding_window = EffectiveWindow(L->config.sliding_window);
   if (a.attention_mask) {
     int64_t dims[4] = {1, 1, 1, 1};
     const int rank = a.attention_mask_rank;
@@ -755,9 +807,10 @@ bool PlanCachedWorkspace(const gqa_layer* L, const gqa_kv_cache& cache,
     return false;
   }
   const gqa_kv_attend_params ap = AttendParams(L, T, nullptr, nullptr);
+  const int64_t attend = gqa::AttendWorkspaceBytes(cache, ap, slots);
   int64_t total = 0;
-  if (!CheckedAdd(plan->core, gqa::AttendWorkspaceBytes(cache, ap, slots),
-                  &total)) {
+  if (attend < 0 || !CheckedAdd(plan->core, attend, &total) ||
+      !FitsSizeT(total)) {
     return false;
   }
   // The extra-slot arithmetic of CheckWorkspace uses the attend slot size.
@@ -929,8 +982,8 @@ gqa_status gqa_layer_forward_cached(gqa_layer_t L, const gqa_forward_args* args,
     return s;
   }
   const gqa_kv_attend_params attend = AttendParams(L, T, nullptr, nullptr);
-  if (cache->ring && (attend.sliding_window == 0 ||
-                      attend.sliding_window + T - 1 > cache->capacity)) {
+  if (cache->ring &&
+      !RingWindowFits(attend.sliding_window, T, cache->capacity)) {
     return Fail(
         GQA_STATUS_INVALID_ARGUMENT,
         "a ring cache of %lld slots needs the layer's sliding_window W with "

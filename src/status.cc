@@ -68,3 +68,33 @@ const char* gqa_status_name(gqa_status status) {
 }
 
 }  // extern "C"
+
+namespace gqa {
+
+bool ViewIsInjective(const int64_t extents[3], const int64_t strides[3],
+                     int64_t inner) {
+  int order[3] = {0, 1, 2};
+  for (int i = 0; i < 3; ++i) {
+    for (int j = i + 1; j < 3; ++j) {
+      if (strides[order[j]] < strides[order[i]]) {
+        const int t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+      }
+    }
+  }
+  int64_t span = inner;  // elements covered by the smaller axes
+  for (int i = 0; i < 3; ++i) {
+    const int a = order[i];
+    if (extents[a] <= 1) continue;
+    if (strides[a] < span) return false;
+    int64_t more = 0;
+    if (!CheckedMul(extents[a] - 1, strides[a], &more) ||
+        !CheckedAdd(span, more, &span)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace gqa

@@ -73,13 +73,27 @@ typedef struct gqa_attention_params {
 GQA_API void gqa_attention_params_init(gqa_attention_params* params);
 
 /* Workspace bytes for these shapes, run with a pool of up to max_threads
- * threads (1: no pool). Does not depend on kv_len. */
+ * threads (1: no pool). It depends on B, T, Hq, Hkv, D and max_threads, not
+ * on masks, flags, dtypes or pointers, and on kv_len only where the decode
+ * kernel may serve the shape ((Hq / Hkv) * T <= 16): there it grows with
+ * kv_len up to kv_len = 8192 (the key axis is split in up to 16 chunks of at
+ * least 512 keys, one partial result each) and is the same for every
+ * kv_len >= 8192. To decode into a growing cache with one workspace, size it
+ * with the largest kv_len you will pass (or any kv_len >= 8192).
+ * Errors: GQA_STATUS_SIZE_OVERFLOW when the size does not fit a size_t. */
 GQA_API gqa_status gqa_attention_workspace_size(
     const gqa_attention_params* params, int64_t max_threads, size_t* size_out);
 
 /* Runs attention. workspace: aligned to GQA_WORKSPACE_ALIGNMENT, at least
  * the size for max_threads = 1; a bigger pool uses as many threads as the
- * workspace has room for. On failure nothing is written. */
+ * workspace has room for. On failure nothing is written.
+ * Limits (each a status, never a wrapped size): positions
+ * position_offset + T and kv_len <= 2^24; every view's reach and
+ * B*T*Hq*D <= 2^48 elements; B*Hq*T*S < 2^60. A sliding_window >= 2^24 is
+ * wider than any distance between positions and acts as none.
+ * Aliasing is rejected (GQA_STATUS_INVALID_ARGUMENT): out and scores must
+ * not overlap q, k, v, the masks, key_lengths or each other, and out's
+ * strides must give every (b, t, u) row its own D elements. */
 GQA_API gqa_status gqa_attention(const gqa_attention_params* params,
                                  void* workspace, size_t workspace_size,
                                  pthreadpool_t threadpool);

@@ -169,7 +169,10 @@ GQA_API gqa_status gqa_layer_workspace_size(gqa_layer_t layer, int64_t batch,
 
 /* Runs the layer. workspace: >= gqa_layer_workspace_size bytes, aligned to
  * GQA_WORKSPACE_ALIGNMENT. threadpool may be NULL. Results do not depend on
- * the number of threads. */
+ * the number of threads. Limits (each a status): query_len and value_len
+ * <= 2^24 (the core's position limit); every tensor <= 2^48 elements.
+ * output and scores must not overlap query, key, value or each other
+ * (GQA_STATUS_INVALID_ARGUMENT). A sliding_window >= 2^24 acts as none. */
 GQA_API gqa_status gqa_layer_forward(gqa_layer_t layer,
                                      const gqa_forward_args* args,
                                      void* workspace, size_t workspace_size,

@@ -39,7 +39,10 @@ typedef struct gqa_kv_cache {
  * (converted to the cache's dtype). counts: [B] tokens to take from each
  * batch's rows (<= new_tokens; ragged), or NULL for new_tokens each.
  * Errors: GQA_STATUS_CACHE_OVERFLOW when a linear cache would pass its
- * capacity (or a ring append is longer than the ring), and the usual ones. */
+ * capacity, a ring append is longer than the ring, or a ring's positions
+ * would pass 2^24; GQA_STATUS_SIZE_OVERFLOW when the sources
+ * [B, new_tokens, Hkv, D] exceed 2^48 elements; GQA_STATUS_INVALID_ARGUMENT
+ * when k_new or v_new overlap the cache's k, v or lengths. */
 GQA_API gqa_status gqa_kv_cache_append(gqa_kv_cache* cache, int64_t new_tokens,
                                        const int64_t* counts, const void* k_new,
                                        const void* v_new, int32_t src_dtype);
@@ -56,6 +59,12 @@ typedef struct gqa_kv_attend_params {
   int32_t fully_masked_policy;
 } gqa_kv_attend_params;
 
+/* Workspace of an attend on this cache: it depends on the cache's B,
+ * capacity, Hkv, D and on T, Hq and max_threads (not on lengths), so one
+ * workspace serves every decode step of a cache.
+ * Attend errors beyond the usual: a ring needs 0 < W and W + T - 1 <=
+ * capacity (checked without overflow); a sliding_window >= 2^24 on a linear
+ * cache acts as none; out must not overlap q or the cache. */
 GQA_API gqa_status gqa_kv_cache_attend_workspace_size(
     const gqa_kv_cache* cache, const gqa_kv_attend_params* params,
     int64_t max_threads, size_t* size_out);
