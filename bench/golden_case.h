@@ -35,7 +35,11 @@ struct GoldenCase {
   }
 };
 
-// Reads dir/case.json and its arrays. False with *error on failure.
+// Reads dir/case.json and its arrays. False with *error on failure: a number
+// in case.json that is not a positive integer (or is too large), a .bin whose
+// size is not its shape's (named with both byte counts), or an array whose
+// shape disagrees with B, T, S and the layer config. A case that loads can
+// be run without any read past an array.
 bool LoadGoldenCase(const std::string& dir, GoldenCase* out,
                     std::string* error);
 

@@ -8,6 +8,8 @@
 //   gqa-bench --preset P2 --threads 2 one preset
 //   gqa-bench --batch 1 --q-heads 8 --kv-heads 2 --head-dim 64
 //             --q-len 512 --kv-len 512 --causal --dtype f16   (one line)
+#include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <pthreadpool.h>
 #include <stdio.h>
@@ -78,13 +80,21 @@ const Shape kPresets[] = {
     {"D3", 4, 8, 2, 64, 1, 1024, true, false, 0, true},
 };
 
-void Usage() {
-  fprintf(
-      stderr,
-      "usage: gqa-bench [--preset P1|P2|P3|N1|L1|L2|D1|D2|D3]... [--batch N "
-      "--q-heads N\n"
-      "  --kv-heads N --head-dim N --q-len N --kv-len N [--causal]]\n"
-      "  [--dtype f32|f16] [--threads N] [--reps N] [--cold] [--json FILE]\n");
+constexpr const char kUsage[] =
+    "usage: gqa-bench [--preset P1|P2|P3|N1|L1|L2|D1|D2|D3]... [--batch N "
+    "--q-heads N\n"
+    "  --kv-heads N --head-dim N --q-len N --kv-len N [--causal]]\n"
+    "  [--dtype f32|f16] [--threads N] [--reps N] [--cold] [--json FILE]\n";
+
+// The whole of s as a base-10 integer in [lo, hi].
+bool ParseInt(const char* s, long long lo, long long hi, long long* out) {
+  if (!isdigit(static_cast<unsigned char>(*s)) && *s != '-') return false;
+  char* end = nullptr;
+  errno = 0;
+  const long long v = strtoll(s, &end, 10);
+  if (errno != 0 || *end != '\0' || v < lo || v > hi) return false;
+  *out = v;
+  return true;
 }
 
 // Query-key pairs that the mask allows.
@@ -343,60 +353,77 @@ Record BenchLayer(const Shape& s, const Options& o, pthreadpool_t pool) {
   return r;
 }
 
-bool ParseArgs(int argc, char** argv, Options* o) {
+// Fills *o from the command line; false with *error on a bad argument.
+bool ParseArgs(int argc, char** argv, Options* o, std::string* error) {
   Shape custom;
   custom.name = "custom";
   bool have_custom = false;
+  const std::pair<const char*, int64_t*> dims[] = {
+      {"--batch", &custom.batch},       {"--q-heads", &custom.q_heads},
+      {"--kv-heads", &custom.kv_heads}, {"--head-dim", &custom.head_dim},
+      {"--q-len", &custom.q_len},       {"--kv-len", &custom.kv_len}};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    auto next = [&](int64_t* v) {
-      if (i + 1 >= argc) return false;
-      *v = atoll(argv[++i]);
-      have_custom = true;
-      return *v > 0;
-    };
-    if (a == "--preset" && i + 1 < argc) {
-      const std::string name = argv[++i];
-      bool found = false;
-      for (const Shape& p : kPresets) {
-        if (p.name == name) {
-          o->shapes.push_back(p);
-          found = true;
-        }
-      }
-      if (!found) return false;
-    } else if (a == "--batch") {
-      if (!next(&custom.batch)) return false;
-    } else if (a == "--q-heads") {
-      if (!next(&custom.q_heads)) return false;
-    } else if (a == "--kv-heads") {
-      if (!next(&custom.kv_heads)) return false;
-    } else if (a == "--head-dim") {
-      if (!next(&custom.head_dim)) return false;
-    } else if (a == "--q-len") {
-      if (!next(&custom.q_len)) return false;
-    } else if (a == "--kv-len") {
-      if (!next(&custom.kv_len)) return false;
-    } else if (a == "--causal") {
-      custom.causal = true;
-    } else if (a == "--dtype" && i + 1 < argc) {
-      const std::string d = argv[++i];
-      if (d != "f32" && d != "f16") return false;
-      o->f16 = d == "f16";
-    } else if (a == "--threads" && i + 1 < argc) {
-      o->threads = atoi(argv[++i]);
-    } else if (a == "--reps" && i + 1 < argc) {
-      o->reps = atoi(argv[++i]);
-    } else if (a == "--cold") {
-      o->cold = true;
-    } else if (a == "--json" && i + 1 < argc) {
-      o->json = argv[++i];
-    } else {
+    if (a == "--causal" || a == "--cold") {
+      (a == "--cold" ? o->cold : custom.causal) = true;
+      continue;
+    }
+    int64_t* dim = nullptr;
+    for (const auto& d : dims) {
+      if (a == d.first) dim = d.second;
+    }
+    if (!dim && a != "--preset" && a != "--dtype" && a != "--threads" &&
+        a != "--reps" && a != "--json") {
+      *error = (a.empty() || a[0] != '-' ? "unexpected argument '"
+                                         : "unknown option '") +
+               a + "'";
       return false;
     }
+    if (i + 1 >= argc) {
+      *error = a + " needs a value";
+      return false;
+    }
+    const std::string v = argv[++i];
+    // v as an integer in [1, hi], or false with *error naming a and v.
+    auto number = [&](long long hi, long long* n) {
+      if (ParseInt(v.c_str(), 1, hi, n)) return true;
+      *error = a + ": '" + v + "' is not an integer in [1, " +
+               std::to_string(hi) + "]";
+      return false;
+    };
+    long long n = 0;
+    if (dim) {
+      if (!number(int64_t{1} << 24, &n)) return false;
+      *dim = n;
+      have_custom = true;
+    } else if (a == "--preset") {
+      const size_t before = o->shapes.size();
+      for (const Shape& p : kPresets) {
+        if (p.name == v) o->shapes.push_back(p);
+      }
+      if (o->shapes.size() == before) {
+        *error = "--preset: unknown preset '" + v + "'";
+        return false;
+      }
+    } else if (a == "--dtype") {
+      if (v != "f32" && v != "f16") {
+        *error = "--dtype: '" + v + "' is not f32 or f16";
+        return false;
+      }
+      o->f16 = v == "f16";
+    } else if (a == "--threads" || a == "--reps") {
+      if (!number(a == "--threads" ? 1024 : 1000000, &n)) return false;
+      (a == "--threads" ? o->threads : o->reps) = static_cast<int>(n);
+    } else {
+      o->json = v;  // --json
+    }
   }
-  if (custom.q_heads % custom.kv_heads != 0 || o->threads < 1 || o->reps < 1)
+  if (custom.q_heads % custom.kv_heads != 0) {
+    *error = "--q-heads " + std::to_string(custom.q_heads) +
+             " is not a multiple of --kv-heads " +
+             std::to_string(custom.kv_heads);
     return false;
+  }
   if (have_custom) o->shapes.push_back(custom);
   if (o->shapes.empty())
     o->shapes.assign(std::begin(kPresets), std::end(kPresets));
@@ -409,8 +436,15 @@ bool ParseArgs(int argc, char** argv, Options* o) {
 int main(int argc, char** argv) {
   using namespace gqa;
   Options o;
-  if (!ParseArgs(argc, argv, &o)) {
-    Usage();
+  for (int i = 1; i < argc; ++i) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      fputs(kUsage, stdout);
+      return 0;
+    }
+  }
+  std::string error;
+  if (!ParseArgs(argc, argv, &o, &error)) {
+    fprintf(stderr, "gqa-bench: %s\n%s", error.c_str(), kUsage);
     return 2;
   }
   pthreadpool_t pool = o.threads > 1 ? pthreadpool_create(o.threads) : nullptr;

@@ -10,9 +10,12 @@
 // 4e-3. The f16 tolerance is therefore atol = rtol = 1e-2: ten f16 ulps at
 // 1.0, loose enough for that rounding, tight enough to catch any real error
 // (a wrong mask, head or scale moves outputs by ~1e-1 or more).
+#include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <string>
 #include <vector>
@@ -23,11 +26,34 @@ namespace {
 
 constexpr double kF16Tolerance = 1e-2;
 
-void Usage() {
-  fprintf(
-      stderr,
-      "usage: gqa-conformance [--dtype f32|f16] [--threads N] DIR...\n"
-      "  DIR: a case folder (with case.json) or a folder of case folders\n");
+constexpr const char kUsage[] =
+    "usage: gqa-conformance [--dtype f32|f16] [--threads N] DIR...\n"
+    "  DIR: a case folder (with case.json) or a folder of case folders\n"
+    "  --dtype    f32 (default) or f16\n"
+    "  --threads  1 to 1024 (default 1)\n";
+
+// Prints "gqa-conformance: MESSAGE" and the usage to stderr; returns 2.
+int UsageError(const std::string& message) {
+  fprintf(stderr, "gqa-conformance: %s\n%s", message.c_str(), kUsage);
+  return 2;
+}
+
+// The whole of s as a base-10 integer in [lo, hi].
+bool ParseInt(const char* s, long lo, long hi, long* out) {
+  if (!isdigit(static_cast<unsigned char>(*s)) && *s != '-') return false;
+  char* end = nullptr;
+  errno = 0;
+  const long v = strtol(s, &end, 10);
+  if (errno != 0 || *end != '\0' || v < lo || v > hi) return false;
+  *out = v;
+  return true;
+}
+
+// Why `path` holds no case: missing, not a folder, or no case.json in it.
+const char* NoCaseReason(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return "no such directory";
+  return S_ISDIR(st.st_mode) ? "no case found" : "not a directory";
 }
 
 const char* PolicyName(gqa_fully_masked_policy p) {
@@ -44,39 +70,39 @@ int main(int argc, char** argv) {
   std::vector<std::string> paths;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (arg == "--dtype" && i + 1 < argc) {
-      const std::string v = argv[++i];
-      if (v == "f32") {
-        dtype = GQA_DTYPE_F32;
-      } else if (v == "f16") {
-        dtype = GQA_DTYPE_F16;
-      } else {
-        Usage();
-        return 2;
-      }
-    } else if (arg == "--threads" && i + 1 < argc) {
-      threads = atoi(argv[++i]);
-      if (threads < 1) threads = 1;
-    } else if (arg == "-h" || arg == "--help") {
-      Usage();
+    if (arg == "-h" || arg == "--help") {
+      fputs(kUsage, stdout);
       return 0;
+    } else if (arg == "--dtype" || arg == "--threads") {
+      if (i + 1 >= argc) return UsageError(arg + " needs a value");
+      const std::string v = argv[++i];
+      long n = 0;
+      if (arg == "--threads") {
+        if (!ParseInt(v.c_str(), 1, 1024, &n)) {
+          return UsageError("--threads: '" + v +
+                            "' is not an integer in [1, 1024]");
+        }
+        threads = static_cast<int>(n);
+      } else if (v == "f32" || v == "f16") {
+        dtype = v == "f32" ? GQA_DTYPE_F32 : GQA_DTYPE_F16;
+      } else {
+        return UsageError("--dtype: '" + v + "' is not f32 or f16");
+      }
+    } else if (arg == "--") {
+      for (++i; i < argc; ++i) paths.push_back(argv[i]);
     } else if (!arg.empty() && arg[0] == '-') {
-      Usage();
-      return 2;
+      return UsageError("unknown option '" + arg + "'");
     } else {
       paths.push_back(arg);
     }
   }
-  if (paths.empty()) {
-    Usage();
-    return 2;
-  }
+  if (paths.empty()) return UsageError("no DIR given");
 
   int passed = 0, failed = 0;
   for (const std::string& path : paths) {
     const std::vector<std::string> dirs = gqa::ListGoldenCaseDirs(path);
     if (dirs.empty()) {
-      printf("%-40s no case found  FAIL\n", path.c_str());
+      printf("%s: %s  FAIL\n", path.c_str(), NoCaseReason(path));
       ++failed;
     }
     for (const std::string& dir : dirs) {
