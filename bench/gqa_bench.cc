@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_options.h"
 #include "gqa/gqa.hpp"
 #include "platforms/machine_peak.h"
 #include "src/attention_core.h"
@@ -29,26 +30,6 @@
 
 namespace gqa {
 namespace {
-
-struct Shape {
-  std::string name;
-  int64_t batch = 1, q_heads = 8, kv_heads = 2, head_dim = 64, q_len = 512,
-          kv_len = 512;
-  bool causal = false;
-  bool layer = false;    // whole layer (projections too) vs core only
-  int64_t features = 0;  // layer: Fq = Fk = Fv
-  bool decode = false;   // T new queries at the end of an S-long cache,
-                         // always cold; GB/s counts the K+V read
-};
-
-struct Options {
-  std::vector<Shape> shapes;
-  bool f16 = false;
-  int threads = 1;
-  int reps = 5;
-  bool cold = false;
-  std::string json;
-};
 
 struct Record {
   Shape shape;
@@ -64,37 +45,6 @@ struct Record {
 // both rates taken at the same median time; at most 1.
 double BwCap(const Record& r) {
   return std::min(1.0, (r.gbps / r.peak_gbps) / (r.gflops / r.peak_gflops));
-}
-
-const Shape kPresets[] = {
-    {"P1", 1, 8, 2, 64, 512, 512, true, false, 0},
-    {"P2", 1, 32, 8, 128, 1024, 1024, true, false, 0},
-    {"P3", 1, 14, 2, 64, 2048, 2048, true, false, 0},
-    {"N1", 2, 8, 2, 64, 256, 256, false, false, 0},
-    // Whole-layer cases (projections through XNNPACK or the f16 GEMM).
-    {"L1", 1, 8, 2, 64, 128, 128, true, true, 512},
-    {"L2", 4, 4, 1, 32, 64, 96, false, true, 128},
-    // KV-cache decode, one new token (T = 1) against S cached ones.
-    {"D1", 1, 32, 8, 128, 1, 4096, true, false, 0, true},
-    {"D2", 1, 14, 2, 64, 1, 8192, true, false, 0, true},
-    {"D3", 4, 8, 2, 64, 1, 1024, true, false, 0, true},
-};
-
-constexpr const char kUsage[] =
-    "usage: gqa-bench [--preset P1|P2|P3|N1|L1|L2|D1|D2|D3]... [--batch N "
-    "--q-heads N\n"
-    "  --kv-heads N --head-dim N --q-len N --kv-len N [--causal]]\n"
-    "  [--dtype f32|f16] [--threads N] [--reps N] [--cold] [--json FILE]\n";
-
-// The whole of s as a base-10 integer in [lo, hi].
-bool ParseInt(const char* s, long long lo, long long hi, long long* out) {
-  if (!isdigit(static_cast<unsigned char>(*s)) && *s != '-') return false;
-  char* end = nullptr;
-  errno = 0;
-  const long long v = strtoll(s, &end, 10);
-  if (errno != 0 || *end != '\0' || v < lo || v > hi) return false;
-  *out = v;
-  return true;
 }
 
 // Query-key pairs that the mask allows.
@@ -353,83 +303,6 @@ Record BenchLayer(const Shape& s, const Options& o, pthreadpool_t pool) {
   return r;
 }
 
-// Fills *o from the command line; false with *error on a bad argument.
-bool ParseArgs(int argc, char** argv, Options* o, std::string* error) {
-  Shape custom;
-  custom.name = "custom";
-  bool have_custom = false;
-  const std::pair<const char*, int64_t*> dims[] = {
-      {"--batch", &custom.batch},       {"--q-heads", &custom.q_heads},
-      {"--kv-heads", &custom.kv_heads}, {"--head-dim", &custom.head_dim},
-      {"--q-len", &custom.q_len},       {"--kv-len", &custom.kv_len}};
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--causal" || a == "--cold") {
-      (a == "--cold" ? o->cold : custom.causal) = true;
-      continue;
-    }
-    int64_t* dim = nullptr;
-    for (const auto& d : dims) {
-      if (a == d.first) dim = d.second;
-    }
-    if (!dim && a != "--preset" && a != "--dtype" && a != "--threads" &&
-        a != "--reps" && a != "--json") {
-      *error = (a.empty() || a[0] != '-' ? "unexpected argument '"
-                                         : "unknown option '") +
-               a + "'";
-      return false;
-    }
-    if (i + 1 >= argc) {
-      *error = a + " needs a value";
-      return false;
-    }
-    const std::string v = argv[++i];
-    // v as an integer in [1, hi], or false with *error naming a and v.
-    auto number = [&](long long hi, long long* n) {
-      if (ParseInt(v.c_str(), 1, hi, n)) return true;
-      *error = a + ": '" + v + "' is not an integer in [1, " +
-               std::to_string(hi) + "]";
-      return false;
-    };
-    long long n = 0;
-    if (dim) {
-      if (!number(int64_t{1} << 24, &n)) return false;
-      *dim = n;
-      have_custom = true;
-    } else if (a == "--preset") {
-      const size_t before = o->shapes.size();
-      for (const Shape& p : kPresets) {
-        if (p.name == v) o->shapes.push_back(p);
-      }
-      if (o->shapes.size() == before) {
-        *error = "--preset: unknown preset '" + v + "'";
-        return false;
-      }
-    } else if (a == "--dtype") {
-      if (v != "f32" && v != "f16") {
-        *error = "--dtype: '" + v + "' is not f32 or f16";
-        return false;
-      }
-      o->f16 = v == "f16";
-    } else if (a == "--threads" || a == "--reps") {
-      if (!number(a == "--threads" ? 1024 : 1000000, &n)) return false;
-      (a == "--threads" ? o->threads : o->reps) = static_cast<int>(n);
-    } else {
-      o->json = v;  // --json
-    }
-  }
-  if (custom.q_heads % custom.kv_heads != 0) {
-    *error = "--q-heads " + std::to_string(custom.q_heads) +
-             " is not a multiple of --kv-heads " +
-             std::to_string(custom.kv_heads);
-    return false;
-  }
-  if (have_custom) o->shapes.push_back(custom);
-  if (o->shapes.empty())
-    o->shapes.assign(std::begin(kPresets), std::end(kPresets));
-  return true;
-}
-
 }  // namespace
 }  // namespace gqa
 
@@ -438,13 +311,13 @@ int main(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      fputs(kUsage, stdout);
+      fputs(kBenchUsage, stdout);
       return 0;
     }
   }
   std::string error;
-  if (!ParseArgs(argc, argv, &o, &error)) {
-    fprintf(stderr, "gqa-bench: %s\n%s", error.c_str(), kUsage);
+  if (!ParseBenchArgs(argc, argv, &o, &error)) {
+    fprintf(stderr, "gqa-bench: %s\n%s", error.c_str(), kBenchUsage);
     return 2;
   }
   pthreadpool_t pool = o.threads > 1 ? pthreadpool_create(o.threads) : nullptr;

@@ -1,0 +1,41 @@
+// gqa-bench's command line: the case shapes (presets or one custom shape)
+// and the options, parsed strictly (every bad option or value named).
+#ifndef GQA_BENCH_BENCH_OPTIONS_H_
+#define GQA_BENCH_BENCH_OPTIONS_H_
+
+#include <stdint.h>
+
+#include <string>
+#include <vector>
+
+namespace gqa {
+
+struct Shape {
+  std::string name;
+  int64_t batch = 1, q_heads = 8, kv_heads = 2, head_dim = 64, q_len = 512,
+          kv_len = 512;
+  bool causal = false;
+  bool layer = false;    // whole layer (projections too) vs core only
+  int64_t features = 0;  // layer: Fq = Fk = Fv
+  bool decode = false;   // T new queries at the end of an S-long cache,
+                         // always cold; GB/s counts the K+V read
+};
+
+struct Options {
+  std::vector<Shape> shapes;
+  bool f16 = false;
+  int threads = 1;
+  int reps = 5;
+  bool cold = false;
+  std::string json;
+};
+
+extern const char kBenchUsage[];
+
+// Fills *o from the command line (every preset when none is named); false
+// with *error naming the bad option or value.
+bool ParseBenchArgs(int argc, char** argv, Options* o, std::string* error);
+
+}  // namespace gqa
+
+#endif  // GQA_BENCH_BENCH_OPTIONS_H_
