@@ -7,6 +7,7 @@
 #include <string.h>
 #include <xnnpack.h>
 
+#include <mutex>
 #include <new>
 
 #include "gqa/gqa.h"
@@ -50,12 +51,16 @@ struct gqa_layer {
   gqa_layer_config config;
   int64_t q_width = 0;   // Hq*D
   int64_t kv_width = 0;  // Hkv*D
-  // f32 path.
+  // f32 path. XNNPACK keeps a setup (shape, pointers, tiling for the pool)
+  // in the operator, so every setup + run holds that operator's mutex:
+  // threads sharing the layer serialise on one projection at a time only
+  // (a std::mutex is a pthread mutex: nothing is allocated).
   xnn_operator_t op_query = nullptr;
   xnn_operator_t op_key = nullptr;
   xnn_operator_t op_value = nullptr;
   xnn_operator_t op_gate = nullptr;
   xnn_operator_t op_output = nullptr;
+  mutable std::mutex mu_query, mu_key, mu_value, mu_gate, mu_output;
   // f16 path: f16 kernels with columns padded to kDenseColumnChunk, f32
   // biases padded likewise (zeros when use_bias is off: never read then).
   int64_t q_padded = 0, kv_padded = 0, out_padded = 0;
@@ -416,10 +421,12 @@ bool PlanWorkspace(const gqa_layer* L, int64_t B, int64_t T, int64_t S,
 // Runs an f32 FC over m rows of `in` (row stride = its input channels)
 // without letting XNNPACK read past the caller's buffer: rows [0, m-1)
 // straight from `in` (their over-read lands in the next row), the last row
-// from a padded copy in `tail`.
-gqa_status RunFc(xnn_operator_t op, int64_t m, const float* in, int64_t in_cols,
-                 float* out, int64_t out_cols, float* tail,
+// from a padded copy in `tail`. Holds `mu` (op's mutex) over the setups and
+// runs.
+gqa_status RunFc(xnn_operator_t op, std::mutex* mu, int64_t m, const float* in,
+                 int64_t in_cols, float* out, int64_t out_cols, float* tail,
                  pthreadpool_t pool) {
+  std::lock_guard<std::mutex> lock(*mu);
   xnn_status s = xnn_status_success;
   if (m > 1) {
     s = xnn_setup_fully_connected_nc_f32(op, static_cast<size_t>(m - 1), in,
@@ -665,17 +672,18 @@ gqa_status Project(const gqa_layer* L, const gqa_forward_args& a,
   float* tail = at(plan.tail);
   const float* query = static_cast<const float*>(a.query);
   gqa_status s;
-  if ((s = RunFc(L->op_query, BT, query, c.query_features, q, q_cols, tail,
-                 pool)) != GQA_STATUS_OK ||
-      (s = RunFc(L->op_key, BS, static_cast<const float*>(key), c.key_features,
-                 k, kv_cols, tail, pool)) != GQA_STATUS_OK ||
-      (s = RunFc(L->op_value, BS, static_cast<const float*>(a.value),
-                 c.value_features, v, kv_cols, tail, pool)) != GQA_STATUS_OK) {
+  if ((s = RunFc(L->op_query, &L->mu_query, BT, query, c.query_features, q,
+                 q_cols, tail, pool)) != GQA_STATUS_OK ||
+      (s = RunFc(L->op_key, &L->mu_key, BS, static_cast<const float*>(key),
+                 c.key_features, k, kv_cols, tail, pool)) != GQA_STATUS_OK ||
+      (s = RunFc(L->op_value, &L->mu_value, BS,
+                 static_cast<const float*>(a.value), c.value_features, v,
+                 kv_cols, tail, pool)) != GQA_STATUS_OK) {
     return s;
   }
   if (c.use_gate) {
-    return RunFc(L->op_gate, BT, query, c.query_features, gate, q_cols, tail,
-                 pool);
+    return RunFc(L->op_gate, &L->mu_gate, BT, query, c.query_features, gate,
+                 q_cols, tail, pool);
   }
   return GQA_STATUS_OK;
 }
@@ -760,6 +768,7 @@ gqa_status Finish(const gqa_layer* L, const gqa_forward_args& a,
     }
     return GQA_STATUS_OK;
   }
+  std::lock_guard<std::mutex> lock(L->mu_output);  // see gqa_layer
   const xnn_status xs = xnn_setup_fully_connected_nc_f32(
       L->op_output, static_cast<size_t>(BT), attn,
       static_cast<float*>(a.output), pool);

@@ -35,9 +35,21 @@ run_native() {  # name, extra cmake args...
   count_tests "$dir"
 }
 
+run_tsan() {  # ThreadSanitizer: only test_threads (one layer, many threads)
+  echo "=== ThreadSanitizer build: build/tsan (test_threads)"
+  cmake -S . -B build/tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DGQA_TSAN=ON >/dev/null
+  cmake --build build/tsan -j2 --target test_threads
+  TSAN_OPTIONS="halt_on_error=1" build/tsan/tests/test_threads
+  echo $(( $(cat "$GQA_TESTS_RUN_FILE") + 1 )) > "$GQA_TESTS_RUN_FILE"
+}
+
 run_native release -DCMAKE_BUILD_TYPE=Release
 if [ "$quick" = 0 ]; then
   run_native asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGQA_SANITIZE=ON
+  run_tsan
+  # libFuzzer over the C ABI (clang-14, ASan + UBSan): a fixed number of runs.
+  bash tests/fuzz/run_fuzz.sh
   bash tests/run_cross.sh
 fi
 echo "=== all suites passed in $(( $(date +%s) - start )) s"

@@ -9,6 +9,8 @@
 #include "gqa/attention.h"
 #include "gqa/gqa.hpp"
 #include "gqa/kv_cache.h"
+#include "src/half.h"
+#include "tests/layer_case.h"
 
 namespace {
 
@@ -344,6 +346,31 @@ TEST_CASE("row 12: the core workspace is the largest from kv_len 8192 on") {
     if (S > 8192) CHECK(bytes <= at8192);  // never more beyond
     prev = bytes;
   }
+}
+
+TEST_CASE("f16 Inf and NaN convert exactly on every target (fuzz finding)") {
+  // 0x7e00 NaN, 0x7c00 +Inf, 0xfc00 -Inf, 0x7d01 signalling-style NaN, then
+  // normal and subnormal values; 32 of them cover every vector width.
+  std::vector<uint16_t> src(32);
+  const uint16_t special[] = {0x7e00, 0x7c00, 0xfc00, 0x7d01, 0x3c00, 0x0001};
+  for (size_t i = 0; i < src.size(); ++i) src[i] = special[i % 6];
+  gqa::test::ForEachTarget([&](int64_t) {
+    std::vector<float> k(32, 9.0f), v(32, 9.0f);
+    std::vector<int64_t> lengths(1, 0);
+    gqa_kv_cache c{1, 4, 1, 8, GQA_DTYPE_F32, 0, k.data(), v.data(),
+                   lengths.data()};
+    REQUIRE(gqa_kv_cache_append(&c, 4, nullptr, src.data(), src.data(),
+                                GQA_DTYPE_F16) == GQA_STATUS_OK);
+    for (size_t i = 0; i < k.size(); ++i) {
+      const float want = gqa::HalfToFloat(src[i]);
+      CAPTURE(i);
+      if (want != want) {
+        CHECK(k[i] != k[i]);
+      } else {
+        CHECK(k[i] == want);
+      }
+    }
+  });
 }
 
 }  // namespace

@@ -12,6 +12,10 @@
  * q, k/v and out may each be f32 or f16 (IEEE binary16); arithmetic, the
  * softmax and accumulation are f32. Calls never allocate, and results are
  * bitwise identical for any thread count.
+ *
+ * Threads: the core holds no state. Any number of threads may call
+ * gqa_attention at once, each with its own out, scores and workspace
+ * (inputs may be shared); pools may be shared or distinct.
  */
 #ifndef GQA_ATTENTION_H_
 #define GQA_ATTENTION_H_

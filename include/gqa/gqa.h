@@ -11,6 +11,18 @@
  * output and gqa_last_error_message() tells what was wrong (per thread).
  * Sizes are int64_t so that negative values are detected, not wrapped.
  *
+ * Threads: any number of threads may call gqa_layer_forward,
+ * gqa_layer_forward_cached, gqa_layer_workspace_size and
+ * gqa_layer_cached_workspace_size on one layer at the same time, each with
+ * its own workspace, outputs and KV cache (inputs and masks are only read
+ * and may be shared); results equal those of one call at a time, bitwise.
+ * Calls may pass different thread pools or the same one (pthreadpool then
+ * runs their parallel sections one after another). Each f32 projection of
+ * a layer (an XNNPACK operator) serves one call at a time, so concurrent
+ * f32 calls wait briefly for each other there. gqa_layer_create and
+ * gqa_layer_destroy of a layer must not overlap any other use of it;
+ * distinct layers are independent. Error messages are per thread.
+ *
  * Tensor layouts are row-major (C order), exactly as Keras stores them:
  *   query [B,T,Fq], value [B,S,Fv], key [B,S,Fk], output [B,T,Fq],
  *   scores [B,Hq,T,S]; weights as in Keras' get_weights() (see

@@ -13,6 +13,13 @@
  * has position lengths[b] - T + t and sees the cached keys at positions <= its
  * own (and > position - W with a window). Calls never allocate; on error
  * nothing is written (lengths included).
+ *
+ * Threads: the cache is caller memory and is never locked. An append
+ * (gqa_kv_cache_append, or gqa_layer_forward_cached, which appends) writes
+ * k, v and lengths: it must not run concurrently with any other call on
+ * the same cache. Attends (gqa_kv_cache_attend) and the workspace size
+ * queries only read the cache: any number may run at once on one cache,
+ * each with its own q, out and workspace. Distinct caches are independent.
  */
 #ifndef GQA_KV_CACHE_H_
 #define GQA_KV_CACHE_H_

@@ -40,6 +40,7 @@
 #include "hwy/highway.h"
 #include "src/attention_core.h"
 #include "src/half.h"
+#include "src/kernels/half_load-inl.h"
 #include "src/kernels/flash_attention-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -107,6 +108,7 @@ struct DecodeScratch {
   float* acc;     // [R][Dp]
   float* m;       // [slots] running max
   float* l;       // [slots] running sum
+  float* scale;   // [slots] acc holds sum p v / scale (scale >= l)
   float* alpha;   // [slots] rescale of acc for the current block
   float* qpos;    // [slots] query position of the slot's row
   float* keyok;   // [Bk] 1 if the key may be attended (before causal/window)
@@ -142,8 +144,8 @@ void MakeDecodePlan(const AttentionParams& p, AttentionPlan* plan) {
   const int64_t H = p.kv_heads;
   const int64_t floats = R * Dp + 2 * Bk * H * Dp +
                          Bk * sh.quads_padded * sh.quad_floats + Bk * sh.slots +
-                         R * Dp + 4 * sh.slots + 2 * Bk;
-  plan->slot_bytes = RoundUp(floats * 4 + 12 * 64, 64);
+                         R * Dp + 5 * sh.slots + 2 * Bk;
+  plan->slot_bytes = RoundUp(floats * 4 + 13 * 64, 64);
   plan->shared_bytes = RoundUp(plan->items * R * (Dp + 2) * 4, 64);
 }
 
@@ -167,6 +169,7 @@ DecodeScratch CarveDecodeSlot(const AttentionParams& p,
   s.acc = take(R * Dp);
   s.m = take(sh.slots);
   s.l = take(sh.slots);
+  s.scale = take(sh.slots);
   s.alpha = take(sh.slots);
   s.qpos = take(sh.slots);
   s.keyok = take(Bk);
@@ -181,9 +184,7 @@ HWY_INLINE hn::Vec<DF> LoadRow(DF df, const float* HWY_RESTRICT p) {
 }
 template <class DF>
 HWY_INLINE hn::Vec<DF> LoadRow(DF df, const uint16_t* HWY_RESTRICT p) {
-  const hn::Rebind<hwy::float16_t, DF> dh;
-  return hn::PromoteTo(
-      df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p)));
+  return LoadF16AsF32(df, p);  // exact for Inf and NaN on every target
 }
 
 // Folds 4 partial-sum vectors (one per row) by two levels of a
@@ -593,6 +594,7 @@ void DecodeItem(const AttentionParams& p, const AttentionPlan& plan,
     sc.qpos[slot] = static_cast<float>(pos);
     sc.m[slot] = -INFINITY;
     sc.l[slot] = 0.0f;
+    sc.scale[slot] = 0.0f;
     if (pos < min_qpos) min_qpos = pos;
     if (pos > max_qpos) max_qpos = pos;
   }
@@ -626,6 +628,7 @@ void DecodeItem(const AttentionParams& p, const AttentionPlan& plan,
   const T* v = static_cast<const T*>(p.v) + b * p.v_stride_b;
   const V neg_inf = hn::Set(df, -INFINITY);
   const V zero = hn::Zero(df);
+  const V one = hn::Set(df, 1.0f);
   const V window = hn::Set(df, static_cast<float>(p.sliding_window));
   // Rows are read in place when whole vectors tile the head dim; otherwise
   // each block is packed to f32 with zero padding.
@@ -656,7 +659,6 @@ void DecodeItem(const AttentionParams& p, const AttentionPlan& plan,
     const bool mask_window =
         p.sliding_window > 0 && (max_qpos - min_kpos >= p.sliding_window ||
                                  max_kpos - min_qpos >= p.sliding_window);
-    const bool clean = all_ok && !mask_causal && !mask_window;
     const T* kb = k + j0 * p.k_stride_s;
     const T* vb = v + j0 * p.v_stride_s;
     if (in_place) {
@@ -696,32 +698,31 @@ void DecodeItem(const AttentionParams& p, const AttentionPlan& plan,
         vmax = hn::Max(vmax, x);
       }
       // Slots that saw no key yet keep m = -inf: exp against 0 there.
+      // Masked scores (-inf) give exactly 0; a NaN or +inf logit makes l
+      // NaN for good (ExpKeepNaN keeps NaN, exp(inf - inf) is NaN).
       const auto none = hn::Eq(vmax, neg_inf);
       const V m_use = hn::IfThenZeroElse(none, vmax);
       const V alpha = hn::IfThenZeroElse(hn::Eq(m_old, neg_inf),
-                                         hn::Exp(df, hn::Sub(m_old, m_use)));
+                                         ExpKeepNaN(df, hn::Sub(m_old, m_use)));
+      // acc is kept as sum p v / scale, scale = l_old * alpha + keys >= l
+      // (known before the sum): a bounded mean of V rows, no overflow where
+      // the result is finite; the item's end multiplies by scale / l.
+      const V scale_old = hn::LoadU(df, sc.scale + c * N);
+      const V scale_new =
+          hn::MulAdd(scale_old, alpha, hn::Set(df, static_cast<float>(keys)));
+      const V inv = hn::Div(one, scale_new);
       V vsum = zero;
-      if (clean) {  // no -inf scores in this block
-        for (int64_t jj = 0; jj < keys; ++jj) {
-          float* srow = sc.s + jj * slots + c * N;
-          const V e = hn::Exp(df, hn::Sub(hn::LoadU(df, srow), m_use));
-          hn::StoreU(e, df, srow);
-          vsum = hn::Add(vsum, e);
-        }
-      } else {
-        for (int64_t jj = 0; jj < keys; ++jj) {
-          float* srow = sc.s + jj * slots + c * N;
-          const V x = hn::LoadU(df, srow);
-          const V e = hn::IfThenZeroElse(hn::Eq(x, neg_inf),
-                                         hn::Exp(df, hn::Sub(x, m_use)));
-          hn::StoreU(e, df, srow);
-          vsum = hn::Add(vsum, e);
-        }
+      for (int64_t jj = 0; jj < keys; ++jj) {
+        float* srow = sc.s + jj * slots + c * N;
+        const V e = ExpKeepNaN(df, hn::Sub(hn::LoadU(df, srow), m_use));
+        hn::StoreU(hn::Mul(e, inv), df, srow);
+        vsum = hn::Add(vsum, e);
       }
       hn::StoreU(hn::MulAdd(hn::LoadU(df, sc.l + c * N), alpha, vsum), df,
                  sc.l + c * N);
+      hn::StoreU(scale_new, df, sc.scale + c * N);
       hn::StoreU(vmax, df, sc.m + c * N);
-      hn::StoreU(alpha, df, sc.alpha + c * N);
+      hn::StoreU(hn::Mul(alpha, hn::Mul(scale_old, inv)), df, sc.alpha + c * N);
     }
     // acc[r] = acc[r] * alpha + sum_j p[j][r] v[j], head by head, up to
     // kDecodePvRows rows at a time so each V row is loaded once for them.
@@ -752,11 +753,36 @@ void DecodeItem(const AttentionParams& p, const AttentionPlan& plan,
   for (int64_t slot = 0; slot < slots; ++slot) {
     const int64_t r = slot_row(slot);
     if (r < 0) continue;
+    const float l = sc.l[slot];
     out[r * (Dp + 2) + 0] = sc.m[slot];
-    out[r * (Dp + 2) + 1] = sc.l[slot];
-    memcpy(out + r * (Dp + 2) + 2, sc.acc + r * Dp,
-           static_cast<size_t>(Dp) * 4);
+    out[r * (Dp + 2) + 1] = l;
+    // acc / l: the chunk's weighted mean of V (0 with nothing allowed).
+    const float f = l == 0.0f ? 0.0f : sc.scale[slot] / l;
+    for (int64_t d = 0; d < Dp; ++d)
+      out[r * (Dp + 2) + 2 + d] = sc.acc[r * Dp + d] * f;
   }
+}
+
+// Whether query t of batch b may attend any key (the masks of DecodeItem,
+// one key at a time: only for rows whose softmax sum came out 0).
+HWY_INLINE bool DecodeAnyAllowed(const AttentionParams& p, int64_t b,
+                                 int64_t t) {
+  const int64_t len = p.key_lengths ? p.key_lengths[b] : p.kv_len;
+  int64_t filled = len;
+  if (p.ring_capacity > 0 && filled > p.ring_capacity) filled = p.ring_capacity;
+  if (filled > p.kv_len) filled = p.kv_len;
+  const int64_t qpos = QueryPosition(p, b, t);
+  for (int64_t j = 0; j < filled; ++j) {
+    if (p.key_mask0 && !p.key_mask0[b * p.kv_len + j]) continue;
+    if (p.key_mask1 && !p.key_mask1[b * p.kv_len + j]) continue;
+    const int64_t kpos = KeyPosition(p, b, j);
+    if (p.causal && kpos > qpos) continue;
+    if (p.sliding_window > 0 && (qpos - kpos >= p.sliding_window ||
+                                 kpos - qpos >= p.sliding_window))
+      continue;
+    return true;
+  }
+  return false;
 }
 
 // Merges the chunks of batch b in chunk order and writes its rows out.
@@ -766,36 +792,46 @@ void DecodeMerge(const AttentionParams& p, const AttentionPlan& plan, int64_t b,
   const int64_t R = plan.rows, Dp = plan.dim_padded, D = p.head_dim;
   const int64_t group = p.q_heads / p.kv_heads;
   for (int64_t r = 0; r < R; ++r) {
+    // Chunk c: (m_c, l_c, acc_c = its weighted mean of V). l_c == 0: no
+    // allowed key in the chunk; NaN l_c: non-finite logits, kept NaN. The
+    // row is fully masked only when every l_c is 0 (l == 0 below).
+    auto part_of = [&](int64_t c) {
+      return partials + ((b * plan.splits + c) * R + r) * (Dp + 2);
+    };
     float m = -INFINITY;
     for (int64_t c = 0; c < plan.splits; ++c) {
-      const float mc = partials[((b * plan.splits + c) * R + r) * (Dp + 2)];
-      if (mc > m) m = mc;
+      const float* part = part_of(c);
+      if (part[1] != 0.0f && part[0] > m) m = part[0];
     }
     float l = 0.0f;
+    for (int64_t c = 0; c < plan.splits; ++c) {
+      const float* part = part_of(c);
+      if (part[1] != 0.0f) l += part[1] * expf(part[0] - m);
+    }
     for (int64_t d = 0; d < D; ++d) tmp[d] = 0.0f;
-    if (m != -INFINITY) {
+    if (l != 0.0f) {
+      const float inv = 1.0f / l;
       for (int64_t c = 0; c < plan.splits; ++c) {
-        const float* part =
-            partials + ((b * plan.splits + c) * R + r) * (Dp + 2);
-        if (part[0] == -INFINITY) continue;
-        const float w = expf(part[0] - m);
-        l += part[1] * w;
+        const float* part = part_of(c);
+        if (part[1] == 0.0f) continue;
+        const float w = part[1] * expf(part[0] - m) * inv;
         for (int64_t d = 0; d < D; ++d) tmp[d] += part[2 + d] * w;
       }
     }
     const int64_t u = r / p.q_len, t = r % p.q_len, g = u / group;
-    if (l > 0.0f) {
-      const float inv = 1.0f / l;
-      for (int64_t d = 0; d < D; ++d) tmp[d] *= inv;
-    } else if (p.fully_masked_uniform) {
+    // l == 0 with an allowed key: all its logits are -inf (infinite q or k,
+    // or scale*q.k overflowing): NaN, as exp(-inf + inf).
+    if (l == 0.0f && DecodeAnyAllowed(p, b, t)) {
+      for (int64_t d = 0; d < D; ++d) tmp[d] = NAN;
+    } else if (l == 0.0f && p.fully_masked_uniform) {
       const T* v =
           static_cast<const T*>(p.v) + b * p.v_stride_b + g * p.v_stride_h;
+      // Weights 1/S applied per key: no overflow of the sum.
+      const float inv = 1.0f / static_cast<float>(p.kv_len);
       for (int64_t j = 0; j < p.kv_len; ++j) {
         for (int64_t d = 0; d < D; ++d)
-          tmp[d] += ToF32<T>(v[j * p.v_stride_s + d]);
+          tmp[d] += ToF32<T>(v[j * p.v_stride_s + d]) * inv;
       }
-      const float inv = 1.0f / static_cast<float>(p.kv_len);
-      for (int64_t d = 0; d < D; ++d) tmp[d] *= inv;
     }
     const int64_t at =
         b * p.out_stride_b + t * p.out_stride_t + u * p.out_stride_h;

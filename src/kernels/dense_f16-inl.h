@@ -20,6 +20,7 @@
 
 #include "hwy/highway.h"
 #include "src/dense_f16.h"
+#include "src/kernels/half_load-inl.h"
 #include "src/half.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -31,9 +32,7 @@ constexpr int64_t kDenseRows = 4;
 
 template <class DF>
 HWY_INLINE hn::Vec<DF> LoadHalfAsF32(DF df, const uint16_t* p) {
-  const hn::Rebind<hwy::float16_t, DF> dh;
-  return hn::PromoteTo(
-      df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p)));
+  return LoadF16AsF32(df, p);  // exact for Inf and NaN on every target
 }
 
 // Rows [r0, r0+MR), columns [n, n + VECS * N). Named accumulators, not an

@@ -42,6 +42,7 @@
 #include "hwy/highway.h"
 #include "src/attention_core.h"
 #include "src/half.h"
+#include "src/kernels/half_load-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace gqa {
@@ -145,15 +146,9 @@ HWY_INLINE void RowToF32(DF df, const float* src, float* dst, int64_t n) {
 }
 template <class DF>
 HWY_INLINE void RowToF32(DF df, const uint16_t* src, float* dst, int64_t n) {
-  const hn::Rebind<hwy::float16_t, DF> dh;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   int64_t i = 0;
-  for (; i + N <= n; i += N) {
-    hn::StoreU(
-        hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(
-                                            src + i))),
-        df, dst + i);
-  }
+  for (; i + N <= n; i += N) hn::StoreU(LoadF16AsF32(df, src + i), df, dst + i);
   for (; i < n; ++i) dst[i] = HalfToFloat(src[i]);
 }
 
@@ -240,7 +235,8 @@ template <class DF>
 HWY_INLINE void PvMicroTile(DF df, const float* HWY_RESTRICT s, int64_t mp,
                             const float* HWY_RESTRICT vt, int64_t v_stride,
                             int64_t keys, float* HWY_RESTRICT o, int64_t dp,
-                            int64_t m0, int64_t d0) {
+                            int64_t m0, int64_t d0,
+                            const float* HWY_RESTRICT alpha) {
   using V = hn::Vec<DF>;
   const size_t N = hn::Lanes(df);
   float* o0 = o + (m0 + 0) * dp + d0;
@@ -260,6 +256,20 @@ HWY_INLINE void PvMicroTile(DF df, const float* HWY_RESTRICT s, int64_t mp,
     c23 = hn::LoadU(df, o2 + 3 * N);
     c32 = hn::LoadU(df, o3 + 2 * N);
     c33 = hn::LoadU(df, o3 + 3 * N);
+  }
+  if (alpha) {  // o *= alpha (the online-softmax rescale), in registers
+    const V a0 = hn::Set(df, alpha[m0 + 0]), a1 = hn::Set(df, alpha[m0 + 1]);
+    const V a2 = hn::Set(df, alpha[m0 + 2]), a3 = hn::Set(df, alpha[m0 + 3]);
+    c00 = hn::Mul(c00, a0), c01 = hn::Mul(c01, a0);
+    c10 = hn::Mul(c10, a1), c11 = hn::Mul(c11, a1);
+    c20 = hn::Mul(c20, a2), c21 = hn::Mul(c21, a2);
+    c30 = hn::Mul(c30, a3), c31 = hn::Mul(c31, a3);
+    if (kNV > 2) {
+      c02 = hn::Mul(c02, a0), c03 = hn::Mul(c03, a0);
+      c12 = hn::Mul(c12, a1), c13 = hn::Mul(c13, a1);
+      c22 = hn::Mul(c22, a2), c23 = hn::Mul(c23, a2);
+      c32 = hn::Mul(c32, a3), c33 = hn::Mul(c33, a3);
+    }
   }
   const float* v = vt + d0;
   const float* pr = s + m0;
@@ -519,14 +529,39 @@ void DropoutTile(const AttentionParams& p, const AttentionPlan& plan,
   }
 }
 
+// exp(x) as hn::Exp (x <= 88), but NaN stays NaN (hn::Exp returns 0 for
+// it, which would hide a NaN logit) and x < -104, -inf included, gives 0.
+// Same cost as hn::Exp.
+template <class DF, class V>
+HWY_INLINE V ExpKeepNaN(DF df, V x) {
+  const V kHalf = hn::Set(df, 0.5f);
+  const V kLowerBound = hn::Set(df, -104.0f);
+  const V kNegZero = hn::Set(df, -0.0f);
+  const V kOne = hn::Set(df, 1.0f);
+  const V kOneOverLog2 = hn::Set(df, 1.442695040888963407359924681f);
+  hn::impl::ExpImpl<float> impl;
+  const auto q = impl.ToInt32(
+      df, hn::MulAdd(x, kOneOverLog2, hn::Or(kHalf, hn::And(x, kNegZero))));
+  const V y = impl.LoadExpShortRange(
+      df, hn::Add(impl.ExpPoly(df, impl.ExpReduce(df, x, q)), kOne), q);
+  return hn::IfThenZeroElse(hn::Lt(x, kLowerBound), y);
+}
+
 // Online-softmax step over a masked tile: updates m, l, alpha and turns s
-// into p = exp(s - m). Vectorised over the queries.
+// into p = exp(s - m). Vectorised over the queries. Non-finite logits
+// propagate: a NaN logit, or +inf (exp(inf - inf)), makes l NaN for good
+// (masked keys are -inf and give exactly 0). Fused (store_p), the tile's p
+// is divided by the new l and alpha folds in l_old / l_new, so o stays the
+// weighted mean of the V rows seen (never overflows where the result is
+// finite).
 void SoftmaxTile(const AttentionPlan& plan, int64_t keys, const Scratch& sc,
                  bool store_p) {
   const hn::ScalableTag<float> df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   const int64_t Mp = plan.rows_padded;
   const auto neg_inf = hn::Set(df, -INFINITY);
+  const auto zero = hn::Zero(df);
+  const auto one = hn::Set(df, 1.0f);
   for (int64_t m0 = 0; m0 < Mp; m0 += N) {
     const auto m_old = hn::LoadU(df, sc.m + m0);
     auto tile_max = neg_inf;
@@ -536,46 +571,46 @@ void SoftmaxTile(const AttentionPlan& plan, int64_t keys, const Scratch& sc,
     const auto m_new = hn::Max(m_old, tile_max);
     // Rows with nothing allowed yet keep m = -inf; subtract 0 there.
     const auto m_ref = hn::IfThenZeroElse(hn::Eq(m_new, neg_inf), m_new);
-    const auto alpha = hn::IfThenZeroElse(hn::Eq(m_old, neg_inf),
-                                          hn::Exp(df, hn::Sub(m_old, m_ref)));
+    const auto alpha = hn::IfThenZeroElse(
+        hn::Eq(m_old, neg_inf), ExpKeepNaN(df, hn::Sub(m_old, m_ref)));
     auto sum = hn::Zero(df);
     for (int64_t jj = 0; jj < keys; ++jj) {
       float* row = sc.s + jj * Mp + m0;
-      const auto x = hn::LoadU(df, row);
-      const auto e = hn::IfThenZeroElse(hn::Eq(x, neg_inf),
-                                        hn::Exp(df, hn::Sub(x, m_ref)));
+      const auto e = ExpKeepNaN(df, hn::Sub(hn::LoadU(df, row), m_ref));
       sum = hn::Add(sum, e);
       if (store_p) hn::StoreU(e, df, row);
     }
+    const auto l_old = hn::LoadU(df, sc.l + m0);
+    const auto l_new = hn::MulAdd(l_old, alpha, sum);
     hn::StoreU(m_new, df, sc.m + m0);
-    hn::StoreU(hn::MulAdd(hn::LoadU(df, sc.l + m0), alpha, sum), df, sc.l + m0);
-    hn::StoreU(alpha, df, sc.alpha + m0);
+    hn::StoreU(l_new, df, sc.l + m0);
+    if (store_p) {
+      // l_new is 0 only while nothing is allowed (then p and alpha are 0).
+      const auto inv =
+          hn::IfThenZeroElse(hn::Eq(l_new, zero), hn::Div(one, l_new));
+      for (int64_t jj = 0; jj < keys; ++jj) {
+        float* row = sc.s + jj * Mp + m0;
+        hn::StoreU(hn::Mul(hn::LoadU(df, row), inv), df, row);
+      }
+      hn::StoreU(hn::Mul(alpha, hn::Mul(l_old, inv)), df, sc.alpha + m0);
+    } else {
+      hn::StoreU(alpha, df, sc.alpha + m0);
+    }
   }
 }
 
-void RescaleAccumulator(const AttentionPlan& plan, const Scratch& sc) {
-  const hn::ScalableTag<float> df;
-  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-  const int64_t Mp = plan.rows_padded, Dp = plan.dim_padded;
-  for (int64_t m = 0; m < Mp; ++m) {
-    const float a = sc.alpha[m];
-    if (a == 1.0f) continue;
-    const auto va = hn::Set(df, a);
-    float* o = sc.o + m * Dp;
-    for (int64_t d = 0; d < Dp; d += N)
-      hn::StoreU(hn::Mul(hn::LoadU(df, o + d), va), df, o + d);
-  }
-}
-
+// o = o * alpha + p . V (alpha null: no rescale).
 void AccumulateTile(const AttentionPlan& plan, int64_t keys,
-                    const TileView& view, const Scratch& sc) {
+                    const TileView& view, const Scratch& sc,
+                    const float* alpha) {
   const hn::ScalableTag<float> df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   const int64_t Mp = plan.rows_padded, Dp = plan.dim_padded;
   // d outer: one column chunk of the V tile stays in L1 for all rows.
   for (int64_t d0 = 0; d0 < Dp; d0 += kNV * N) {
     for (int64_t m0 = 0; m0 < Mp; m0 += 4) {
-      PvMicroTile(df, sc.s, Mp, view.v, view.v_stride, keys, sc.o, Dp, m0, d0);
+      PvMicroTile(df, sc.s, Mp, view.v, view.v_stride, keys, sc.o, Dp, m0, d0,
+                  alpha);
     }
   }
 }
@@ -657,9 +692,8 @@ void RunItem(const AttentionParams& p, const AttentionPlan& plan, int64_t index,
     const TileView view = ScoreTile<T>(p, plan, it, j0, keys, sc);
     SoftmaxTile(plan, keys, sc, fused);
     if (!fused) continue;
-    RescaleAccumulator(plan, sc);
     if (p.apply_dropout) DropoutTile(p, plan, it, j0, keys, sc);
-    AccumulateTile(plan, keys, view, sc);
+    AccumulateTile(plan, keys, view, sc, sc.alpha);
   }
 
   if (!fused) {
@@ -670,8 +704,9 @@ void RunItem(const AttentionParams& p, const AttentionPlan& plan, int64_t index,
       const uint64_t row = ScoreRow(p, it.b, u, t);
       for (int64_t j = 0; j < p.kv_len; ++j) StoreScore(p, row + j, 0.0f);
     }
+    // l == 0: nothing allowed; NaN l (non-finite logits) stays NaN.
     for (int64_t m = 0; m < Mp; ++m)
-      sc.alpha[m] = sc.l[m] > 0.0f ? 1.0f / sc.l[m] : 0.0f;
+      sc.alpha[m] = sc.l[m] == 0.0f ? 0.0f : 1.0f / sc.l[m];
     const auto neg_inf = hn::Set(df, -INFINITY);
     for (int64_t j0 = it.lo; j0 < it.hi; j0 += Bk) {
       const int64_t keys = tile_keys(j0);
@@ -683,8 +718,7 @@ void RunItem(const AttentionParams& p, const AttentionPlan& plan, int64_t index,
           const auto x = hn::LoadU(df, row + m0);
           const auto mm = hn::LoadU(df, sc.m + m0);
           const auto mref = hn::IfThenZeroElse(hn::Eq(mm, neg_inf), mm);
-          const auto e = hn::IfThenZeroElse(hn::Eq(x, neg_inf),
-                                            hn::Exp(df, hn::Sub(x, mref)));
+          const auto e = ExpKeepNaN(df, hn::Sub(x, mref));
           hn::StoreU(hn::Mul(e, hn::LoadU(df, sc.alpha + m0)), df, row + m0);
         }
       }
@@ -697,11 +731,46 @@ void RunItem(const AttentionParams& p, const AttentionPlan& plan, int64_t index,
           StoreScore(p, row + jj, sc.s[jj * Mp + m]);
       }
       if (p.apply_dropout) DropoutTile(p, plan, it, j0, keys, sc);
-      AccumulateTile(plan, keys, view, sc);
+      AccumulateTile(plan, keys, view, sc, nullptr);
     }
   }
 
-  // Output rows: o / l, or the fully-masked policy.
+  // l == 0: no allowed key, or every allowed logit is -inf (q or k with
+  // infinities, or scale*q.k overflowing), which is NaN (exp(-inf + inf)).
+  // Rare: tell them apart by scoring the tiles again with zero queries
+  // (allowed keys score 0, masked ones -inf) and mark the latter l = NaN.
+  bool any_empty = false;
+  for (int64_t m = 0; m < rows; ++m)
+    any_empty = any_empty || (sc.l[m] == 0.0f && sc.open[m] != 0.0f);
+  if (any_empty) {
+    memset(sc.qt, 0, static_cast<size_t>(p.head_dim * Mp) * 4);
+    for (int64_t j0 = it.lo; j0 < it.hi; j0 += Bk) {
+      const int64_t keys = tile_keys(j0);
+      if (tile_closed(j0, keys)) continue;
+      ScoreTile<T>(p, plan, it, j0, keys, sc);
+      for (int64_t m = 0; m < rows; ++m) {
+        if (sc.l[m] != 0.0f || sc.open[m] == 0.0f) continue;
+        for (int64_t jj = 0; jj < keys; ++jj) {
+          if (sc.s[jj * Mp + m] != -INFINITY) {
+            sc.l[m] = NAN;
+            for (int64_t d = 0; d < Dp; ++d) sc.o[m * Dp + d] = NAN;
+            if (p.scores) {
+              int64_t u, t;
+              RowOf(p, plan, it, m, &u, &t);
+              const uint64_t row = ScoreRow(p, it.b, u, t);
+              for (int64_t j = 0; j < p.kv_len; ++j)
+                StoreScore(p, row + j, NAN);
+            }
+            break;
+          }
+        }
+      }
+    }
+  }
+
+  // Output rows: o (already divided by l), or the fully-masked policy. A
+  // row is fully masked when l == 0 (no allowed key); a NaN l means
+  // non-finite logits and its o is NaN.
   const int64_t D = p.head_dim, S = p.kv_len;
   const float keep_scale =
       p.dropout_rate >= 1.0f ? 0.0f : 1.0f / (1.0f - p.dropout_rate);
@@ -709,11 +778,8 @@ void RunItem(const AttentionParams& p, const AttentionPlan& plan, int64_t index,
     int64_t u, t;
     RowOf(p, plan, it, m, &u, &t);
     float* o = sc.o + m * Dp;
-    if (sc.l[m] > 0.0f) {
-      if (fused) {
-        const float inv = 1.0f / sc.l[m];
-        for (int64_t d = 0; d < D; ++d) o[d] *= inv;
-      }
+    if (sc.l[m] != 0.0f) {
+      // o is the output already.
     } else if (p.fully_masked_uniform) {
       // Probabilities 1/S on every key, masked ones included (Keras' fused
       // path); dropout still applies to them.

@@ -1,0 +1,136 @@
+#!/usr/bin/python3
+"""Writes the seed corpus of the C ABI fuzzer (tests/fuzz/corpus/): one
+small input per entry point and option, in the byte order fuzz_c_abi.cc
+decodes (no hostile bytes: the fuzzer mutates towards those).
+    /usr/bin/python3 tests/fuzz/make_corpus.py"""
+import os
+import zlib
+import struct
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+
+
+def attention(name, B=1, T=2, S=3, Hkv=1, grp=1, D=4, dt=(0, 0, 0, 0),
+              strides=(0, 0, 0, 0), scale=None, causal=0, offset=0,
+              window=None, policy=0, kl=0, km=0, mask=None, scores=0,
+              pool=0, threads=None, ws=0, bad=(0, 0, 0), kls=(2, 2)):
+    b = [0] + list(struct.pack(">Q", zlib.crc32(name.encode())))
+    b += [B - 1, T - 1, S - 1, Hkv - 1, D - 1, grp - 1] + list(dt)
+    for m in strides:
+        b += [m] + ([3, 7, 40] if m == 3 else [])
+    b += [0, 64] if scale else [1]
+    b += [causal, offset]
+    b += [0, window] if window else [1]
+    b += [policy, kl, km, 1 if mask else 0, scores, pool]
+    b += [0, threads - 1] if threads else [1]
+    b += [ws]
+    for m in mask or []:
+        b += [m]  # per axis (key, query, head, batch): 1 broadcast
+    for x in bad:
+        b += [241, 1] if x else [0]
+    b += list(kls) + [0]  # out does not alias q
+    write("attn_" + name, b)
+
+
+def kv(name, B=1, cap=6, Hkv=1, D=4, dt=0, ring=0, lens=(2, 2), op=2,
+       new=2, counts=None, src=0, T=1, grp=2, qdt=0, odt=0, window=None,
+       policy=0, pool=0, threads=None):
+    b = [1] + [7] * 8 + [B - 1, cap - 1, Hkv - 1, D - 1, dt, ring]
+    b += list(lens) + [op]
+    if op != 1:
+        b += [new, 1 if counts else 0] + [src] + list(counts or (0, 0))
+        b += [0, 0]  # no NaN in k_new, v_new
+    if op != 0:
+        b += [T - 1, grp - 1, qdt, odt, 1, 0]  # scale 0: 1/sqrt(D)
+        b += [0, window] if window else [1]
+        b += [policy, pool] + ([0, threads - 1] if threads else [1]) + [0, 0]
+    write("kv_" + name, b)
+
+
+def layer(name, cached=0, D=2, Hkv=1, grp=2, Fq=3, Fv=3, Fk=None, bias=1,
+          gate=0, window=None, dropout=0, policy=0, dt=0, B=1, T=2, S=3,
+          key=0, rank=0, dims=(), qm=0, vm=0, km=0, causal=0, training=0,
+          keep=0, scores=0, cap=6, cdt=0, ring=0, lens=(0, 0), pool=0,
+          threads=None):
+    b = [2 + cached] + [9] * 8 + [D - 1, Hkv - 1, grp - 1, Fq - 1, Fv - 1]
+    b += [0, Fk - 1] if Fk else [1]
+    b += [bias, gate] + ([0, window] if window else [1])
+    b += [dropout, 5, policy, dt, B - 1, T - 1]
+    if not cached:
+        b += [S - 1]
+    b += [key, 0, 0, 0, 0]  # key flag, no NaN, output does not alias query
+    if not cached:
+        b += [rank]
+        for full in dims:
+            b += [0 if full else 1]
+        b += [qm, vm, km, causal, training, keep, scores]
+    else:
+        b += [cap - 1, cdt, ring]
+        for x in lens:
+            b += [1] if x == 0 else [0, x]
+    b += ([0, threads - 1] if threads else [1]) + [pool, 0]
+    write(("cached_" if cached else "layer_") + name, b)
+
+
+def write(name, data):
+    with open(os.path.join(OUT, name), "wb") as f:
+        f.write(bytes(x & 0xFF for x in data))
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    attention("basic")
+    attention("gqa_group3", Hkv=2, grp=3, B=2)
+    attention("f16_all", dt=(1, 1, 1, 1), scores=1)
+    attention("f16_kv", dt=(0, 1, 0, 0))
+    attention("head_major", strides=(1, 1, 1, 1))
+    attention("padded", strides=(2, 2, 2, 2))
+    attention("raw_strides", strides=(3, 0, 0, 0))
+    attention("scale", scale=1)
+    attention("causal_offset", causal=1, offset=2, T=3, S=5)
+    attention("window", window=2, S=5)
+    attention("key_lengths", kl=1, B=2, kls=(1, 0))
+    attention("key_mask", km=1, B=2)
+    attention("mask_full", mask=(0, 0, 0, 0), Hkv=2)
+    attention("mask_bcast", mask=(0, 1, 1, 1))
+    attention("scores_keras", scores=1, kl=1, kls=(0, 0))
+    attention("policy_zero", policy=1, kl=1, kls=(0, 0))
+    attention("policy_uniform", policy=2, kl=1, kls=(0, 0))
+    attention("pool", pool=1, threads=2, B=2, T=4)
+    attention("ws_misaligned", ws=1)
+    attention("nan_q", bad=(1, 0, 0))
+    kv("append_attend")
+    kv("append_only", op=0)
+    kv("attend_only", op=1, lens=(3, 3))
+    kv("ragged_counts", B=2, counts=(1, 2))
+    kv("f16_cache", dt=1, src=0)
+    kv("f16_source", src=1)
+    kv("ring", ring=1, cap=4, lens=(6, 9), window=3, T=2, new=1)
+    kv("window", window=2, lens=(3, 1))
+    kv("overflow", lens=(5, 5), new=3)
+    kv("pool_f16_out", pool=1, threads=2, qdt=1, odt=1, grp=3)
+    layer("basic")
+    layer("no_bias", bias=0)
+    layer("gate", gate=1)
+    layer("key_features", Fk=2, key=1)
+    layer("f16", dt=1, scores=1)
+    layer("window", window=2, S=4, T=3)
+    layer("mask_rank2", rank=2, dims=(1, 0))
+    layer("mask_rank3", rank=3, dims=(1, 1, 0), B=2)
+    layer("mask_rank4", rank=4, dims=(1, 1, 1, 1), B=2)
+    layer("masks_qvk", qm=1, vm=1, km=1, key=1)
+    layer("causal", causal=1)
+    layer("dropout_seed", dropout=5, training=1)
+    layer("dropout_keep", dropout=5, training=1, keep=1)
+    layer("dropout_one", dropout=6, training=1, scores=1)
+    layer("policies", policy=1, rank=2, dims=(0, 0))
+    layer("pool", pool=1, threads=2, B=2)
+    layer("basic", cached=1)
+    layer("f16_cache", cached=1, cdt=1)
+    layer("ring", cached=1, ring=1, window=3, cap=4)
+    layer("continue", cached=1, lens=(2, 0), B=2)
+    layer("gate_pool", cached=1, gate=1, pool=1, threads=2)
+
+
+if __name__ == "__main__":
+    main()
