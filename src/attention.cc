@@ -47,6 +47,16 @@ gqa_status ResolveView(const char* name, int64_t B, int64_t L, int64_t H,
                 static_cast<long long>(*sb), static_cast<long long>(*st),
                 static_cast<long long>(*sh));
   }
+  // A stride is a distance inside one buffer: bounded like any extent, so
+  // that the kernels' byte strides (stride * element size) cannot overflow
+  // even where the axis has one element.
+  if (*sb > gqa::kMaxElements || *st > gqa::kMaxElements ||
+      *sh > gqa::kMaxElements) {
+    return Fail(GQA_STATUS_SIZE_OVERFLOW,
+                "`%s` strides must be <= 2^48 (got %lld, %lld, %lld)", name,
+                static_cast<long long>(*sb), static_cast<long long>(*st),
+                static_cast<long long>(*sh));
+  }
   int64_t a = 0, b = 0, c = 0, e = 0;
   if (!CheckedMul(B - 1, *sb, &a) || !CheckedMul(L - 1, *st, &b) ||
       !CheckedMul(H - 1, *sh, &c) || !CheckedAdd(a, b, &e) ||
@@ -70,7 +80,8 @@ gqa_status MaskExtent(const gqa_attention_params& p, int64_t* end) {
   int64_t e = 1;
   for (int i = 0; i < 4; ++i) {
     int64_t t = 0;
-    if (!CheckedMul(extents[i] - 1, strides[i], &t) || !CheckedAdd(e, t, &e) ||
+    if (strides[i] > gqa::kMaxElements ||
+        !CheckedMul(extents[i] - 1, strides[i], &t) || !CheckedAdd(e, t, &e) ||
         e > gqa::kMaxElements) {
       return Fail(GQA_STATUS_SIZE_OVERFLOW,
                   "the mask view overflows (strides %lld, %lld, %lld, %lld)",

@@ -266,6 +266,22 @@ TEST_CASE("rows 8-10: mask strides, default-stride overflow, aliasing") {
               p->mask_stride_query = kMax / 2;
             },
             &out) == GQA_STATUS_SIZE_OVERFLOW);
+  // A huge stride on an axis of one element (S = 1): still refused, as the
+  // kernels form byte strides from it (fuzz finding: UBSan overflow).
+  CHECK(Core(
+            [](gqa_attention_params* p) {
+              p->kv_len = 1;
+              p->v_stride_batch = 16, p->v_stride_head = 4;
+              p->v_stride_token = int64_t{1} << 62;
+            },
+            &out) == GQA_STATUS_SIZE_OVERFLOW);
+  CHECK(Core(
+            [](gqa_attention_params* p) {
+              p->kv_len = 1;
+              p->mask = mask.data();
+              p->mask_stride_key = int64_t{1} << 62;
+            },
+            &out) == GQA_STATUS_SIZE_OVERFLOW);
   for (float o : out) CHECK(o == 7.0f);
   // Row 9: Hq = 12, D = 2^60 fails as an overflow, not "strides >= 0".
   CHECK(Core(
@@ -357,8 +373,8 @@ TEST_CASE("f16 Inf and NaN convert exactly on every target (fuzz finding)") {
   gqa::test::ForEachTarget([&](int64_t) {
     std::vector<float> k(32, 9.0f), v(32, 9.0f);
     std::vector<int64_t> lengths(1, 0);
-    gqa_kv_cache c{1, 4, 1, 8, GQA_DTYPE_F32, 0, k.data(), v.data(),
-                   lengths.data()};
+    gqa_kv_cache c{
+        1, 4, 1, 8, GQA_DTYPE_F32, 0, k.data(), v.data(), lengths.data()};
     REQUIRE(gqa_kv_cache_append(&c, 4, nullptr, src.data(), src.data(),
                                 GQA_DTYPE_F16) == GQA_STATUS_OK);
     for (size_t i = 0; i < k.size(); ++i) {

@@ -209,6 +209,7 @@ void FuzzAttention(Reader& r, Rng& rng) {
     return p.sliding_window == 0 || dist < p.sliding_window;
   };
   std::vector<double> want, want_scores;
+  if (RefWork(c) > kRefBudget) return;
   RunCoreRef(c, &want, &want_scores);
   const bool half = p.q_dtype || p.kv_dtype || p.out_dtype;
   for (int64_t b = 0; b < B; ++b)
@@ -370,6 +371,7 @@ void FuzzKvCache(Reader& r, Rng& rng) {
     if (s > pos || (c.ring && s < len[b] - cap)) return false;
     return W == 0 || pos - s < W;
   };
+  if (RefWork(ref) > kRefBudget) return;
   std::vector<double> want, unused;
   RunCoreRef(ref, &want, &unused);
   const double tol = a.q_dtype || a.out_dtype || c.dtype ? 1e-2 : 1e-4;
