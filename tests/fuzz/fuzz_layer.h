@@ -138,6 +138,7 @@ inline void FuzzLayer(Reader& r, Rng& rng, bool cached) {
     const int64_t full[4] = {B, Hq, T, S};
     i128 n = 1;
     if (rank >= 2) {
+      bool dims_bad = false;
       args.attention_mask_rank = rank;
       if (r.hostile && r.U8() >= 240) args.attention_mask_rank = r.U8() % 7;
       for (int i = 0; i < rank; ++i) {
@@ -145,15 +146,19 @@ inline void FuzzLayer(Reader& r, Rng& rng, bool cached) {
         const int64_t f = rank == 3 && i == 0 ? B : full[4 - rank + i];
         int64_t d = r.Bit() ? 1 : f;
         if (r.hostile && r.U8() >= 240) d = r.Dim(0, 5);
-        must_fail |= d != 1 && d != f;
+        dims_bad |= d != 1 && d != f;
         args.attention_mask_dims[i] = d;
         call.attention_mask_dims.push_back(d);
         n = Prod({n, d > 0 ? d : 1});
       }
       const int32_t hr = args.attention_mask_rank;  // maybe hostile
       if (hr != rank) {
+        // The dims are read under another rank: valid or not, the harness
+        // cannot tell unless the rank itself is invalid.
         must_fail |= hr < 0 || hr == 1 || hr > 4;
-        finite = false;  // dims read under another rank: no comparison
+        finite = false;  // no comparison either
+      } else {
+        must_fail |= dims_bad;
       }
       am = MaskBytes(size(n), rng);
       args.attention_mask = am.data();
