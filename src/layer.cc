@@ -447,44 +447,31 @@ gqa_status RunFc(xnn_operator_t op, std::mutex* mu, int64_t m, const float* in,
   return GQA_STATUS_OK;
 }
 
-gqa_status ValidateForward(const gqa_layer* L, const gqa_forward_args* a) {
-  if (L == nullptr) return Fail(GQA_STATUS_NULL_POINTER, "layer is NULL");
-  if (a == nullptr) return Fail(GQA_STATUS_NULL_POINTER, "args is NULL");
+// batch, query_len and value_len as a forward takes them: > 0, positions
+// below the core's limit (the kernels compare them as f32), every tensor's
+// element count representable. The size queries check the same, so no plan
+// is made for a shape that a forward would refuse.
+gqa_status ValidateShape(const gqa_layer* L, int64_t B, int64_t T, int64_t S) {
   const gqa_layer_config& c = L->config;
   const struct {
     const char* name;
     int64_t value;
-  } sizes[] = {{"batch", a->batch},
-               {"query_len", a->query_len},
-               {"value_len", a->value_len}};
+  } sizes[] = {{"batch", B}, {"query_len", T}, {"value_len", S}};
   for (const auto& s : sizes) {
     if (s.value <= 0) {
       return Fail(GQA_STATUS_INVALID_SIZE, "`%s` must be > 0, got %lld", s.name,
                   static_cast<long long>(s.value));
     }
   }
-  if (!a->query) return Fail(GQA_STATUS_NULL_POINTER, "`query` is NULL");
-  if (!a->value) return Fail(GQA_STATUS_NULL_POINTER, "`value` is NULL");
-  if (!a->output) return Fail(GQA_STATUS_NULL_POINTER, "`output` is NULL");
-  if (!a->key && c.key_features != c.value_features) {
-    return Fail(GQA_STATUS_SHAPE_MISMATCH,
-                "`key` omitted, so value is used as key, but the key kernel "
-                "expects %lld features and value has %lld",
-                static_cast<long long>(c.key_features),
-                static_cast<long long>(c.value_features));
-  }
-  // Every tensor's element count must be representable, and positions
-  // stay below the core's limit (the kernels compare them as f32).
-  const int64_t B = a->batch, T = a->query_len, S = a->value_len;
   if (T > kMaxPosition || S > kMaxPosition) {
     return Fail(GQA_STATUS_SIZE_OVERFLOW,
                 "query_len and value_len must be <= 2^24 (got %lld, %lld)",
                 static_cast<long long>(T), static_cast<long long>(S));
   }
-  int64_t xq = 0, xk = 0, xv = 0, n = 0;
-  if (!CheckedProduct({B, T, c.query_features}, kMaxElements, &xq) ||
-      !CheckedProduct({B, S, c.value_features}, kMaxElements, &xv) ||
-      !CheckedProduct({B, S, c.key_features}, kMaxElements, &xk) ||
+  int64_t n = 0;
+  if (!CheckedProduct({B, T, c.query_features}, kMaxElements, &n) ||
+      !CheckedProduct({B, S, c.value_features}, kMaxElements, &n) ||
+      !CheckedProduct({B, S, c.key_features}, kMaxElements, &n) ||
       !CheckedProduct({B, T, c.num_query_heads, c.head_dim}, kMaxElements,
                       &n) ||
       !CheckedProduct({B, S, c.num_key_value_heads, c.head_dim}, kMaxElements,
@@ -495,6 +482,30 @@ gqa_status ValidateForward(const gqa_layer* L, const gqa_forward_args* a) {
                 static_cast<long long>(B), static_cast<long long>(T),
                 static_cast<long long>(S));
   }
+  return GQA_STATUS_OK;
+}
+
+gqa_status ValidateForward(const gqa_layer* L, const gqa_forward_args* a) {
+  if (L == nullptr) return Fail(GQA_STATUS_NULL_POINTER, "layer is NULL");
+  if (a == nullptr) return Fail(GQA_STATUS_NULL_POINTER, "args is NULL");
+  const gqa_layer_config& c = L->config;
+  const int64_t B = a->batch, T = a->query_len, S = a->value_len;
+  gqa_status st = ValidateShape(L, B, T, S);
+  if (st != GQA_STATUS_OK) return st;
+  if (!a->query) return Fail(GQA_STATUS_NULL_POINTER, "`query` is NULL");
+  if (!a->value) return Fail(GQA_STATUS_NULL_POINTER, "`value` is NULL");
+  if (!a->output) return Fail(GQA_STATUS_NULL_POINTER, "`output` is NULL");
+  if (!a->key && c.key_features != c.value_features) {
+    return Fail(GQA_STATUS_SHAPE_MISMATCH,
+                "`key` omitted, so value is used as key, but the key kernel "
+                "expects %lld features and value has %lld",
+                static_cast<long long>(c.key_features),
+                static_cast<long long>(c.value_features));
+  }
+  const int64_t xq = B * T * c.query_features;  // bounded by ValidateShape
+  const int64_t xk = B * S * c.key_features;
+  const int64_t xv = B * S * c.value_features;
+  const int64_t n_scores = B * c.num_query_heads * T * S;
   // The output [B, T, Fq] is written after the inputs are read, but with a
   // pool the projections of one thread may still read what another wrote:
   // it must not overlap any input.
@@ -506,7 +517,7 @@ gqa_status ValidateForward(const gqa_layer* L, const gqa_forward_args* a) {
   } inputs[] = {{"query", RangeOf(a->query, xq, es)},
                 {"value", RangeOf(a->value, xv, es)},
                 {"key", RangeOf(a->key, xk, es)}};
-  const ByteRange scores = RangeOf(a->scores, n, es);
+  const ByteRange scores = RangeOf(a->scores, n_scores, es);
   for (const auto& in : inputs) {
     if (Overlap(out, in.range) || Overlap(scores, in.range)) {
       return Fail(GQA_STATUS_INVALID_ARGUMENT,
@@ -890,14 +901,8 @@ gqa_status gqa_layer_workspace_size(gqa_layer_t layer, int64_t batch,
                                     int64_t max_threads, size_t* size_out) {
   if (!layer) return Fail(GQA_STATUS_NULL_POINTER, "layer is NULL");
   if (!size_out) return Fail(GQA_STATUS_NULL_POINTER, "size_out is NULL");
-  if (batch <= 0 || query_len <= 0 || value_len <= 0) {
-    return Fail(GQA_STATUS_INVALID_SIZE,
-                "batch, query_len and value_len must be > 0 (got %lld, %lld, "
-                "%lld)",
-                static_cast<long long>(batch),
-                static_cast<long long>(query_len),
-                static_cast<long long>(value_len));
-  }
+  gqa_status s = ValidateShape(layer, batch, query_len, value_len);
+  if (s != GQA_STATUS_OK) return s;
   if (max_threads <= 0) {
     return Fail(GQA_STATUS_INVALID_SIZE, "max_threads must be > 0, got %lld",
                 static_cast<long long>(max_threads));
@@ -947,6 +952,9 @@ gqa_status gqa_layer_cached_workspace_size(gqa_layer_t layer,
   gqa_status s = gqa::ValidateCache(cache);
   if (s != GQA_STATUS_OK) return s;
   if ((s = CheckCacheMatches(layer, *cache)) != GQA_STATUS_OK) return s;
+  // The cached forward projects [B, new_tokens] as query, key and value.
+  s = ValidateShape(layer, cache->batch, new_tokens, new_tokens);
+  if (s != GQA_STATUS_OK) return s;
   WorkspacePlan plan;
   if (!PlanCachedWorkspace(layer, *cache, new_tokens, max_threads, &plan)) {
     return Fail(GQA_STATUS_SIZE_OVERFLOW, "workspace size overflows");

@@ -225,6 +225,30 @@ TEST_CASE("row 7: the layer refuses positions past 2^24") {
   for (float o : out) CHECK(o == 7.0f);
 }
 
+TEST_CASE("row 7: the layer's size queries apply a forward's shape limits") {
+  // Fuzz finding: gqa_layer_workspace_size planned the core for any shape
+  // (UBSan: signed overflow in the decode plan for a batch whose query
+  // [B, 1, 8] has more than 2^48 elements).
+  Layer layer(0);
+  size_t bytes = 0;
+  const int64_t big = int64_t{1} << 46;
+  CHECK(gqa_layer_workspace_size(layer.layer.handle(), big, 1, 1, 1, &bytes) ==
+        GQA_STATUS_SIZE_OVERFLOW);
+  CHECK(gqa_layer_workspace_size(layer.layer.handle(), 1, kP24 + 1, 1, 1,
+                                 &bytes) == GQA_STATUS_SIZE_OVERFLOW);
+  CHECK(gqa_layer_workspace_size(layer.layer.handle(), 1, 1, big, 1, &bytes) ==
+        GQA_STATUS_SIZE_OVERFLOW);
+  CHECK(gqa_layer_workspace_size(layer.layer.handle(), 0, 1, 1, 1, &bytes) ==
+        GQA_STATUS_INVALID_SIZE);
+  Cache cache(4, 2, false);
+  gqa_kv_cache c = cache.c;
+  c.head_dim = Layer::kD;
+  CHECK(gqa_layer_cached_workspace_size(layer.layer.handle(), &c, big, 1,
+                                        &bytes) == GQA_STATUS_SIZE_OVERFLOW);
+  CHECK(gqa_layer_workspace_size(layer.layer.handle(), 1, 4, 4, 1, &bytes) ==
+        GQA_STATUS_OK);
+}
+
 // The core on a tiny case with one field broken by `edit`.
 template <typename Edit>
 gqa_status Core(Edit edit, std::vector<float>* out) {

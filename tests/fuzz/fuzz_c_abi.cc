@@ -141,11 +141,8 @@ void FuzzAttention(Reader& r, Rng& rng) {
 
   size_t ws_size = 0;
   gqa_status st = gqa_attention_workspace_size(&p, max_threads, &ws_size);
-  ExpectErrorMessage(st);
   Workspace ws;
-  if (st != GQA_STATUS_OK) ws_size = 64;
-  if (!ws.Make(ws_size, ws_mode, max_threads == 1)) return;
-  must_fail |= ws.bad;
+  if (!ws.FromQuery(st, ws_size, ws_mode, max_threads == 1, &must_fail)) return;
   Poison(out.bytes), Poison(scores.bytes);
   const std::vector<uint8_t> out0 = out.bytes, scores0 = scores.bytes;
   const std::vector<uint8_t> q0 = q.bytes;
@@ -333,11 +330,8 @@ void FuzzKvCache(Reader& r, Rng& rng) {
   size_t ws_size = 0;
   gqa_status st =
       gqa_kv_cache_attend_workspace_size(&c, &a, max_threads, &ws_size);
-  ExpectErrorMessage(st);
   Workspace ws;
-  if (st != GQA_STATUS_OK) ws_size = 64;
-  if (!ws.Make(ws_size, ws_mode, max_threads == 1)) return;
-  must_fail |= ws.bad;
+  if (!ws.FromQuery(st, ws_size, ws_mode, max_threads == 1, &must_fail)) return;
   Poison(out.bytes);
   const std::vector<uint8_t> out0 = out.bytes, k0 = k.bytes, v0 = v.bytes;
   st =

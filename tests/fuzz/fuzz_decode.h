@@ -216,6 +216,17 @@ struct Workspace {
     ptr = (void*)a;
     return true;
   }
+  // Sizes the workspace from a size query's answer (status st, need bytes;
+  // 64 bytes where the query failed, the call then fails anyway); the call
+  // must fail where the workspace is bad. False: too big to fuzz.
+  bool FromQuery(gqa_status st, size_t need, uint8_t mode, bool one_thread,
+                 bool* must_fail) {
+    ExpectErrorMessage(st);
+    if (st != GQA_STATUS_OK) need = 64;
+    if (!Make(need, mode, one_thread)) return false;
+    *must_fail |= bad;
+    return true;
+  }
 };
 
 }  // namespace gqa_fuzz
