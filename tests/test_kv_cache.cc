@@ -371,8 +371,8 @@ void CheckLayerDecode(gqa_dtype dtype, bool cache16, bool gate, int64_t window,
                      kc.data(),
                      vc.data(),
                      lengths.data()};
-  REQUIRE(gqa_layer_cached_workspace_size(layer.handle(), &cache, chunk, 1,
-                                          &bytes) == GQA_STATUS_OK);
+  // Through the C++ API (gqa::Layer::ForwardCached), as the README shows.
+  REQUIRE(layer.CachedWorkspaceSize(cache, chunk, &bytes).ok());
   Workspace cws(bytes);
   std::vector<unsigned char> step_x(B * chunk * F * e),
       step_out(B * chunk * F * e);
@@ -388,8 +388,7 @@ void CheckLayerDecode(gqa_dtype dtype, bool cache16, bool gate, int64_t window,
     s.batch = B, s.query_len = n, s.value_len = n;
     s.query = s.value = step_x.data();
     s.output = step_out.data();
-    REQUIRE(gqa_layer_forward_cached(layer.handle(), &s, &cache, cws.data(),
-                                     cws.size(), nullptr) == GQA_STATUS_OK);
+    REQUIRE(layer.ForwardCached(s, &cache, cws).ok());
     for (int64_t b = 0; b < B; ++b) {
       RawToFloats(&step_out[b * n * F * e], n * F, f16, &got[(b * T + t0) * F]);
     }

@@ -1,5 +1,9 @@
-// gqa C++ API: RAII and Status over the C ABI of gqa.h (header-only, so the
-// shared library exports only C symbols).
+// gqa C++ API: RAII and Status over the C ABI of gqa.h, attention.h and
+// kv_cache.h, one class a level: Layer (the Keras layer, plain and cached
+// forward), Attention (the core over pre-projected q/k/v) and KvCache (a
+// cache in caller memory: append, attend). Header-only, so the shared
+// library exports only C symbols. Thread safety is that of the C objects
+// (see the C headers).
 #ifndef GQA_GQA_HPP_
 #define GQA_GQA_HPP_
 
@@ -10,7 +14,9 @@
 #include <string>
 #include <utility>
 
+#include "gqa/attention.h"
 #include "gqa/gqa.h"
+#include "gqa/kv_cache.h"
 
 namespace gqa {
 
@@ -107,12 +113,99 @@ class Layer {
     return Forward(args, workspace.data(), workspace.size(), threadpool);
   }
 
+  // Cached forward (gqa_layer_forward_cached): appends the projected keys
+  // and values of args' new tokens to `cache` and attends the new queries
+  // to everything cached. The workspace size depends on the cache's shape
+  // and new_tokens, not on its lengths.
+  Status CachedWorkspaceSize(const gqa_kv_cache& cache, int64_t new_tokens,
+                             size_t* bytes, int64_t max_threads = 1) const {
+    return Status(gqa_layer_cached_workspace_size(handle_, &cache, new_tokens,
+                                                  max_threads, bytes));
+  }
+  Status ForwardCached(const gqa_forward_args& args, gqa_kv_cache* cache,
+                       void* workspace, size_t workspace_size,
+                       pthreadpool_t threadpool = nullptr) const {
+    return Status(gqa_layer_forward_cached(handle_, &args, cache, workspace,
+                                           workspace_size, threadpool));
+  }
+  Status ForwardCached(const gqa_forward_args& args, gqa_kv_cache* cache,
+                       const Workspace& workspace,
+                       pthreadpool_t threadpool = nullptr) const {
+    return ForwardCached(args, cache, workspace.data(), workspace.size(),
+                         threadpool);
+  }
+
   gqa_layer_t handle() const { return handle_; }
   explicit operator bool() const { return handle_ != nullptr; }
 
  private:
   explicit Layer(gqa_layer_t h) : handle_(h) {}
   gqa_layer_t handle_ = nullptr;
+};
+
+// The attention core (gqa/attention.h): stateless, so only functions.
+class Attention {
+ public:
+  // Parameters with every default set (gqa_attention_params_init).
+  static gqa_attention_params Params() {
+    gqa_attention_params p;
+    gqa_attention_params_init(&p);
+    return p;
+  }
+  static Status WorkspaceSize(const gqa_attention_params& params, size_t* bytes,
+                              int64_t max_threads = 1) {
+    return Status(gqa_attention_workspace_size(&params, max_threads, bytes));
+  }
+  // Allocation-free: the workspace must already be large enough.
+  static Status Run(const gqa_attention_params& params, void* workspace,
+                    size_t workspace_size, pthreadpool_t threadpool = nullptr) {
+    return Status(
+        gqa_attention(&params, workspace, workspace_size, threadpool));
+  }
+  static Status Run(const gqa_attention_params& params,
+                    const Workspace& workspace,
+                    pthreadpool_t threadpool = nullptr) {
+    return Run(params, workspace.data(), workspace.size(), threadpool);
+  }
+};
+
+// A KV cache in caller memory (gqa/kv_cache.h). It holds the descriptor
+// only: k, v and lengths stay the caller's and must outlive it.
+class KvCache {
+ public:
+  KvCache() = default;
+  explicit KvCache(const gqa_kv_cache& cache) : cache_(cache) {}
+
+  // Appends [B, new_tokens, Hkv, D] keys and values in src_dtype; counts
+  // [B] takes fewer tokens from some batches (ragged), or nullptr.
+  Status Append(int64_t new_tokens, const void* k_new, const void* v_new,
+                int32_t src_dtype = GQA_DTYPE_F32,
+                const int64_t* counts = nullptr) {
+    return Status(gqa_kv_cache_append(&cache_, new_tokens, counts, k_new, v_new,
+                                      src_dtype));
+  }
+  Status AttendWorkspaceSize(const gqa_kv_attend_params& params, size_t* bytes,
+                             int64_t max_threads = 1) const {
+    return Status(gqa_kv_cache_attend_workspace_size(&cache_, &params,
+                                                     max_threads, bytes));
+  }
+  // The newest params.q_len tokens of each batch attend to the cache.
+  Status Attend(const gqa_kv_attend_params& params, void* workspace,
+                size_t workspace_size,
+                pthreadpool_t threadpool = nullptr) const {
+    return Status(gqa_kv_cache_attend(&cache_, &params, workspace,
+                                      workspace_size, threadpool));
+  }
+  Status Attend(const gqa_kv_attend_params& params, const Workspace& workspace,
+                pthreadpool_t threadpool = nullptr) const {
+    return Attend(params, workspace.data(), workspace.size(), threadpool);
+  }
+
+  gqa_kv_cache* get() { return &cache_; }
+  const gqa_kv_cache& descriptor() const { return cache_; }
+
+ private:
+  gqa_kv_cache cache_{};
 };
 
 }  // namespace gqa

@@ -160,7 +160,14 @@ inline void FuzzLayer(Reader& r, Rng& rng, bool cached) {
       } else {
         must_fail |= dims_bad;
       }
-      am = MaskBytes(size(n), rng);
+      // The library reads the dims under rank hr: size the mask for that
+      // (a huge mask under the rank given may be a small one under hr).
+      i128 read = 1;
+      for (int i = 0; i < (hr >= 2 && hr <= 4 ? hr : 0); ++i) {
+        const int64_t d = args.attention_mask_dims[i];
+        read = Prod({read, d > 0 ? d : 1});
+      }
+      am = MaskBytes(size(hr == rank ? n : read), rng);
       args.attention_mask = am.data();
       call.attention_mask = am;
     }
@@ -232,9 +239,15 @@ inline void FuzzLayer(Reader& r, Rng& rng, bool cached) {
     return;
   }
   if (must_fail) {
-    fprintf(stderr, "B=%lld T=%lld S=%lld cached=%d rank=%d ws_bad=%d\n",
+    fprintf(stderr,
+            "B=%lld T=%lld S=%lld cached=%d rank=%d dims=%lld,%lld,%lld,%lld "
+            "ws_bad=%d out_is_query=%d\n",
             (long long)B, (long long)T, (long long)S, cached,
-            args.attention_mask_rank, ws.bad);
+            args.attention_mask_rank, (long long)args.attention_mask_dims[0],
+            (long long)args.attention_mask_dims[1],
+            (long long)args.attention_mask_dims[2],
+            (long long)args.attention_mask_dims[3], ws.bad,
+            args.output == args.query);
     Finding("layer forward accepted an invalid call");
   }
   if ((!finite && !Strict()) || !fresh) return;
