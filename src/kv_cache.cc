@@ -157,8 +157,8 @@ gqa_status ValidateAppend(const gqa_kv_cache* c, int64_t new_tokens,
     }
   }
   // The sources are read while the cache is written: no overlap.
-  const int64_t se = src_dtype == GQA_DTYPE_F16 ? 2 : 4;
-  const int64_t ce = c->dtype == GQA_DTYPE_F16 ? 2 : 4;
+  const int64_t se = static_cast<int64_t>(ElemSize(src_dtype));
+  const int64_t ce = static_cast<int64_t>(ElemSize(c->dtype));
   const ByteRange srcs[2] = {RangeOf(k_new, src_elems, se),
                              RangeOf(v_new, src_elems, se)};
   const int64_t cached = CacheElements(*c);
@@ -275,7 +275,7 @@ gqa_status ValidateAttend(const gqa_kv_cache* c, const gqa_kv_attend_params* a,
   if (need_pointers) {
     // out is written while q and the cache are read.
     const int64_t q_elems = c->batch * a->q_len * a->q_heads * c->head_dim;
-    auto es = [](int32_t d) -> int64_t { return d == GQA_DTYPE_F16 ? 2 : 4; };
+    auto es = [](int32_t d) { return static_cast<int64_t>(ElemSize(d)); };
     const ByteRange out = RangeOf(a->out, q_elems, es(a->out_dtype));
     const ByteRange ins[4] = {RangeOf(a->q, q_elems, es(a->q_dtype)),
                               RangeOf(c->k, CacheElements(*c), es(c->dtype)),

@@ -40,11 +40,6 @@ constexpr int64_t kXnnExtraBytes = XNN_EXTRA_BYTES;
 
 int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-struct Dims {
-  int64_t batch_q_rows = 0;   // B*T
-  int64_t batch_kv_rows = 0;  // B*S
-};
-
 }  // namespace
 
 struct gqa_layer {
