@@ -139,6 +139,10 @@ void FuzzAttention(Reader& r, Rng& rng) {
   p.scores = use_scores ? scores.data() : nullptr;
   if (r.U8() >= 248) p.out = q.data(), must_fail = true;  // out aliases q
 
+  if (!must_fail &&
+      static_cast<double>(B) * Hq * T * S * (D + 16) > kRunBudget) {
+    return;  // valid, but too much work for one input
+  }
   size_t ws_size = 0;
   gqa_status st = gqa_attention_workspace_size(&p, max_threads, &ws_size);
   Workspace ws;

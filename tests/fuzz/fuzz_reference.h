@@ -26,6 +26,10 @@ struct CoreRef {
 // callers skip the value comparison (the call's status and sentinel checks
 // still run), so that one input never takes seconds (libFuzzer timeouts).
 constexpr double kRefBudget = 1 << 22;
+// Multiply-adds of the library call itself: a valid core call can be tiny in
+// memory yet huge in work (S = 2^24 keys over k/v rows of stride 0), tens
+// of seconds under ASan. Above kRunBudget the harness does not make it.
+constexpr double kRunBudget = 1 << 27;
 inline double RefWork(const CoreRef& c) {
   return static_cast<double>(c.B) * c.Hq * c.T * c.S * (c.D + 4);
 }
