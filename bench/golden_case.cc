@@ -12,7 +12,7 @@
 #include <stdexcept>
 
 #include "gqa/gqa.hpp"
-#include "src/half.h"
+#include "src/reference/f16_util.h"
 
 namespace gqa {
 namespace {
@@ -204,12 +204,6 @@ void CheckShapes(const GoldenCase& c) {
   }
 }
 
-std::vector<uint16_t> ToHalf(const std::vector<float>& v) {
-  std::vector<uint16_t> h(v.size());
-  for (size_t i = 0; i < v.size(); ++i) h[i] = FloatToHalf(v[i]);
-  return h;
-}
-
 std::vector<uint8_t> ToMask(const GoldenArray* a) {
   std::vector<uint8_t> m;
   if (!a) return m;
@@ -343,7 +337,7 @@ GoldenRun RunGoldenCase(const GoldenCase& c, gqa_dtype dtype,
     if (!a) return nullptr;
     if (!f16) return a->data.data();
     auto& h = halves[key];
-    if (h.empty()) h = ToHalf(a->data);
+    if (h.empty()) h = reference::ToHalf(a->data);
     return h.data();
   };
   gqa_layer_weights w{};
@@ -419,32 +413,11 @@ GoldenRun RunGoldenCase(const GoldenCase& c, gqa_dtype dtype,
   if (!st.ok()) return run;
 
   auto widen = [&](const std::vector<unsigned char>& raw, size_t count) {
-    std::vector<float> v(count);
-    RawToFloats(raw.data(), count, f16, v.data());
-    return v;
+    return reference::Widen(raw.data(), count, f16);
   };
   run.output = widen(out, out_count);
   if (c.want_scores) run.scores = widen(scores, score_count);
   return run;
-}
-
-Comparison CompareArrays(const std::vector<float>& got,
-                         const std::vector<float>& want, double rtol,
-                         double atol) {
-  Comparison c;
-  if (got.size() != want.size()) {
-    c.pass = false;
-    c.max_abs_err = INFINITY;
-    return c;
-  }
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double err = fabs(static_cast<double>(got[i]) - want[i]);
-    if (!(err <= atol + rtol * fabs(static_cast<double>(want[i])))) {
-      c.pass = false;
-    }
-    if (!(err <= c.max_abs_err)) c.max_abs_err = err;  // NaN sticks
-  }
-  return c;
 }
 
 }  // namespace gqa

@@ -1,5 +1,6 @@
 // Golden cases in the format of shared/golden (case.json + raw f32 arrays):
-// loading, running through the public C API in f32 or f16, and comparing.
+// loading and running through the public C API in f32 or f16 (compare
+// with src/reference/closeness.h).
 #ifndef GQA_BENCH_GOLDEN_CASE_H_
 #define GQA_BENCH_GOLDEN_CASE_H_
 
@@ -58,16 +59,6 @@ struct GoldenRun {
 // weights are rounded to binary16 first.
 GoldenRun RunGoldenCase(const GoldenCase& c, gqa_dtype dtype,
                         gqa_fully_masked_policy policy, int threads);
-
-// max |got - want| and whether |got - want| <= atol + rtol*|want| holds
-// everywhere (NaN fails).
-struct Comparison {
-  double max_abs_err = 0.0;
-  bool pass = true;
-};
-Comparison CompareArrays(const std::vector<float>& got,
-                         const std::vector<float>& want, double rtol,
-                         double atol);
 
 }  // namespace gqa
 

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "bench/golden_case.h"
+#include "src/reference/closeness.h"
 
 namespace {
 
@@ -145,17 +146,17 @@ int main(int argc, char** argv) {
         }
         const gqa::GoldenArray* want = c.Find(ch.output_key);
         if (want) {
-          const gqa::Comparison cmp =
-              gqa::CompareArrays(run.output, want->data, rtol, atol);
-          ok = ok && cmp.pass;
+          const gqa::reference::Closeness cmp =
+              gqa::reference::Compare(run.output, want->data, rtol, atol);
+          ok = ok && cmp.pass();
           if (!(cmp.max_abs_err <= worst)) worst = cmp.max_abs_err;
         }
         const gqa::GoldenArray* want_scores =
             c.want_scores ? c.Find(ch.scores_key) : nullptr;
         if (want_scores) {
-          const gqa::Comparison cmp =
-              gqa::CompareArrays(run.scores, want_scores->data, rtol, atol);
-          ok = ok && cmp.pass;
+          const gqa::reference::Closeness cmp = gqa::reference::Compare(
+              run.scores, want_scores->data, rtol, atol);
+          ok = ok && cmp.pass();
           if (!(cmp.max_abs_err <= worst)) worst = cmp.max_abs_err;
         }
       }

@@ -3,12 +3,12 @@
 // workspace.
 #include "gqa/attention.h"
 
-#include <math.h>
 #include <pthreadpool.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "src/attention_core.h"
+#include "src/operator.h"
 #include "src/status.h"
 
 namespace {
@@ -17,11 +17,8 @@ using gqa::CheckedAdd;
 using gqa::CheckedMul;
 using gqa::Fail;
 
-bool ValidDtype(int32_t d) { return d == GQA_DTYPE_F32 || d == GQA_DTYPE_F16; }
-
-gqa::ElemType ToElem(int32_t d) {
-  return d == GQA_DTYPE_F16 ? gqa::ElemType::kF16 : gqa::ElemType::kF32;
-}
+using gqa::DtypeBytes;
+using gqa::ToElem;
 
 // Fills default strides of a [B, L, H, D] view (computed with checked
 // arithmetic); checks the largest offset it can touch fits, and returns one
@@ -102,7 +99,7 @@ gqa_status CheckAliasing(const gqa_attention_params& p, int64_t q_end,
                          int64_t k_end, int64_t v_end, int64_t out_end,
                          int64_t mask_end) {
   const int64_t es = 1;
-  auto elem = [](int32_t d) -> int64_t { return d == GQA_DTYPE_F16 ? 2 : 4; };
+  auto elem = DtypeBytes;
   const gqa::ByteRange out_r = gqa::RangeOf(p.out, out_end, elem(p.out_dtype));
   const gqa::ByteRange scores_r = gqa::RangeOf(
       p.scores, p.batch * p.q_heads * p.q_len * p.kv_len, elem(p.scores_dtype));
@@ -162,29 +159,16 @@ gqa_status Prepare(const gqa_attention_params* in, bool shapes_only,
                 : !p.v ? "v"
                        : "out");
   }
-  if (!ValidDtype(p.q_dtype) || !ValidDtype(p.kv_dtype) ||
-      !ValidDtype(p.out_dtype) || !ValidDtype(p.scores_dtype)) {
-    return Fail(GQA_STATUS_INVALID_ENUM,
-                "dtypes must be GQA_DTYPE_F32 or GQA_DTYPE_F16 (q %d, kv %d, "
-                "out %d, scores %d)",
-                p.q_dtype, p.kv_dtype, p.out_dtype, p.scores_dtype);
-  }
-  if (p.fully_masked_policy != GQA_FULLY_MASKED_KERAS &&
-      p.fully_masked_policy != GQA_FULLY_MASKED_ZERO &&
-      p.fully_masked_policy != GQA_FULLY_MASKED_UNIFORM) {
-    return Fail(GQA_STATUS_INVALID_ENUM, "unknown fully_masked_policy %d",
-                p.fully_masked_policy);
-  }
-  if (!(p.scale >= 0.0f) || isinf(p.scale)) {
-    return Fail(GQA_STATUS_INVALID_ARGUMENT,
-                "`scale` must be finite and >= 0 (0: 1/sqrt(D)), got %g",
-                static_cast<double>(p.scale));
-  }
-  if (p.sliding_window < 0) {
-    return Fail(GQA_STATUS_INVALID_SLIDING_WINDOW,
-                "`sliding_window` must be 0 (none) or positive, got %lld",
-                static_cast<long long>(p.sliding_window));
-  }
+  gqa::CoreOptions options;
+  options.q_dtype = p.q_dtype;
+  options.kv_dtype = p.kv_dtype;
+  options.out_dtype = p.out_dtype;
+  options.scores_dtype = p.scores_dtype;
+  options.fully_masked_policy = p.fully_masked_policy;
+  options.scale = p.scale;
+  options.sliding_window = p.sliding_window;
+  gqa_status s = gqa::ValidateOptions(options);
+  if (s != GQA_STATUS_OK) return s;
   if (p.position_offset < 0) {
     return Fail(GQA_STATUS_INVALID_ARGUMENT,
                 "`position_offset` must be >= 0, got %lld",
@@ -208,7 +192,6 @@ gqa_status Prepare(const gqa_attention_params* in, bool shapes_only,
                 static_cast<long long>(p.kv_len));
   }
   int64_t q_end = 0, k_end = 0, v_end = 0, out_end = 0;
-  gqa_status s;
   if ((s = ResolveView("q", p.batch, p.q_len, p.q_heads, p.head_dim,
                        &p.q_stride_batch, &p.q_stride_token, &p.q_stride_head,
                        &q_end)) != GQA_STATUS_OK ||
@@ -270,43 +253,39 @@ gqa_status Prepare(const gqa_attention_params* in, bool shapes_only,
   c.kv_heads = p.kv_heads;
   c.head_dim = p.head_dim;
   c.q = p.q;
-  c.q_stride_b = p.q_stride_batch;
-  c.q_stride_t = p.q_stride_token;
-  c.q_stride_h = p.q_stride_head;
+  c.q_stride_batch = p.q_stride_batch;
+  c.q_stride_token = p.q_stride_token;
+  c.q_stride_head = p.q_stride_head;
   c.k = p.k;
-  c.k_stride_b = p.k_stride_batch;
-  c.k_stride_s = p.k_stride_token;
-  c.k_stride_h = p.k_stride_head;
+  c.k_stride_batch = p.k_stride_batch;
+  c.k_stride_token = p.k_stride_token;
+  c.k_stride_head = p.k_stride_head;
   c.v = p.v;
-  c.v_stride_b = p.v_stride_batch;
-  c.v_stride_s = p.v_stride_token;
-  c.v_stride_h = p.v_stride_head;
+  c.v_stride_batch = p.v_stride_batch;
+  c.v_stride_token = p.v_stride_token;
+  c.v_stride_head = p.v_stride_head;
   c.q_type = ToElem(p.q_dtype);
   c.kv_type = ToElem(p.kv_dtype);
   c.out = p.out;
   c.out_type = ToElem(p.out_dtype);
-  c.out_stride_b = p.out_stride_batch;
-  c.out_stride_t = p.out_stride_token;
-  c.out_stride_h = p.out_stride_head;
-  c.scale =
-      p.scale > 0.0f
-          ? p.scale
-          : static_cast<float>(1.0 / sqrt(static_cast<double>(p.head_dim)));
+  c.out_stride_batch = p.out_stride_batch;
+  c.out_stride_token = p.out_stride_token;
+  c.out_stride_head = p.out_stride_head;
+  c.scale = gqa::ResolveScale(p.scale, p.head_dim);
   c.causal = p.causal != 0;
   c.position_offset = p.position_offset;
   c.sliding_window = gqa::EffectiveWindow(p.sliding_window);
   c.key_lengths = p.key_lengths;
-  c.key_mask0 = p.key_mask;
+  c.key_mask = p.key_mask;
   c.mask = p.mask;
-  c.mask_stride_b = p.mask_stride_batch;
-  c.mask_stride_h = p.mask_stride_head;
-  c.mask_stride_t = p.mask_stride_query;
-  c.mask_stride_s = p.mask_stride_key;
+  c.mask_stride_batch = p.mask_stride_batch;
+  c.mask_stride_head = p.mask_stride_head;
+  c.mask_stride_query = p.mask_stride_query;
+  c.mask_stride_key = p.mask_stride_key;
   c.scores = p.scores;
   c.scores_type = ToElem(p.scores_dtype);
   c.fully_masked_uniform =
-      p.fully_masked_policy == GQA_FULLY_MASKED_UNIFORM ||
-      (p.fully_masked_policy == GQA_FULLY_MASKED_KERAS && !p.scores);
+      gqa::UniformFullyMasked(p.fully_masked_policy, p.scores != nullptr);
   return GQA_STATUS_OK;
 }
 
@@ -325,47 +304,28 @@ gqa_status gqa_attention_workspace_size(const gqa_attention_params* params,
     return Fail(GQA_STATUS_INVALID_SIZE, "max_threads must be > 0, got %lld",
                 static_cast<long long>(max_threads));
   }
-  if (!params) return Fail(GQA_STATUS_NULL_POINTER, "params is NULL");
   // Only the shapes matter: validate those.
   gqa::AttentionParams core;
   const gqa_status s = Prepare(params, /*shapes_only=*/true, &core);
   if (s != GQA_STATUS_OK) return s;
   const gqa::AttentionPlan plan = gqa::PlanAttention(core);
-  int64_t bytes = 0;
-  if (!CheckedMul(plan.slot_bytes, max_threads, &bytes) ||
-      !CheckedAdd(bytes, plan.shared_bytes, &bytes)) {
-    return Fail(GQA_STATUS_SIZE_OVERFLOW, "workspace size overflows");
-  }
-  *size_out = static_cast<size_t>(bytes);
-  return GQA_STATUS_OK;
+  return gqa::WorkspaceSizeFor({plan.shared_bytes, plan.slot_bytes},
+                               max_threads, size_out);
 }
 
 gqa_status gqa_attention(const gqa_attention_params* params, void* workspace,
                          size_t workspace_size, pthreadpool_t threadpool) {
   gqa::AttentionParams core;
-  const gqa_status s = Prepare(params, /*shapes_only=*/false, &core);
+  gqa_status s = Prepare(params, /*shapes_only=*/false, &core);
   if (s != GQA_STATUS_OK) return s;
   const gqa::AttentionPlan plan = gqa::PlanAttention(core);
-  if (!workspace) return Fail(GQA_STATUS_NULL_POINTER, "workspace is NULL");
-  if (reinterpret_cast<uintptr_t>(workspace) % GQA_WORKSPACE_ALIGNMENT != 0) {
-    return Fail(GQA_STATUS_WORKSPACE_MISALIGNED,
-                "workspace must be aligned to %d bytes",
-                GQA_WORKSPACE_ALIGNMENT);
+  int64_t slots = 0;
+  if ((s = gqa::FitWorkspace({plan.shared_bytes, plan.slot_bytes}, workspace,
+                             workspace_size, threadpool, &slots)) !=
+      GQA_STATUS_OK) {
+    return s;
   }
-  const size_t slot = static_cast<size_t>(plan.slot_bytes);
-  const size_t shared = static_cast<size_t>(plan.shared_bytes);
-  if (workspace_size < shared + slot) {
-    return Fail(GQA_STATUS_WORKSPACE_TOO_SMALL,
-                "workspace has %zu bytes, this call needs %zu", workspace_size,
-                shared + slot);
-  }
-  int64_t slots =
-      threadpool
-          ? static_cast<int64_t>(pthreadpool_get_threads_count(threadpool))
-          : 1;
-  const int64_t room = static_cast<int64_t>((workspace_size - shared) / slot);
-  if (slots > room) slots = room;
-  gqa::RunAttention(core, workspace, slots, threadpool);
+  gqa::RunAttention(core, plan, workspace, slots, threadpool);
   return GQA_STATUS_OK;
 }
 

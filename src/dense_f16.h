@@ -1,5 +1,5 @@
-// Dense layers with f16 weights and f32 accumulation (the default f16
-// projection path), plus the f16 <-> f32 conversions around them.
+// Dense layers with f16 weights and f32 accumulation (the f16 projection
+// path) and the packing of their weights.
 #ifndef GQA_SRC_DENSE_F16_H_
 #define GQA_SRC_DENSE_F16_H_
 
@@ -32,10 +32,13 @@ struct DenseF16Params {
 };
 void RunDenseF16(const DenseF16Params& p, pthreadpool_t pool);
 
-// dst[i] = float(src[i]) for i < count.
-void ConvertF16ToF32(const uint16_t* src, float* dst, size_t count);
-// dst[i] = half(src[i]) (round to nearest even) for i < count.
-void ConvertF32ToF16(const float* src, uint16_t* dst, size_t count);
+// Weight packing for the dense kernel: a Keras [rows][cols] f16 kernel into
+// [rows][cols_padded] with zeros in the padding; a Keras f16 bias [cols] (or
+// null: zeros) into f32 [cols_padded].
+void PackHalfKernel(const void* src, int64_t rows, int64_t cols,
+                    int64_t cols_padded, uint16_t* dst);
+void PackHalfBias(const void* src, int64_t cols, int64_t cols_padded,
+                  float* dst);
 
 }  // namespace gqa
 

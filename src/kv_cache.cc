@@ -2,20 +2,20 @@
 // and attention of the newest queries against the cache through the core.
 #include "src/kv_cache.h"
 
-#include <math.h>
 #include <pthreadpool.h>
 #include <string.h>
 
 #include "gqa/kv_cache.h"
 #include "src/attention_core.h"
-#include "src/dense_f16.h"
+#include "src/debug_hook.h"
+#include "src/elementwise.h"
+#include "src/operator.h"
 #include "src/status.h"
 
 namespace gqa {
 namespace {
 
-bool ValidDtype(int32_t d) { return d == GQA_DTYPE_F32 || d == GQA_DTYPE_F16; }
-size_t ElemSize(int32_t d) { return d == GQA_DTYPE_F16 ? 2 : 4; }
+size_t ElemSize(int32_t d) { return static_cast<size_t>(DtypeBytes(d)); }
 
 // Elements of each of k and v in a validated cache.
 int64_t CacheElements(const gqa_kv_cache& c) {
@@ -25,9 +25,10 @@ int64_t CacheElements(const gqa_kv_cache& c) {
 // Offsets region at the front of the attend workspace: B int64, rounded.
 int64_t OffsetsBytes(int64_t batch) { return (batch * 8 + 63) / 64 * 64; }
 
-// The core's view of the attend call (pointers may be null when sizing).
-AttentionParams CoreParams(const gqa_kv_cache& c, const gqa_kv_attend_params& a,
-                           const int64_t* offsets, int64_t q_token_stride) {
+// The core's view of the attend call; q, out and the query offsets are
+// bound by RunAttend.
+AttentionParams CoreParams(const gqa_kv_cache& c,
+                           const gqa_kv_attend_params& a) {
   AttentionParams p;
   p.batch = c.batch;
   p.q_len = a.q_len;
@@ -35,38 +36,34 @@ AttentionParams CoreParams(const gqa_kv_cache& c, const gqa_kv_attend_params& a,
   p.q_heads = a.q_heads;
   p.kv_heads = c.kv_heads;
   p.head_dim = c.head_dim;
-  p.q = a.q;
-  p.q_stride_h = c.head_dim;
-  p.q_stride_t = q_token_stride > 0 ? q_token_stride : a.q_heads * c.head_dim;
-  p.q_stride_b = a.q_len * p.q_stride_t;
-  p.q_type = a.q_dtype == GQA_DTYPE_F16 ? ElemType::kF16 : ElemType::kF32;
+  p.q_stride_head = c.head_dim;
+  p.q_stride_token = a.q_heads * c.head_dim;
+  p.q_stride_batch = a.q_len * p.q_stride_token;
+  p.q_type = ToElem(a.q_dtype);
   p.k = c.k;
   p.v = c.v;
-  p.k_stride_h = p.v_stride_h = c.head_dim;
-  p.k_stride_s = p.v_stride_s = c.kv_heads * c.head_dim;
-  p.k_stride_b = p.v_stride_b = c.capacity * c.kv_heads * c.head_dim;
-  p.kv_type = c.dtype == GQA_DTYPE_F16 ? ElemType::kF16 : ElemType::kF32;
-  p.out = a.out;
-  p.out_type = a.out_dtype == GQA_DTYPE_F16 ? ElemType::kF16 : ElemType::kF32;
-  p.out_stride_h = c.head_dim;
-  p.out_stride_t = a.q_heads * c.head_dim;
-  p.out_stride_b = a.q_len * a.q_heads * c.head_dim;
-  p.scale =
-      a.scale > 0.0f
-          ? a.scale
-          : static_cast<float>(1.0 / sqrt(static_cast<double>(c.head_dim)));
+  p.k_stride_head = p.v_stride_head = c.head_dim;
+  p.k_stride_token = p.v_stride_token = c.kv_heads * c.head_dim;
+  p.k_stride_batch = p.v_stride_batch = c.capacity * c.kv_heads * c.head_dim;
+  p.kv_type = ToElem(c.dtype);
+  p.out_type = ToElem(a.out_dtype);
+  p.out_stride_head = c.head_dim;
+  p.out_stride_token = a.q_heads * c.head_dim;
+  p.out_stride_batch = a.q_len * a.q_heads * c.head_dim;
+  p.scale = ResolveScale(a.scale, c.head_dim);
   p.causal = true;
-  p.position_offsets = offsets;
   p.key_lengths = c.lengths;
   p.ring_capacity = c.ring ? c.capacity : 0;
   p.sliding_window = EffectiveWindow(a.sliding_window);
-  p.fully_masked_uniform = a.fully_masked_policy != GQA_FULLY_MASKED_ZERO;
+  // No scores or dropout here: Keras' policy gives uniform rows.
+  p.fully_masked_uniform = UniformFullyMasked(a.fully_masked_policy, false);
   return p;
 }
 
 }  // namespace
 
 gqa_status ValidateCache(const gqa_kv_cache* c) {
+  NotifyDebugHook("validate_cache");
   if (!c) return Fail(GQA_STATUS_NULL_POINTER, "cache is NULL");
   const struct {
     const char* name;
@@ -110,11 +107,10 @@ gqa_status ValidateCache(const gqa_kv_cache* c) {
   return GQA_STATUS_OK;
 }
 
-gqa_status ValidateAppend(const gqa_kv_cache* c, int64_t new_tokens,
-                          const int64_t* counts, const void* k_new,
-                          const void* v_new, int32_t src_dtype) {
-  gqa_status s = ValidateCache(c);
-  if (s != GQA_STATUS_OK) return s;
+gqa_status ValidateAppendTo(const gqa_kv_cache& cache, int64_t new_tokens,
+                            const int64_t* counts, const void* k_new,
+                            const void* v_new, int32_t src_dtype) {
+  const gqa_kv_cache* c = &cache;
   if (new_tokens < 0) {
     return Fail(GQA_STATUS_INVALID_SIZE, "new_tokens must be >= 0, got %lld",
                 static_cast<long long>(new_tokens));
@@ -214,10 +210,9 @@ void AppendRows(gqa_kv_cache* c, int64_t new_tokens, const int64_t* counts,
   }
 }
 
-gqa_status ValidateAttend(const gqa_kv_cache* c, const gqa_kv_attend_params* a,
-                          bool need_pointers) {
-  gqa_status s = ValidateCache(c);
-  if (s != GQA_STATUS_OK) return s;
+gqa_status ValidateAttendTo(const gqa_kv_cache& cache,
+                            const gqa_kv_attend_params* a, bool need_pointers) {
+  const gqa_kv_cache* c = &cache;
   if (!a) return Fail(GQA_STATUS_NULL_POINTER, "params is NULL");
   if (a->q_len <= 0 || a->q_heads <= 0) {
     return Fail(GQA_STATUS_INVALID_SIZE,
@@ -235,35 +230,23 @@ gqa_status ValidateAttend(const gqa_kv_cache* c, const gqa_kv_attend_params* a,
   if (need_pointers && (!a->q || !a->out)) {
     return Fail(GQA_STATUS_NULL_POINTER, "`%s` is NULL", !a->q ? "q" : "out");
   }
-  if (!ValidDtype(a->q_dtype) || !ValidDtype(a->out_dtype)) {
-    return Fail(GQA_STATUS_INVALID_ENUM, "q/out dtypes must be f32 or f16");
-  }
-  if (a->fully_masked_policy < GQA_FULLY_MASKED_KERAS ||
-      a->fully_masked_policy > GQA_FULLY_MASKED_UNIFORM) {
-    return Fail(GQA_STATUS_INVALID_ENUM, "unknown fully_masked_policy %d",
-                a->fully_masked_policy);
-  }
-  if (!(a->scale >= 0.0f) || isinf(a->scale)) {
-    return Fail(GQA_STATUS_INVALID_ARGUMENT, "`scale` must be finite and >= 0");
-  }
-  if (a->sliding_window < 0) {
-    return Fail(GQA_STATUS_INVALID_SLIDING_WINDOW,
-                "`sliding_window` must be >= 0, got %lld",
-                static_cast<long long>(a->sliding_window));
-  }
+  CoreOptions options;
+  options.q_dtype = a->q_dtype;
+  options.out_dtype = a->out_dtype;
+  options.kv_dtype = c->dtype;
+  options.fully_masked_policy = a->fully_masked_policy;
+  options.scale = a->scale;
+  options.sliding_window = a->sliding_window;
+  const gqa_status s = ValidateOptions(options);
+  if (s != GQA_STATUS_OK) return s;
   if (a->q_len > kMaxPosition) {
     return Fail(GQA_STATUS_SIZE_OVERFLOW, "q_len must be <= 2^24, got %lld",
                 static_cast<long long>(a->q_len));
   }
-  if (c->ring && !RingWindowFits(a->sliding_window, a->q_len, c->capacity)) {
-    return Fail(GQA_STATUS_INVALID_ARGUMENT,
-                "a ring cache of %lld slots needs a sliding window W with W + "
-                "T - 1 <= %lld "
-                "(W = %lld, T = %lld)",
-                static_cast<long long>(c->capacity),
-                static_cast<long long>(c->capacity),
-                static_cast<long long>(a->sliding_window),
-                static_cast<long long>(a->q_len));
+  if (c->ring) {
+    const gqa_status r =
+        CheckRingWindow(c->capacity, a->sliding_window, a->q_len);
+    if (r != GQA_STATUS_OK) return r;
   }
   int64_t n = 0;
   if (!CheckedProduct({c->batch, a->q_len, a->q_heads, c->head_dim},
@@ -275,7 +258,7 @@ gqa_status ValidateAttend(const gqa_kv_cache* c, const gqa_kv_attend_params* a,
   if (need_pointers) {
     // out is written while q and the cache are read.
     const int64_t q_elems = c->batch * a->q_len * a->q_heads * c->head_dim;
-    auto es = [](int32_t d) { return static_cast<int64_t>(ElemSize(d)); };
+    const auto es = DtypeBytes;
     const ByteRange out = RangeOf(a->out, q_elems, es(a->out_dtype));
     const ByteRange ins[4] = {RangeOf(a->q, q_elems, es(a->q_dtype)),
                               RangeOf(c->k, CacheElements(*c), es(c->dtype)),
@@ -304,31 +287,34 @@ gqa_status ValidateAttend(const gqa_kv_cache* c, const gqa_kv_attend_params* a,
   return GQA_STATUS_OK;
 }
 
-int64_t AttendWorkspaceBytes(const gqa_kv_cache& c,
-                             const gqa_kv_attend_params& a, int64_t slots) {
-  const AttentionPlan plan = PlanAttention(CoreParams(c, a, nullptr, 0));
-  int64_t bytes = 0;
-  if (!CheckedMul(plan.slot_bytes, slots, &bytes) ||
-      !CheckedAdd(bytes, plan.shared_bytes, &bytes) ||
-      !CheckedAdd(bytes, OffsetsBytes(c.batch), &bytes) || !FitsSizeT(bytes)) {
-    return -1;
-  }
-  return bytes;
+AttendPlan PlanAttend(const gqa_kv_cache& c, const gqa_kv_attend_params& a) {
+  AttendPlan ap;
+  ap.core = CoreParams(c, a);
+  ap.plan = PlanAttention(ap.core);
+  ap.offsets_bytes = OffsetsBytes(c.batch);
+  ap.need.fixed = ap.offsets_bytes + ap.plan.shared_bytes;
+  ap.need.slot = ap.plan.slot_bytes;
+  return ap;
 }
 
-int64_t AttendSlotBytes(const gqa_kv_cache& c, const gqa_kv_attend_params& a) {
-  return PlanAttention(CoreParams(c, a, nullptr, 0)).slot_bytes;
-}
-
-void RunAttendValidated(const gqa_kv_cache& c, const gqa_kv_attend_params& a,
-                        int64_t q_token_stride, void* workspace, int64_t slots,
-                        pthreadpool_t pool) {
+void RunAttend(const gqa_kv_cache& c, const AttendPlan& ap, const void* q,
+               int64_t q_token_stride, void* out, void* workspace,
+               int64_t slots, pthreadpool_t pool) {
   int64_t* offsets = static_cast<int64_t*>(workspace);
-  for (int64_t b = 0; b < c.batch; ++b) offsets[b] = c.lengths[b] - a.q_len;
-  const AttentionParams p = CoreParams(c, a, offsets, q_token_stride);
-  RunAttention(p,
-               static_cast<unsigned char*>(workspace) + OffsetsBytes(c.batch),
-               slots, pool);
+  for (int64_t b = 0; b < c.batch; ++b) {
+    offsets[b] = c.lengths[b] - ap.core.q_len;
+  }
+  AttentionParams p = ap.core;
+  p.q = q;
+  if (q_token_stride > 0) {
+    p.q_stride_token = q_token_stride;
+    p.q_stride_batch = p.q_len * q_token_stride;
+  }
+  p.out = out;
+  p.position_offsets = offsets;
+  RunAttention(p, ap.plan,
+               static_cast<unsigned char*>(workspace) + ap.offsets_bytes, slots,
+               pool);
 }
 
 }  // namespace gqa
@@ -338,9 +324,12 @@ extern "C" {
 gqa_status gqa_kv_cache_append(gqa_kv_cache* cache, int64_t new_tokens,
                                const int64_t* counts, const void* k_new,
                                const void* v_new, int32_t src_dtype) {
-  const gqa_status s =
-      gqa::ValidateAppend(cache, new_tokens, counts, k_new, v_new, src_dtype);
+  gqa_status s = gqa::ValidateCache(cache);
   if (s != GQA_STATUS_OK) return s;
+  if ((s = gqa::ValidateAppendTo(*cache, new_tokens, counts, k_new, v_new,
+                                 src_dtype)) != GQA_STATUS_OK) {
+    return s;
+  }
   gqa::AppendRows(cache, new_tokens, counts, k_new, v_new, src_dtype, 0);
   return GQA_STATUS_OK;
 }
@@ -352,52 +341,30 @@ gqa_status gqa_kv_cache_attend_workspace_size(
   if (max_threads <= 0) {
     return gqa::Fail(GQA_STATUS_INVALID_SIZE, "max_threads must be > 0");
   }
-  const gqa_status s =
-      gqa::ValidateAttend(cache, params, /*need_pointers=*/false);
+  gqa_status s = gqa::ValidateCache(cache);
   if (s != GQA_STATUS_OK) return s;
-  const int64_t bytes = gqa::AttendWorkspaceBytes(*cache, *params, max_threads);
-  if (bytes < 0) {
-    return gqa::Fail(GQA_STATUS_SIZE_OVERFLOW,
-                     "workspace size for %lld threads overflows",
-                     static_cast<long long>(max_threads));
-  }
-  *size_out = static_cast<size_t>(bytes);
-  return GQA_STATUS_OK;
+  s = gqa::ValidateAttendTo(*cache, params, /*need_pointers=*/false);
+  if (s != GQA_STATUS_OK) return s;
+  const gqa::AttendPlan plan = gqa::PlanAttend(*cache, *params);
+  return gqa::WorkspaceSizeFor(plan.need, max_threads, size_out);
 }
 
 gqa_status gqa_kv_cache_attend(const gqa_kv_cache* cache,
                                const gqa_kv_attend_params* params,
                                void* workspace, size_t workspace_size,
                                pthreadpool_t threadpool) {
-  const gqa_status s =
-      gqa::ValidateAttend(cache, params, /*need_pointers=*/true);
+  gqa_status s = gqa::ValidateCache(cache);
   if (s != GQA_STATUS_OK) return s;
-  if (!workspace)
-    return gqa::Fail(GQA_STATUS_NULL_POINTER, "workspace is NULL");
-  if (reinterpret_cast<uintptr_t>(workspace) % GQA_WORKSPACE_ALIGNMENT != 0) {
-    return gqa::Fail(GQA_STATUS_WORKSPACE_MISALIGNED,
-                     "workspace must be aligned to %d bytes",
-                     GQA_WORKSPACE_ALIGNMENT);
+  s = gqa::ValidateAttendTo(*cache, params, /*need_pointers=*/true);
+  if (s != GQA_STATUS_OK) return s;
+  const gqa::AttendPlan plan = gqa::PlanAttend(*cache, *params);
+  int64_t slots = 0;
+  if ((s = gqa::FitWorkspace(plan.need, workspace, workspace_size, threadpool,
+                             &slots)) != GQA_STATUS_OK) {
+    return s;
   }
-  const int64_t one = gqa::AttendWorkspaceBytes(*cache, *params, 1);
-  if (one < 0) {
-    return gqa::Fail(GQA_STATUS_SIZE_OVERFLOW, "workspace size overflows");
-  }
-  if (workspace_size < static_cast<size_t>(one)) {
-    return gqa::Fail(GQA_STATUS_WORKSPACE_TOO_SMALL,
-                     "workspace has %zu bytes, this call needs %lld",
-                     workspace_size, static_cast<long long>(one));
-  }
-  int64_t slots =
-      threadpool
-          ? static_cast<int64_t>(pthreadpool_get_threads_count(threadpool))
-          : 1;
-  const int64_t room =
-      1 + static_cast<int64_t>(
-              (workspace_size - static_cast<size_t>(one)) /
-              static_cast<size_t>(gqa::AttendSlotBytes(*cache, *params)));
-  if (slots > room) slots = room;
-  gqa::RunAttendValidated(*cache, *params, 0, workspace, slots, threadpool);
+  gqa::RunAttend(*cache, plan, params->q, 0, params->out, workspace, slots,
+                 threadpool);
   return GQA_STATUS_OK;
 }
 

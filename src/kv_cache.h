@@ -1,4 +1,6 @@
-// KV cache internals shared by the cache API and the layer's cached forward.
+// KV cache internals shared by the cache API and the layer's cached forward:
+// validation (the cache once, then each operation's arguments against it),
+// the append, and the attend as a plan made once and run from the plan.
 #ifndef GQA_SRC_KV_CACHE_H_
 #define GQA_SRC_KV_CACHE_H_
 
@@ -6,34 +8,46 @@
 #include <stdint.h>
 
 #include "gqa/kv_cache.h"
+#include "src/attention_core.h"
+#include "src/operator.h"
 
 namespace gqa {
 
+// The cache's own fields: sizes, dtype, pointers, lengths. Every operation
+// calls it once; the checks below take the cache as already validated.
 gqa_status ValidateCache(const gqa_kv_cache* cache);
 // Checks that an append of these tokens fits (nothing is written).
-gqa_status ValidateAppend(const gqa_kv_cache* cache, int64_t new_tokens,
-                          const int64_t* counts, const void* k_new,
-                          const void* v_new, int32_t src_dtype);
+gqa_status ValidateAppendTo(const gqa_kv_cache& cache, int64_t new_tokens,
+                            const int64_t* counts, const void* k_new,
+                            const void* v_new, int32_t src_dtype);
 // Appends validated rows; source rows [B, new_tokens] of Hkv*D elements at
 // `src_row_stride` elements apart (0: packed), then advances the lengths.
 void AppendRows(gqa_kv_cache* cache, int64_t new_tokens, const int64_t* counts,
                 const void* k_new, const void* v_new, int32_t src_dtype,
                 int64_t src_row_stride);
-gqa_status ValidateAttend(const gqa_kv_cache* cache,
-                          const gqa_kv_attend_params* params,
-                          bool need_pointers);
-// Workspace of an attend call with `slots` workers (-1 when it overflows or
-// exceeds what a size_t holds), and of one worker.
-int64_t AttendWorkspaceBytes(const gqa_kv_cache& cache,
-                             const gqa_kv_attend_params& params, int64_t slots);
-int64_t AttendSlotBytes(const gqa_kv_cache& cache,
-                        const gqa_kv_attend_params& params);
-// Runs a validated attend; q rows `q_token_stride` elements apart (0: packed
-// [B,T,Hq,D]); workspace aligned, at least AttendWorkspaceBytes(.., slots).
-void RunAttendValidated(const gqa_kv_cache& cache,
-                        const gqa_kv_attend_params& params,
-                        int64_t q_token_stride, void* workspace, int64_t slots,
-                        pthreadpool_t pool);
+// The attend's arguments against a validated cache; without need_pointers
+// (the size query) q and out are neither required nor checked.
+gqa_status ValidateAttendTo(const gqa_kv_cache& cache,
+                            const gqa_kv_attend_params* params,
+                            bool need_pointers);
+
+// A validated attend, planned once: the core's descriptor over the cache
+// (q, out and the per-batch offsets are bound by RunAttend) and its plan.
+// Workspace: [B] int64 query offsets, rounded to 64 bytes, then the core's.
+struct AttendPlan {
+  AttentionParams core;
+  AttentionPlan plan;
+  int64_t offsets_bytes = 0;
+  WorkspaceNeed need;
+};
+AttendPlan PlanAttend(const gqa_kv_cache& cache,
+                      const gqa_kv_attend_params& params);
+// Runs a planned attend: q [B, T, Hq, D] rows `q_token_stride` elements
+// apart (0: packed), out packed [B, T, Hq, D]; workspace aligned, with room
+// for `slots` workers (FitWorkspace).
+void RunAttend(const gqa_kv_cache& cache, const AttendPlan& plan, const void* q,
+               int64_t q_token_stride, void* out, void* workspace,
+               int64_t slots, pthreadpool_t pool);
 
 }  // namespace gqa
 

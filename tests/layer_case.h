@@ -17,8 +17,9 @@
 #include "doctest/doctest.h"
 #include "gqa/gqa.hpp"
 #include "hwy/targets.h"
-#include "src/half.h"
+#include "src/reference/f16_util.h"
 #include "src/reference/reference.h"
+#include "tests/check.h"
 
 namespace gqa {
 namespace test {
@@ -330,33 +331,13 @@ class LayerCase {
     if (scores_) CheckClose(got.scores, want.scores, rtol, atol, "scores");
   }
 
-  static void CheckClose(const std::vector<float>& got,
-                         const std::vector<double>& want, double rtol,
-                         double atol, const char* what) {
-    REQUIRE(got.size() == want.size());
-    size_t bad = 0, first = 0;
-    double worst = 0.0;
-    for (size_t i = 0; i < got.size(); ++i) {
-      const double err = fabs(got[i] - want[i]);
-      if (!(err <= atol + rtol * fabs(want[i]))) {
-        if (bad++ == 0) first = i;
-      }
-      if (!(err <= worst)) worst = err;
-    }
-    INFO(what << ": " << bad << " of " << got.size() << " elements out of "
-              << "tolerance; first at " << first << " got "
-              << (bad ? got[first] : 0.0f) << " want "
-              << (bad ? want[first] : 0.0) << "; max abs err " << worst);
-    CHECK(bad == 0);
-  }
-
  private:
   std::vector<float> Uniform(size_t n, double lo, double hi) {
     std::uniform_real_distribution<double> u(lo, hi);
     std::vector<float> v(n);
     for (float& x : v) {
       x = static_cast<float>(u(rng_));
-      if (f16_) x = HalfToFloat(FloatToHalf(x));  // the f16 path sees these
+      x = reference::RoundIf(x, f16_);  // the f16 path sees these
     }
     return v;
   }
@@ -402,9 +383,7 @@ class LayerCase {
     if (f16_) {
       for (auto* v : {&wq_, &wk_, &wv_, &wo_, &wg_, &bq_, &bk_, &bv_, &bo_,
                       &bg_, &query_, &value_, &key_}) {
-        auto& h = halves_[v];
-        h.resize(v->size());
-        for (size_t i = 0; i < v->size(); ++i) h[i] = FloatToHalf((*v)[i]);
+        halves_[v] = reference::ToHalf(*v);
       }
     }
   }
@@ -413,13 +392,11 @@ class LayerCase {
     return halves_[&v].data();
   }
   static std::vector<double> D(const std::vector<float>& v) {
-    return std::vector<double>(v.begin(), v.end());
+    return reference::ToDouble(v);
   }
   std::vector<float> Widen(const std::vector<unsigned char>& raw,
                            size_t n) const {
-    std::vector<float> v(n);
-    RawToFloats(raw.data(), n, f16_, v.data());
-    return v;
+    return reference::Widen(raw.data(), n, f16_);
   }
 
   std::mt19937_64 rng_;

@@ -61,7 +61,7 @@ TEST_CASE("kept probabilities are scaled by 1/(1-rate)") {
       REQUIRE(k.status == GQA_STATUS_OK);
       std::vector<double> want(p.output.begin(), p.output.end());
       for (double& x : want) x /= 1.0 - static_cast<float>(rate);
-      LayerCase::CheckClose(k.output, want, f16 ? 2e-3 : 1e-5, 1e-6, "scaled");
+      CheckClose(k.output, want, f16 ? 2e-3 : 1e-5, 1e-6, "scaled");
     }
   }
 }

@@ -6,6 +6,7 @@
 
 #include "bench/golden_case.h"
 #include "doctest/doctest.h"
+#include "tests/check.h"
 #include "tests/layer_case.h"
 
 namespace gqa {
@@ -33,15 +34,11 @@ void CheckRun(const GoldenCase& c, const GoldenRun& run,
   REQUIRE(want != nullptr);
   const double rtol = tol_scale > 0 ? tol_scale : c.rtol;
   const double atol = tol_scale > 0 ? tol_scale : c.atol;
-  const Comparison cmp = CompareArrays(run.output, want->data, rtol, atol);
-  INFO("max abs err " << cmp.max_abs_err);
-  CHECK(cmp.pass);
+  CheckClose(run.output, want->data, rtol, atol, "output");
   if (c.want_scores) {
     const GoldenArray* ws = c.Find(scores_key);
     REQUIRE(ws != nullptr);
-    const Comparison cs = CompareArrays(run.scores, ws->data, rtol, atol);
-    INFO("scores max abs err " << cs.max_abs_err);
-    CHECK(cs.pass);
+    CheckClose(run.scores, ws->data, rtol, atol, "scores");
   }
 }
 

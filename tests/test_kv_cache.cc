@@ -7,13 +7,16 @@
 #include <pthreadpool.h>
 #include <string.h>
 
+#include <algorithm>
 #include <random>
 #include <vector>
 
 #include "doctest/doctest.h"
 #include "gqa/gqa.hpp"
 #include "gqa/kv_cache.h"
-#include "src/half.h"
+#include "src/reference/attention_ref.h"
+#include "src/reference/f16_util.h"
+#include "tests/check.h"
 #include "tests/layer_case.h"
 
 namespace gqa {
@@ -28,10 +31,6 @@ struct KvCase {
   int64_t chunk = 7;  // tokens per append call (ragged per batch)
   uint64_t seed = 1;
 };
-
-float Round(float x, bool half) {
-  return half ? HalfToFloat(FloatToHalf(x)) : x;
-}
 
 struct KvRun {
   std::vector<float> out;    // [B,T,Hq,D]
@@ -49,8 +48,8 @@ KvRun RunKv(const KvCase& c, int threads) {
   for (int64_t t : c.total) max_total = std::max(max_total, t);
   // Logical sequences [B][max_total][Hkv*D], rounded as the cache stores them.
   std::vector<float> ks(c.B * max_total * row), vs(c.B * max_total * row);
-  for (float& x : ks) x = Round(u(rng), c.cache16);
-  for (float& x : vs) x = Round(u(rng), c.cache16);
+  for (float& x : ks) x = reference::RoundIf(u(rng), c.cache16);
+  for (float& x : vs) x = reference::RoundIf(u(rng), c.cache16);
   const size_t e = c.cache16 ? 2 : 4;
   std::vector<unsigned char> kc(c.B * c.capacity * row * e), vc(kc.size());
   std::vector<int64_t> lengths(c.B, 0);
@@ -84,16 +83,8 @@ KvRun RunKv(const KvCase& c, int threads) {
   for (int64_t b = 0; b < c.B; ++b) REQUIRE(lengths[b] == c.total[b]);
 
   std::vector<float> q(c.B * c.T * c.Hq * c.D);
-  for (float& x : q) x = Round(u(rng), c.q16);
-  std::vector<unsigned char> qraw(q.size() * (c.q16 ? 2 : 4));
-  for (size_t i = 0; i < q.size(); ++i) {
-    if (c.q16) {
-      const uint16_t h = FloatToHalf(q[i]);
-      memcpy(&qraw[2 * i], &h, 2);
-    } else {
-      memcpy(&qraw[4 * i], &q[i], 4);
-    }
-  }
+  for (float& x : q) x = reference::RoundIf(u(rng), c.q16);
+  const std::vector<unsigned char> qraw = reference::Pack(q, c.q16);
   std::vector<float> out(q.size(), NAN);
   gqa_kv_attend_params ap;
   memset(&ap, 0, sizeof(ap));
@@ -114,42 +105,36 @@ KvRun RunKv(const KvCase& c, int threads) {
   if (run.status != GQA_STATUS_OK) return run;
   run.out = out;
 
-  // Reference: positions retained by the cache, causal, window.
-  run.want.assign(out.size(), 0.0);
-  const double scale = 1.0 / sqrt(static_cast<double>(c.D));
-  const int64_t group = c.Hq / c.Hkv;
+  // Reference: the cache's slots as the oracle sees them, [B, capacity,
+  // Hkv, D]: a linear cache holds position j in slot j, a ring position p
+  // in slot p % capacity (the newest writer wins); slots never written hold
+  // 1000, which the reference must never average in. The queries are the
+  // newest T positions of each batch.
+  reference::AttentionCall a;
+  a.batch = c.B, a.q_len = c.T, a.kv_len = c.capacity;
+  a.q_heads = c.Hq, a.kv_heads = c.Hkv, a.head_dim = c.D;
+  a.q = reference::ToDouble(q);
+  a.k.assign(c.B * c.capacity * row, 1000.0);
+  a.v.assign(a.k.size(), 1000.0);
   for (int64_t b = 0; b < c.B; ++b) {
-    const int64_t L = c.total[b];
-    const int64_t oldest = c.ring ? std::max<int64_t>(0, L - c.capacity) : 0;
-    for (int64_t t = 0; t < c.T; ++t) {
-      const int64_t pos = L - c.T + t;
-      for (int64_t h = 0; h < c.Hq; ++h) {
-        const int64_t g = h / group;
-        std::vector<double> x;
-        std::vector<int64_t> keys;
-        double mx = -INFINITY;
-        for (int64_t p = oldest; p <= pos; ++p) {
-          if (c.window > 0 && pos - p >= c.window) continue;
-          double d = 0;
-          for (int64_t i = 0; i < c.D; ++i) {
-            d += static_cast<double>(q[((b * c.T + t) * c.Hq + h) * c.D + i]) *
-                 ks[(b * max_total + p) * row + g * c.D + i];
-          }
-          x.push_back(d * scale);
-          keys.push_back(p);
-          mx = std::max(mx, d * scale);
-        }
-        double sum = 0;
-        for (double& v : x) sum += (v = exp(v - mx));
-        for (size_t j = 0; j < keys.size(); ++j) {
-          for (int64_t i = 0; i < c.D; ++i) {
-            run.want[((b * c.T + t) * c.Hq + h) * c.D + i] +=
-                x[j] / sum * vs[(b * max_total + keys[j]) * row + g * c.D + i];
-          }
-        }
+    for (int64_t p = 0; p < c.total[b]; ++p) {
+      const int64_t slot = c.ring ? p % c.capacity : p;
+      for (int64_t i = 0; i < row; ++i) {
+        a.k[(b * c.capacity + slot) * row + i] =
+            ks[(b * max_total + p) * row + i];
+        a.v[(b * c.capacity + slot) * row + i] =
+            vs[(b * max_total + p) * row + i];
       }
     }
+    a.position_offsets.push_back(c.total[b] - c.T);
   }
+  a.scale = 1.0 / sqrt(static_cast<double>(c.D));
+  a.causal = true;
+  a.ring_capacity = c.ring ? c.capacity : 0;
+  a.key_lengths = c.total;
+  a.sliding_window = c.window;
+  a.fully_masked_uniform = true;  // the default policy without scores
+  run.want = reference::Attention(a).out;
   return run;
 }
 
@@ -160,7 +145,7 @@ void CheckKv(const KvCase& c, int threads = 1) {
            << c.cache16 << " ring " << c.ring << " window " << c.window
            << " threads " << threads);
   REQUIRE(run.status == GQA_STATUS_OK);
-  LayerCase::CheckClose(run.out, run.want, 1e-4, 1e-4, "kv attend");
+  CheckClose(run.out, run.want, 1e-4, 1e-4, "kv attend");
 }
 
 TEST_CASE(
@@ -320,13 +305,9 @@ void CheckLayerDecode(gqa_dtype dtype, bool cache16, bool gate, int64_t window,
   std::mt19937_64 rng(5);
   std::uniform_real_distribution<float> u(-0.5f, 0.5f);
   auto make = [&](size_t n) {
-    std::vector<uint16_t> h(n);
     std::vector<float> f(n);
-    for (size_t i = 0; i < n; ++i) {
-      f[i] = u(rng);
-      h[i] = FloatToHalf(f[i]);
-    }
-    return std::make_pair(f, h);
+    for (float& x : f) x = u(rng);
+    return std::make_pair(f, reference::ToHalf(f));
   };
   auto wq = make(F * Hq * D), wk = make(F * Hkv * D), wv = make(F * Hkv * D),
        wg = make(F * Hq * D), wo = make(Hq * D * F), bq = make(Hq * D),
@@ -390,15 +371,17 @@ void CheckLayerDecode(gqa_dtype dtype, bool cache16, bool gate, int64_t window,
     s.output = step_out.data();
     REQUIRE(layer.ForwardCached(s, &cache, cws).ok());
     for (int64_t b = 0; b < B; ++b) {
-      RawToFloats(&step_out[b * n * F * e], n * F, f16, &got[(b * T + t0) * F]);
+      const std::vector<float> step =
+          reference::Widen(&step_out[b * n * F * e], n * F, f16);
+      std::copy(step.begin(), step.end(), got.begin() + (b * T + t0) * F);
     }
   }
-  RawToFloats(full.data(), want.size(), f16, want.data());
+  want = reference::Widen(full.data(), want.size(), f16);
   // f32 everywhere: rounding only (1e-5). An f16 cache rounds k and v to
   // binary16 (2^-11 relative), f16 outputs round again: 3e-3.
   const double tol = (f16 || cache16) ? 3e-3 : 1e-5;
-  LayerCase::CheckClose(got, std::vector<double>(want.begin(), want.end()), tol,
-                        tol, "decode");
+  CheckClose(got, std::vector<double>(want.begin(), want.end()), tol, tol,
+             "decode");
 }
 
 TEST_CASE("layer decoded token by token equals the full causal sequence") {

@@ -16,7 +16,9 @@
 #include "gqa/attention.h"
 #include "gqa/gqa.hpp"
 #include "gqa/kv_cache.h"
-#include "src/half.h"
+#include "src/reference/attention_ref.h"
+#include "src/reference/f16_util.h"
+#include "tests/check.h"
 
 namespace gqa {
 namespace test {
@@ -47,8 +49,8 @@ Inputs Random(const Shape& s, bool kv16, uint64_t seed) {
   in.k.resize(s.B * s.S * s.Hkv * s.D);
   in.v.resize(in.k.size());
   for (float& x : in.q) x = u(rng);
-  for (float& x : in.k) x = kv16 ? HalfToFloat(FloatToHalf(u(rng))) : u(rng);
-  for (float& x : in.v) x = kv16 ? HalfToFloat(FloatToHalf(u(rng))) : u(rng);
+  for (float& x : in.k) x = reference::RoundIf(u(rng), kv16);
+  for (float& x : in.v) x = reference::RoundIf(u(rng), kv16);
   return in;
 }
 
@@ -61,8 +63,8 @@ struct Opts {
 std::vector<float> Run(const Shape& s, const Inputs& in, const Opts& o) {
   std::vector<uint16_t> k16, v16;
   if (o.kv16) {
-    for (float x : in.k) k16.push_back(FloatToHalf(x));
-    for (float x : in.v) v16.push_back(FloatToHalf(x));
+    k16 = reference::ToHalf(in.k);
+    v16 = reference::ToHalf(in.v);
   }
   std::vector<float> out(s.B * s.T * s.Hq * s.D, 12345.0f);
   gqa_attention_params p;
@@ -252,20 +254,28 @@ TEST_CASE("fully masked rows keep the policy next to a NaN row") {
             }
             in.q[((1 * s.T + 0) * s.Hq + 0) * s.D + 0] = NAN;
             const std::vector<float> got = Run(s, in, o);
+            // Batch 0 against the oracle: the policy's row (Keras: uniform
+            // without scores, the mean of v; zero: zeros).
+            reference::AttentionCall a;
+            a.batch = 1, a.q_len = s.T, a.kv_len = s.S;
+            a.q_heads = s.Hq, a.kv_heads = s.Hkv, a.head_dim = s.D;
+            a.q = reference::ToDouble(std::vector<float>(
+                in.q.begin(), in.q.begin() + s.T * s.Hq * s.D));
+            a.k = reference::ToDouble(std::vector<float>(
+                in.k.begin(), in.k.begin() + s.S * s.Hkv * s.D));
+            a.v = reference::ToDouble(std::vector<float>(
+                in.v.begin(), in.v.begin() + s.S * s.Hkv * s.D));
+            a.key_lengths = {0};
+            a.fully_masked_uniform = policy == GQA_FULLY_MASKED_KERAS;
+            const std::vector<float> got0(got.begin(),
+                                          got.begin() + s.T * s.Hq * s.D);
+            CheckClose(got0, reference::Attention(a).out, 1e-5, 1e-5,
+                       "fully masked batch 0");
             for (int64_t t = 0; t < s.T; ++t) {
               for (int64_t u = 0; u < s.Hq; ++u) {
-                const int64_t g = u / (s.Hq / s.Hkv);
                 for (int64_t d = 0; d < s.D; ++d) {
-                  double want = 0.0;
-                  if (policy == GQA_FULLY_MASKED_KERAS) {
-                    for (int64_t j = 0; j < s.S; ++j)
-                      want += in.v[(j * s.Hkv + g) * s.D + d];
-                    want /= static_cast<double>(s.S);
-                  }
-                  const float x = got[(t * s.Hq + u) * s.D + d];
-                  INFO("t " << t << " u " << u << " d " << d);
-                  CHECK(fabs(x - want) <= 1e-5 + 1e-5 * fabs(want));
                   const float y = got[((s.T + t) * s.Hq + u) * s.D + d];
+                  INFO("t " << t << " u " << u << " d " << d);
                   CHECK((t == 0 && u == 0) == static_cast<bool>(isnan(y)));
                 }
               }
@@ -313,8 +323,8 @@ TEST_CASE("KV cache: NaN in q is NaN, stale slots never averaged") {
         vf[d] = 1.0f, vf[D + d] = 3.0f;
       }
       std::vector<uint16_t> k16, v16;
-      for (float x : kf) k16.push_back(FloatToHalf(x));
-      for (float x : vf) v16.push_back(FloatToHalf(x));
+      k16 = reference::ToHalf(kf);
+      v16 = reference::ToHalf(vf);
       int64_t length = 2;
       gqa_kv_cache cache;
       memset(&cache, 0, sizeof(cache));

@@ -13,15 +13,13 @@
 #define GQA_SRC_KERNELS_DENSE_F16_INL_H_
 #endif
 
+#include <pthreadpool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include <pthreadpool.h>
 
 #include "hwy/highway.h"
 #include "src/dense_f16.h"
 #include "src/kernels/half_load-inl.h"
-#include "src/half.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace gqa {
@@ -130,42 +128,6 @@ void RunDenseF16Impl(const DenseF16Params& p, pthreadpool_t pool) {
                              const_cast<DenseF16Params*>(&p), row_blocks,
                              chunks, 0);
 }
-
-void ConvertF16ToF32Impl(const uint16_t* src, float* dst, size_t count) {
-  const hn::ScalableTag<float> df;
-  const size_t N = hn::Lanes(df);
-  size_t i = 0;
-  for (; i + N <= count; i += N)
-    hn::StoreU(LoadHalfAsF32(df, src + i), df, dst + i);
-  for (; i < count; ++i) dst[i] = HalfToFloat(src[i]);
-}
-
-// Highway 1.0.3 emulates DemoteTo(f16) by truncation where the CPU has no
-// conversion instruction (x86 below AVX2, scalar); gqa rounds to nearest
-// even everywhere, so those targets take the exact scalar path.
-#if HWY_TARGET == HWY_SSE4 || HWY_TARGET == HWY_SSSE3 || \
-    HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
-#define GQA_DEMOTE_F16_IS_EXACT 0
-#else
-#define GQA_DEMOTE_F16_IS_EXACT 1
-#endif
-
-void ConvertF32ToF16Impl(const float* src, uint16_t* dst, size_t count) {
-#if !GQA_DEMOTE_F16_IS_EXACT
-  for (size_t i = 0; i < count; ++i) dst[i] = FloatToHalf(src[i]);
-#else
-  const hn::ScalableTag<float> df;
-  const hn::Rebind<hwy::float16_t, decltype(df)> dh;
-  const size_t N = hn::Lanes(df);
-  size_t i = 0;
-  for (; i + N <= count; i += N) {
-    hn::StoreU(hn::DemoteTo(dh, hn::LoadU(df, src + i)), dh,
-               reinterpret_cast<hwy::float16_t*>(dst + i));
-  }
-  for (; i < count; ++i) dst[i] = FloatToHalf(src[i]);
-#endif
-}
-#undef GQA_DEMOTE_F16_IS_EXACT
 
 }  // namespace HWY_NAMESPACE
 }  // namespace gqa

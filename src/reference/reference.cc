@@ -1,9 +1,12 @@
-// Scalar float64 reference of the layer (see reference.h).
+// Scalar float64 reference of the layer (see reference.h): projections
+// here, the attention step through reference::Attention.
 #include "src/reference/reference.h"
 
 #include <math.h>
 
-#include "src/attention_core.h"  // DropoutKeep: the seeded draw's definition
+#include <utility>
+
+#include "src/reference/attention_ref.h"
 
 namespace gqa {
 namespace reference {
@@ -24,12 +27,37 @@ std::vector<double> Dense(const std::vector<double>& x, int64_t rows,
   return y;
 }
 
+// The Keras attention mask (rank 2..4, size-1 axes broadcast, rank < 4
+// inserting its axes at -3) expanded to [B, Hq, T, S].
+std::vector<uint8_t> BroadcastMask(const std::vector<uint8_t>& m,
+                                   const std::vector<int64_t>& dims, int64_t B,
+                                   int64_t Hq, int64_t T, int64_t S) {
+  int64_t am[4] = {1, 1, 1, 1};
+  if (dims.size() == 2) {
+    am[2] = dims[0], am[3] = dims[1];
+  } else if (dims.size() == 3) {
+    am[0] = dims[0], am[2] = dims[1], am[3] = dims[2];
+  } else if (dims.size() == 4) {
+    for (int i = 0; i < 4; ++i) am[i] = dims[i];
+  }
+  std::vector<uint8_t> full(static_cast<size_t>(B * Hq * T * S));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t u = 0; u < Hq; ++u)
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t s = 0; s < S; ++s) {
+          const int64_t i0 = am[0] == 1 ? 0 : b, i1 = am[1] == 1 ? 0 : u,
+                        i2 = am[2] == 1 ? 0 : t, i3 = am[3] == 1 ? 0 : s;
+          full[((b * Hq + u) * T + t) * S + s] =
+              m[((i0 * am[1] + i1) * am[2] + i2) * am[3] + i3] != 0;
+        }
+  return full;
+}
+
 }  // namespace
 
 Result Forward(const Config& c, const Weights& w, const Call& call) {
   const int64_t B = call.batch, T = call.q_len, S = call.kv_len;
   const int64_t D = c.head_dim, Hq = c.q_heads, Hkv = c.kv_heads;
-  const int64_t r = Hq / Hkv;
   const std::vector<double>& key = call.key.empty() ? call.value : call.key;
   const int64_t Fk = call.key.empty() ? c.v_features : c.k_features;
 
@@ -46,105 +74,36 @@ Result Forward(const Config& c, const Weights& w, const Call& call) {
     for (double& g : gate) g = 1.0 / (1.0 + exp(-g));
   }
 
+  // The attention step: masks as the core sees them (the attention mask
+  // broadcast to [B, Hq, T, S], value and key masks as two key masks).
+  AttentionCall a;
+  a.batch = B, a.q_len = T, a.kv_len = S;
+  a.q_heads = Hq, a.kv_heads = Hkv, a.head_dim = D;
+  a.q = q, a.k = k, a.v = v;
+  a.scale = 1.0 / sqrt(static_cast<double>(D));
+  a.causal = call.causal;
+  a.sliding_window = c.sliding_window;
+  a.query_mask = call.query_mask;
+  if (!call.value_mask.empty()) a.key_masks.push_back(call.value_mask);
+  if (!call.key_mask.empty()) a.key_masks.push_back(call.key_mask);
+  if (!call.attention_mask.empty()) {
+    a.mask = BroadcastMask(call.attention_mask, call.attention_mask_dims, B, Hq,
+                           T, S);
+  }
   const bool zero_policy =
       c.policy == Policy::kZero ||
       (c.policy == Policy::kKeras && (c.dropout > 0.0 || call.want_scores));
-  const double scale = 1.0 / sqrt(static_cast<double>(D));
-  const bool dropout = call.training && c.dropout > 0.0;
-
-  // Attention mask expanded to 4-D dims (size-1 axes inserted at -3).
-  int64_t am[4] = {1, 1, 1, 1};
-  const size_t rank = call.attention_mask_dims.size();
-  if (rank == 2) {
-    am[2] = call.attention_mask_dims[0];
-    am[3] = call.attention_mask_dims[1];
-  } else if (rank == 3) {
-    am[0] = call.attention_mask_dims[0];
-    am[2] = call.attention_mask_dims[1];
-    am[3] = call.attention_mask_dims[2];
-  } else if (rank == 4) {
-    for (int i = 0; i < 4; ++i) am[i] = call.attention_mask_dims[i];
-  }
-  auto allowed = [&](int64_t b, int64_t u, int64_t t, int64_t s) {
-    if (!call.attention_mask.empty()) {
-      const int64_t i0 = am[0] == 1 ? 0 : b, i1 = am[1] == 1 ? 0 : u,
-                    i2 = am[2] == 1 ? 0 : t, i3 = am[3] == 1 ? 0 : s;
-      if (!call.attention_mask[((i0 * am[1] + i1) * am[2] + i2) * am[3] + i3])
-        return false;
-    }
-    if (!call.query_mask.empty() && !call.query_mask[b * T + t]) return false;
-    if (!call.value_mask.empty() && !call.value_mask[b * S + s]) return false;
-    if (!call.key_mask.empty() && !call.key_mask[b * S + s]) return false;
-    if (call.causal && s > t) return false;
-    if (c.sliding_window > 0 && llabs(t - s) >= c.sliding_window) return false;
-    return true;
-  };
+  a.fully_masked_uniform = !zero_policy;
+  a.want_scores = call.want_scores;
+  a.apply_dropout = call.training && c.dropout > 0.0;
+  a.dropout_rate = c.dropout;
+  a.keep_mask = call.keep_mask;
+  a.seed = c.seed;
+  AttentionResult attended = Attention(a);
+  std::vector<double>& attn = attended.out;  // [B, T, Hq, D]
 
   Result res;
-  if (call.want_scores)
-    res.scores.assign(static_cast<size_t>(B * Hq * T * S), 0.0);
-  std::vector<double> attn(static_cast<size_t>(B * T * Hq * D), 0.0);
-  std::vector<double> logits(static_cast<size_t>(S)),
-      probs(static_cast<size_t>(S));
-  std::vector<char> ok(static_cast<size_t>(S));
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t u = 0; u < Hq; ++u) {
-      const int64_t g = u / r;
-      for (int64_t t = 0; t < T; ++t) {
-        double mx = -INFINITY;
-        bool any = false;
-        for (int64_t s = 0; s < S; ++s) {
-          ok[s] = allowed(b, u, t, s);
-          double x = 0.0;
-          for (int64_t d = 0; d < D; ++d) {
-            x += q[(b * T + t) * Hq * D + u * D + d] * scale *
-                 k[(b * S + s) * Hkv * D + g * D + d];
-          }
-          logits[s] = x;
-          if (ok[s]) {
-            any = true;
-            if (x > mx) mx = x;
-          }
-        }
-        double sum = 0.0;
-        for (int64_t s = 0; s < S; ++s) {
-          probs[s] = ok[s] ? exp(logits[s] - mx) : 0.0;
-          sum += probs[s];
-        }
-        for (int64_t s = 0; s < S; ++s) {
-          if (any) {
-            probs[s] /= sum;
-          } else {
-            probs[s] = zero_policy ? 0.0 : 1.0 / static_cast<double>(S);
-          }
-        }
-        const int64_t row = ((b * Hq + u) * T + t) * S;
-        if (call.want_scores) {
-          for (int64_t s = 0; s < S; ++s) res.scores[row + s] = probs[s];
-        }
-        for (int64_t s = 0; s < S; ++s) {
-          double p = probs[s];
-          if (dropout) {
-            if (c.dropout >= 1.0) {
-              p = 0.0;
-            } else {
-              const bool keep =
-                  call.keep_mask.empty()
-                      ? DropoutKeep(c.seed, static_cast<uint64_t>(row + s),
-                                    static_cast<float>(c.dropout))
-                      : call.keep_mask[row + s] != 0;
-              p = keep ? p / (1.0 - c.dropout) : 0.0;
-            }
-          }
-          if (p == 0.0) continue;
-          for (int64_t d = 0; d < D; ++d) {
-            attn[(b * T + t) * Hq * D + u * D + d] +=
-                p * v[(b * S + s) * Hkv * D + g * D + d];
-          }
-        }
-      }
-    }
-  }
+  res.scores = std::move(attended.scores);
   if (c.use_gate) {
     for (size_t i = 0; i < attn.size(); ++i) attn[i] *= gate[i];
   }

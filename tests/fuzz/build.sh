@@ -14,8 +14,8 @@ flags=(-std=c++17 -O1 -g -march=haswell -DHWY_COMPILE_ONLY_STATIC=1
        -D_FILE_OFFSET_BITS=64 -fno-omit-frame-pointer
        -fsanitize=address,undefined -fno-sanitize-recover=all
        -I include -I . -Wall -Wextra)
-srcs=(src/attention.cc src/attention_core.cc src/dense_f16.cc src/kv_cache.cc
-      src/layer.cc src/status.cc src/reference/reference.cc)
+# Every library source and the float64 reference (as gqa_internal links).
+srcs=(src/*.cc src/reference/*.cc)
 objs=()
 pids=()
 for s in "${srcs[@]}"; do

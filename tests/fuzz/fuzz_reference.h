@@ -1,5 +1,7 @@
-// Compact float64 reference of the attention core (gqa_attention and the
-// KV cache attend) for the C ABI fuzzer; the layer uses src/reference.
+// The C ABI fuzzer's view of the float64 oracle (reference::Attention in
+// src/reference/attention_ref.h) for gqa_attention and the KV cache attend:
+// the harness describes its strided, ring and typed storage by callbacks;
+// this reads them into the oracle's dense tensors.
 #ifndef GQA_TESTS_FUZZ_FUZZ_REFERENCE_H_
 #define GQA_TESTS_FUZZ_FUZZ_REFERENCE_H_
 
@@ -7,7 +9,10 @@
 #include <stdint.h>
 
 #include <functional>
+#include <utility>
 #include <vector>
+
+#include "src/reference/attention_ref.h"
 
 namespace gqa_fuzz {
 
@@ -36,44 +41,35 @@ inline double RefWork(const CoreRef& c) {
 
 inline void RunCoreRef(const CoreRef& c, std::vector<double>* out,
                        std::vector<double>* scores) {
-  out->assign(c.B * c.T * c.Hq * c.D, 0.0);
-  scores->assign(c.B * c.Hq * c.T * c.S, 0.0);
-  std::vector<double> p(c.S);
-  const int64_t group = c.Hq / c.Hkv;
-  for (int64_t b = 0; b < c.B; ++b)
+  gqa::reference::AttentionCall a;
+  a.batch = c.B, a.q_len = c.T, a.kv_len = c.S;
+  a.q_heads = c.Hq, a.kv_heads = c.Hkv, a.head_dim = c.D;
+  a.scale = c.scale;
+  a.q.resize(static_cast<size_t>(c.B * c.T * c.Hq * c.D));
+  a.k.resize(static_cast<size_t>(c.B * c.S * c.Hkv * c.D));
+  a.v.resize(a.k.size());
+  a.mask.resize(static_cast<size_t>(c.B * c.Hq * c.T * c.S));
+  for (int64_t b = 0; b < c.B; ++b) {
+    for (int64_t t = 0; t < c.T; ++t)
+      for (int64_t h = 0; h < c.Hq; ++h)
+        for (int64_t d = 0; d < c.D; ++d)
+          a.q[((b * c.T + t) * c.Hq + h) * c.D + d] = c.q(b, t, h, d);
+    for (int64_t s = 0; s < c.S; ++s)
+      for (int64_t h = 0; h < c.Hkv; ++h)
+        for (int64_t d = 0; d < c.D; ++d) {
+          a.k[((b * c.S + s) * c.Hkv + h) * c.D + d] = c.k(b, s, h, d);
+          a.v[((b * c.S + s) * c.Hkv + h) * c.D + d] = c.v(b, s, h, d);
+        }
     for (int64_t u = 0; u < c.Hq; ++u)
-      for (int64_t t = 0; t < c.T; ++t) {
-        const int64_t g = u / group;
-        double mx = -INFINITY;
-        bool any = false;
-        for (int64_t s = 0; s < c.S; ++s) {
-          if (!c.allowed(b, u, t, s)) {
-            p[s] = NAN;  // marks "masked"
-            continue;
-          }
-          double x = 0;
-          for (int64_t d = 0; d < c.D; ++d)
-            x += c.q(b, t, u, d) * c.k(b, s, g, d);
-          p[s] = x * c.scale;
-          any = true;
-          mx = fmax(mx, p[s]);
-        }
-        double sum = 0;
+      for (int64_t t = 0; t < c.T; ++t)
         for (int64_t s = 0; s < c.S; ++s)
-          if (!isnan(p[s])) sum += (p[s] = exp(p[s] - mx));
-        for (int64_t s = 0; s < c.S; ++s) {
-          double w;
-          if (any) {
-            w = isnan(p[s]) ? 0.0 : p[s] / sum;
-          } else {
-            w = c.uniform_when_masked ? 1.0 / c.S : 0.0;
-          }
-          (*scores)[((b * c.Hq + u) * c.T + t) * c.S + s] = w;
-          if (w == 0.0) continue;
-          for (int64_t d = 0; d < c.D; ++d)
-            (*out)[((b * c.T + t) * c.Hq + u) * c.D + d] += w * c.v(b, s, g, d);
-        }
-      }
+          a.mask[((b * c.Hq + u) * c.T + t) * c.S + s] = c.allowed(b, u, t, s);
+  }
+  a.fully_masked_uniform = c.uniform_when_masked;
+  a.want_scores = true;
+  gqa::reference::AttentionResult r = gqa::reference::Attention(a);
+  *out = std::move(r.out);
+  *scores = std::move(r.scores);
 }
 
 }  // namespace gqa_fuzz

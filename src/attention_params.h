@@ -1,0 +1,80 @@
+// The attention core's descriptor (data only): what every front door fills
+// in after validating its own arguments, and what the plan and the kernels
+// read. Adding a core option starts here.
+#ifndef GQA_SRC_ATTENTION_PARAMS_H_
+#define GQA_SRC_ATTENTION_PARAMS_H_
+
+#include <stdint.h>
+
+namespace gqa {
+
+enum class ElemType : int { kF32 = 0, kF16 = 1 };
+
+// The core's descriptor: one masked, grouped attention over q/k/v as
+// strided views. Data only; the names follow gqa_attention_params
+// (include/gqa/attention.h) where the public API has the field. All
+// strides are in elements. Query head u reads kv head u / (Hq / Hkv).
+struct AttentionParams {
+  int64_t batch = 0;     // B
+  int64_t q_len = 0;     // T
+  int64_t kv_len = 0;    // S
+  int64_t q_heads = 0;   // Hq
+  int64_t kv_heads = 0;  // Hkv
+  int64_t head_dim = 0;  // D
+
+  // q: [B, T, Hq, D] viewed through strides (last axis contiguous).
+  const void* q = nullptr;
+  int64_t q_stride_batch = 0, q_stride_token = 0, q_stride_head = 0;
+  // k, v: [B, S, Hkv, D] viewed through strides (last axis contiguous).
+  const void* k = nullptr;
+  int64_t k_stride_batch = 0, k_stride_token = 0, k_stride_head = 0;
+  const void* v = nullptr;
+  int64_t v_stride_batch = 0, v_stride_token = 0, v_stride_head = 0;
+  ElemType q_type = ElemType::kF32;
+  ElemType kv_type = ElemType::kF32;
+
+  // out: [B, T, Hq, D] through strides, f32 or f16.
+  void* out = nullptr;
+  ElemType out_type = ElemType::kF32;
+  int64_t out_stride_batch = 0, out_stride_token = 0, out_stride_head = 0;
+
+  float scale = 1.0f;  // multiplies q.k
+
+  // Masks (nonzero = may attend); all optional, ANDed together.
+  bool causal = false;          // key s visible iff s <= t + position_offset
+  int64_t position_offset = 0;  // absolute position of query 0
+  // Per-batch position of query 0 [B] (KV-cache decoding); overrides
+  // position_offset when set.
+  const int64_t* position_offsets = nullptr;
+  // Ring KV cache: slot j of batch b holds the latest position p < L_b with
+  // p % ring_capacity == j, L_b = key_lengths[b] tokens written so far
+  // (kv_len == ring_capacity). 0: keys are positions 0..S-1.
+  int64_t ring_capacity = 0;
+  int64_t sliding_window = 0;  // 0: none; else |t + offset - s| < window
+  const int64_t* key_lengths = nullptr;  // [B]: keys >= length never seen
+  const uint8_t* query_mask = nullptr;   // [B, T] contiguous
+  const uint8_t* key_mask = nullptr;     // [B, S] contiguous
+  const uint8_t* key_mask2 = nullptr;    // [B, S] contiguous (second source)
+  // General mask read in place; stride 0 on a broadcast axis.
+  const uint8_t* mask = nullptr;
+  int64_t mask_stride_batch = 0, mask_stride_head = 0, mask_stride_query = 0,
+          mask_stride_key = 0;
+
+  // Rows with no allowed key: probabilities 1/S (true) or 0 (false).
+  bool fully_masked_uniform = false;
+
+  // Optional probabilities after masking, before dropout: [B, Hq, T, S]
+  // contiguous, in scores_type.
+  void* scores = nullptr;
+  ElemType scores_type = ElemType::kF32;
+
+  // Dropout on the probabilities (only when apply_dropout).
+  bool apply_dropout = false;
+  float dropout_rate = 0.0f;
+  const uint8_t* keep_mask = nullptr;  // [B, Hq, T, S] or null: seeded draw
+  uint64_t seed = 0;
+};
+
+}  // namespace gqa
+
+#endif  // GQA_SRC_ATTENTION_PARAMS_H_

@@ -1,0 +1,92 @@
+// The decode kernel's second pass, compiled once per Highway target: the
+// partial (max, sum, acc) of each key chunk merged in chunk order into the
+// output rows of one batch (fully masked and non-finite rows resolved here).
+
+#if defined(GQA_SRC_KERNELS_DECODE_MERGE_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef GQA_SRC_KERNELS_DECODE_MERGE_INL_H_
+#undef GQA_SRC_KERNELS_DECODE_MERGE_INL_H_
+#else
+#define GQA_SRC_KERNELS_DECODE_MERGE_INL_H_
+#endif
+
+#include <math.h>
+#include <stdint.h>
+
+#include "hwy/highway.h"
+#include "src/attention_core.h"
+#include "src/kernels/attention_common-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace gqa {
+namespace HWY_NAMESPACE {
+
+// Whether query t of batch b may attend any key (the masks of DecodeItem,
+// one key at a time: only for rows whose softmax sum came out 0).
+HWY_INLINE bool DecodeAnyAllowed(const AttentionParams& p, int64_t b,
+                                 int64_t t) {
+  const int64_t len = p.key_lengths ? p.key_lengths[b] : p.kv_len;
+  int64_t filled = len;
+  if (p.ring_capacity > 0 && filled > p.ring_capacity) filled = p.ring_capacity;
+  if (filled > p.kv_len) filled = p.kv_len;
+  const int64_t qpos = QueryPosition(p, b, t);
+  for (int64_t j = 0; j < filled; ++j) {
+    if (!KeyOpen(p, b, j)) continue;
+    const int64_t kpos = KeyPosition(p, b, j);
+    if (p.causal && kpos > qpos) continue;
+    if (p.sliding_window > 0 &&
+        (qpos - kpos >= p.sliding_window || kpos - qpos >= p.sliding_window))
+      continue;
+    return true;
+  }
+  return false;
+}
+
+// Merges the chunks of batch b in chunk order and writes its rows out.
+template <typename T>
+void DecodeMerge(const AttentionParams& p, const KernelPlan& plan, int64_t b,
+                 const float* partials, float* tmp) {
+  const int64_t R = plan.rows, Dp = plan.dim_padded, D = p.head_dim;
+  for (int64_t r = 0; r < R; ++r) {
+    // Chunk c: (m_c, l_c, acc_c = its weighted mean of V). l_c == 0: no
+    // allowed key in the chunk; NaN l_c: non-finite logits, kept NaN. The
+    // row is fully masked only when every l_c is 0 (l == 0 below).
+    auto part_of = [&](int64_t c) {
+      return partials + ((b * plan.splits + c) * R + r) * (Dp + 2);
+    };
+    float m = -INFINITY;
+    for (int64_t c = 0; c < plan.splits; ++c) {
+      const float* part = part_of(c);
+      if (part[1] != 0.0f && part[0] > m) m = part[0];
+    }
+    float l = 0.0f;
+    for (int64_t c = 0; c < plan.splits; ++c) {
+      const float* part = part_of(c);
+      if (part[1] != 0.0f) l += part[1] * expf(part[0] - m);
+    }
+    for (int64_t d = 0; d < D; ++d) tmp[d] = 0.0f;
+    if (l != 0.0f) {
+      const float inv = 1.0f / l;
+      for (int64_t c = 0; c < plan.splits; ++c) {
+        const float* part = part_of(c);
+        if (part[1] == 0.0f) continue;
+        const float w = part[1] * expf(part[0] - m) * inv;
+        for (int64_t d = 0; d < D; ++d) tmp[d] += part[2 + d] * w;
+      }
+    }
+    const int64_t u = r / p.q_len, t = r % p.q_len;
+    // l == 0 with an allowed key: all its logits are -inf (infinite q or k,
+    // or scale*q.k overflowing): NaN, as exp(-inf + inf).
+    if (l == 0.0f && DecodeAnyAllowed(p, b, t)) {
+      for (int64_t d = 0; d < D; ++d) tmp[d] = NAN;
+    } else if (l == 0.0f && p.fully_masked_uniform) {
+      UniformRow<T>(p, b, u, t, tmp);
+    }
+    StoreOutputRow(p, b, t, u, tmp);
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace gqa
+HWY_AFTER_NAMESPACE();
+
+#endif  // include guard per target

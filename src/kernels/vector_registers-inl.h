@@ -1,0 +1,57 @@
+// The size of the vector register file of the current Highway target: the
+// one fact every kernel's register tiles are derived from.
+//
+// A rule per architecture, not a list of target names, so that a target
+// added later gets the right answer without anyone editing a list:
+//   x86-64: the AVX-512 targets (HWY_AVX3 and every better one: AVX3_DL and
+//           newer) have 32 zmm registers; SSSE3, SSE4 and AVX2 have 16 xmm
+//           or ymm. x86-32 has 8 whatever the target.
+//   AArch64: 32 (NEON v0-v31; SVE z0-z31).
+//   ARMv7: 16 (q0-q15).
+//   SCALAR and EMU128 hold their "vectors" in the host's floating-point or
+//           vector registers (EMU128 is an array of 4 lanes the compiler
+//           keeps in registers): they get the count of the architecture
+//           they are compiled for by the same rule as the lines above, i.e.
+//           x86-64's baseline 16 and AArch64's 32.
+//   WASM: the engine maps SIMD values onto the host's registers, at least
+//           16 on every host it runs on: 16 (a 32-register tile would spill
+//           on x86-64 hosts).
+//   RVV: 32 vector registers. PPC (VSX): 64 registers, 32 of them Altivec.
+//   Anything else: 16, the safe side (a tile too small costs a little
+//           speed; one too large spills every accumulator).
+
+#if defined(GQA_SRC_KERNELS_VECTOR_REGISTERS_INL_H_) == \
+    defined(HWY_TARGET_TOGGLE)
+#ifdef GQA_SRC_KERNELS_VECTOR_REGISTERS_INL_H_
+#undef GQA_SRC_KERNELS_VECTOR_REGISTERS_INL_H_
+#else
+#define GQA_SRC_KERNELS_VECTOR_REGISTERS_INL_H_
+#endif
+
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace gqa {
+namespace HWY_NAMESPACE {
+
+#if HWY_ARCH_X86_64
+// Highway numbers x86 targets with smaller values for wider ISAs; SCALAR
+// and EMU128 are larger than every x86 target, so they count as 16.
+constexpr int kVectorRegisters = HWY_TARGET <= HWY_AVX3 ? 32 : 16;
+#elif HWY_ARCH_X86_32
+constexpr int kVectorRegisters = 8;
+#elif HWY_ARCH_ARM_A64
+constexpr int kVectorRegisters = 32;
+#elif HWY_ARCH_ARM_V7
+constexpr int kVectorRegisters = 16;
+#elif HWY_ARCH_RVV || HWY_ARCH_PPC
+constexpr int kVectorRegisters = 32;
+#else  // WASM and anything else
+constexpr int kVectorRegisters = 16;
+#endif
+
+}  // namespace HWY_NAMESPACE
+}  // namespace gqa
+HWY_AFTER_NAMESPACE();
+
+#endif  // include guard per target
