@@ -4,10 +4,10 @@
 #ifndef GQA_SRC_ATTENTION_CORE_H_
 #define GQA_SRC_ATTENTION_CORE_H_
 
+#include <pthreadpool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gqa/gqa.h"
 #include "src/attention_params.h"
 
 namespace gqa {

@@ -3,10 +3,9 @@
 #ifndef GQA_SRC_DENSE_F16_H_
 #define GQA_SRC_DENSE_F16_H_
 
+#include <pthreadpool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include "gqa/gqa.h"
 
 namespace gqa {
 
