@@ -30,7 +30,8 @@
 
 #include "hwy/highway.h"
 
-HWY_BEFORE_NAMESPACE();
+// No HWY_BEFORE_NAMESPACE: constants only (clang warns on a target
+// attribute region without functions).
 namespace gqa {
 namespace HWY_NAMESPACE {
 
@@ -52,6 +53,5 @@ constexpr int kVectorRegisters = 16;
 
 }  // namespace HWY_NAMESPACE
 }  // namespace gqa
-HWY_AFTER_NAMESPACE();
 
 #endif  // include guard per target
