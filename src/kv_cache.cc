@@ -15,8 +15,6 @@
 namespace gqa {
 namespace {
 
-size_t ElemSize(int32_t d) { return static_cast<size_t>(DtypeBytes(d)); }
-
 // Elements of each of k and v in a validated cache.
 int64_t CacheElements(const gqa_kv_cache& c) {
   return c.batch * c.capacity * c.kv_heads * c.head_dim;
@@ -153,8 +151,8 @@ gqa_status ValidateAppendTo(const gqa_kv_cache& cache, int64_t new_tokens,
     }
   }
   // The sources are read while the cache is written: no overlap.
-  const int64_t se = static_cast<int64_t>(ElemSize(src_dtype));
-  const int64_t ce = static_cast<int64_t>(ElemSize(c->dtype));
+  const int64_t se = DtypeBytes(src_dtype);
+  const int64_t ce = DtypeBytes(c->dtype);
   const ByteRange srcs[2] = {RangeOf(k_new, src_elems, se),
                              RangeOf(v_new, src_elems, se)};
   const int64_t cached = CacheElements(*c);
@@ -177,7 +175,8 @@ void AppendRows(gqa_kv_cache* c, int64_t new_tokens, const int64_t* counts,
                 int64_t src_row_stride) {
   const int64_t row = c->kv_heads * c->head_dim;
   const int64_t src_stride = src_row_stride > 0 ? src_row_stride : row;
-  const size_t src_elem = ElemSize(src_dtype), dst_elem = ElemSize(c->dtype);
+  const size_t src_elem = static_cast<size_t>(DtypeBytes(src_dtype)),
+               dst_elem = static_cast<size_t>(DtypeBytes(c->dtype));
   for (int64_t b = 0; b < c->batch; ++b) {
     const int64_t n = counts ? counts[b] : new_tokens;
     for (int64_t i = 0; i < n; ++i) {
