@@ -38,11 +38,24 @@ bool ParseInt(const char* s, long long lo, long long hi, long long* out) {
 
 }  // namespace
 
+std::vector<Shape> DecodePresets() {
+  std::vector<Shape> d;
+  for (const Shape& p : kPresets) {
+    if (p.decode) d.push_back(p);
+  }
+  return d;
+}
+
 const char kBenchUsage[] =
     "usage: gqa-bench [--preset P1|P2|P3|N1|L1|L2|D1|D2|D3]... [--batch N "
     "--q-heads N\n"
     "  --kv-heads N --head-dim N --q-len N --kv-len N [--causal]]\n"
-    "  [--dtype f32|f16] [--threads N] [--reps N] [--cold] [--json FILE]\n";
+    "  [--dtype f32|f16] [--threads N] [--reps N] [--cold] [--json FILE]\n"
+    "  [--cache [--block-tokens N] [--chunk N]] [--accuracy]\n"
+    "  --cache: the decode presets (or those named) through the v2 block\n"
+    "  cache in f32/f16/q8/q4, with and without rotation, T = 1 and 4, and\n"
+    "  a chunked prefill (T = S = 1024, D 128) against q8 and f16 caches;\n"
+    "  --accuracy: q8/q4 (+rotation) output error and softmax KL vs f32.\n";
 
 bool ParseBenchArgs(int argc, char** argv, Options* o, std::string* error) {
   Shape custom;
@@ -54,8 +67,12 @@ bool ParseBenchArgs(int argc, char** argv, Options* o, std::string* error) {
       {"--q-len", &custom.q_len},       {"--kv-len", &custom.kv_len}};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--causal" || a == "--cold") {
-      (a == "--cold" ? o->cold : custom.causal) = true;
+    if (a == "--causal" || a == "--cold" || a == "--cache" ||
+        a == "--accuracy") {
+      (a == "--cold"       ? o->cold
+       : a == "--cache"    ? o->cache
+       : a == "--accuracy" ? o->accuracy
+                           : custom.causal) = true;
       continue;
     }
     int64_t* dim = nullptr;
@@ -63,7 +80,8 @@ bool ParseBenchArgs(int argc, char** argv, Options* o, std::string* error) {
       if (a == d.first) dim = d.second;
     }
     if (!dim && a != "--preset" && a != "--dtype" && a != "--threads" &&
-        a != "--reps" && a != "--json") {
+        a != "--reps" && a != "--json" && a != "--block-tokens" &&
+        a != "--chunk") {
       *error = (a.empty() || a[0] != '-' ? "unexpected argument '"
                                          : "unknown option '") +
                a + "'";
@@ -104,6 +122,9 @@ bool ParseBenchArgs(int argc, char** argv, Options* o, std::string* error) {
     } else if (a == "--threads" || a == "--reps") {
       if (!number(a == "--threads" ? 1024 : 1000000, &n)) return false;
       (a == "--threads" ? o->threads : o->reps) = static_cast<int>(n);
+    } else if (a == "--block-tokens" || a == "--chunk") {
+      if (!number(a == "--chunk" ? int64_t{1} << 24 : 4096, &n)) return false;
+      (a == "--chunk" ? o->chunk : o->block_tokens) = n;
     } else {
       o->json = v;  // --json
     }
@@ -115,7 +136,8 @@ bool ParseBenchArgs(int argc, char** argv, Options* o, std::string* error) {
     return false;
   }
   if (have_custom) o->shapes.push_back(custom);
-  if (o->shapes.empty())
+  // --cache/--accuracy alone run only their own cases.
+  if (o->shapes.empty() && !o->cache && !o->accuracy)
     o->shapes.assign(std::begin(kPresets), std::end(kPresets));
   return true;
 }

@@ -28,7 +28,17 @@ struct Options {
   int reps = 5;
   bool cold = false;
   std::string json;
+  // --cache: the decode shapes (the D presets unless others are named)
+  // through the v2 block cache in every element type, T = 1 and 4, and the
+  // cache-prefill case; --accuracy: q8/q4 errors against the f32 cache.
+  bool cache = false;
+  bool accuracy = false;
+  int64_t block_tokens = 32;  // --block-tokens
+  int64_t chunk = 256;        // --chunk: prefill chunk (T of each attend)
 };
+
+// The decode presets D1, D2, D3.
+std::vector<Shape> DecodePresets();
 
 extern const char kBenchUsage[];
 

@@ -2,10 +2,12 @@
 // the whole Keras layer on its default cases; reports median/min time,
 // GFLOP/s, GB/s, % of the FMA peak and of the read bandwidth measured in the
 // same run, and the max error against the float64 reference; --json FILE
-// writes one record per case.
+// writes one record per case. --cache runs the KV cache v2 cases and
+// --accuracy its quantization errors (bench_block_cache.h).
 //
 //   gqa-bench                         all presets + layer cases
 //   gqa-bench --preset P2 --threads 2 one preset
+//   gqa-bench --cache --accuracy      the block cache: D1-D3 x f32/f16/q8/q4
 //   gqa-bench --batch 1 --q-heads 8 --kv-heads 2 --head-dim 64
 //             --q-len 512 --kv-len 512 --causal --dtype f16   (one line)
 #include <ctype.h>
@@ -21,7 +23,9 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_block_cache.h"
 #include "bench/bench_options.h"
+#include "bench/bench_util.h"
 #include "gqa/gqa.hpp"
 #include "platforms/machine_peak.h"
 #include "src/attention_core.h"
@@ -58,19 +62,6 @@ double Pairs(const Shape& s) {
   for (int64_t t = 0; t < s.q_len; ++t)
     n += static_cast<double>(std::min(t + 1, s.kv_len));
   return n;
-}
-
-std::vector<float> RandomFloats(size_t n, uint64_t seed, float lo, float hi) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = u(rng);
-  return v;
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 // Core: q [B,T,Hq,D], k/v [B,S,Hkv,D] token-major, out f32 [B,T,Hq,D].
@@ -318,30 +309,65 @@ int main(int argc, char** argv) {
     fprintf(stderr, "cannot allocate the 512 MiB bandwidth probe\n");
     return 1;
   }
-  double peak = MeasureFmaPeakGflops(pool);
-  double bw = ReadBandwidthGbps(probe, probe_n, pool);
+  // The read probe at every load width, with one thread and with the
+  // run's threads (the roof is the best width at the run's thread count).
+  Roofs roofs;
+  roofs.threads = o.threads;
+  roofs.peak_gflops = MeasureFmaPeakGflops(pool);
+  roofs.bw = MeasureReadBandwidth(probe, probe_n, pool);
+  roofs.bw_1t = pool ? MeasureReadBandwidth(probe, probe_n, nullptr) : roofs.bw;
   int probes = 1;
+  auto reprobe = [&]() {
+    roofs.peak_gflops = std::max(roofs.peak_gflops, MeasureFmaPeakGflops(pool));
+    roofs.bw.Merge(MeasureReadBandwidth(probe, probe_n, pool));
+    if (!pool) roofs.bw_1t = roofs.bw;
+    ++probes;
+  };
   printf("gqa-bench: target %s, %d thread(s), dtype %s%s\n",
          DispatchedTargetName(), o.threads, o.f16 ? "f16" : "f32",
          o.cold ? ", cold" : "");
   fflush(stdout);
   std::vector<Record> records;
   bool all_pass = true;
-  for (const Shape& s : o.shapes) {
-    Record r = s.layer ? BenchLayer(s, o, pool) : BenchCore(s, o, pool);
-    r.dtype = o.f16 ? "f16" : "f32";
+  std::vector<Shape> shapes = o.shapes;
+  // --cache: the core's f16 prefill of the cache-prefill shape is the
+  // baseline of the cache's chunked prefill.
+  if (o.cache) shapes.push_back(CachePrefillShape());
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const Shape& s = shapes[i];
+    const bool cache_baseline = o.cache && i + 1 == shapes.size();
+    Options so = o;
+    if (cache_baseline) so.f16 = true;
+    Record r = s.layer ? BenchLayer(s, so, pool) : BenchCore(s, so, pool);
+    r.dtype = so.f16 ? "f16" : "f32";
     r.threads = o.threads;
     all_pass = all_pass && r.pass;
     records.push_back(r);
-    peak = std::max(peak, MeasureFmaPeakGflops(pool));
-    bw = std::max(bw, ReadBandwidthGbps(probe, probe_n, pool));
-    ++probes;
+    reprobe();
   }
+  std::vector<CacheRecord> cache_records;
+  if (o.cache) {
+    const double core_f16_ms = records.empty() ? 0 : records.back().median_ms;
+    cache_records = BenchBlockCache(o, pool, core_f16_ms, reprobe);
+    for (const CacheRecord& r : cache_records) all_pass = all_pass && r.pass;
+  }
+  std::vector<AccuracyRecord> accuracy;
+  if (o.accuracy) accuracy = BenchAccuracy(o, pool);
   free(probe);
+  const double peak = roofs.peak_gflops, bw = roofs.bw.best_gbps;
   printf(
       "measured here (best of %d probes, before and after each case): FMA "
-      "peak %.1f GFLOP/s, read bandwidth %.1f GB/s\n",
-      probes, peak, bw);
+      "peak %.1f GFLOP/s, read bandwidth %.1f GB/s (%d-bit loads, %d "
+      "thread(s))\n",
+      probes, peak, bw, roofs.bw.best_bits, o.threads);
+  for (const ReadBandwidth* b : {&roofs.bw_1t, &roofs.bw}) {
+    if (b == &roofs.bw && !pool) break;
+    printf("  read bandwidth, %d thread(s), by load width:",
+           b == &roofs.bw ? o.threads : 1);
+    for (int w = 0; w < b->num_widths; ++w)
+      printf(" %d-bit %.1f GB/s%s", b->bits[w], b->gbps[w],
+             w + 1 < b->num_widths ? "," : "\n");
+  }
   // %bwcap: the highest %bw the FMA peak allows on this shape (its flops at
   // peak take longer than its bytes at full bandwidth where it is < 100%).
   printf("%-6s %-34s %9s %9s %8s %6s %7s %6s %6s %9s %s\n", "case", "shape",
@@ -356,12 +382,18 @@ int main(int argc, char** argv) {
              s.layer ? "layer " : "", (long long)s.batch, (long long)s.q_heads,
              (long long)s.kv_heads, (long long)s.head_dim, (long long)s.q_len,
              (long long)s.kv_len, s.causal ? " causal" : "");
+    // The cache-prefill baseline runs in f16 whatever --dtype says.
+    if (r.dtype != (o.f16 ? "f16" : "f32"))
+      snprintf(shape + strlen(shape), sizeof(shape) - strlen(shape), " %s",
+               r.dtype.c_str());
     printf(
         "%-6s %-34s %9.3f %9.3f %8.2f %5.1f%% %7.2f %5.1f%% %5.1f%% %9.2e %s\n",
         s.name.c_str(), shape, r.median_ms, r.min_ms, r.gflops,
         100 * r.gflops / peak, r.gbps, 100 * r.gbps / bw, 100 * BwCap(r),
         r.max_abs_err, r.pass ? "ok" : "FAIL");
   }
+  if (o.cache) PrintCacheTable(cache_records, roofs);
+  if (o.accuracy) PrintAccuracyTable(accuracy);
   if (pool) pthreadpool_destroy(pool);
   if (!o.json.empty()) {
     FILE* f = fopen(o.json.c_str(), "w");
@@ -370,11 +402,13 @@ int main(int argc, char** argv) {
       return 1;
     }
     fprintf(f, "[\n");
+    const std::string bw_json = ReadBandwidthJson(roofs);
+    bool first = true;
     for (size_t i = 0; i < records.size(); ++i) {
       const Record& r = records[i];
       fprintf(
           f,
-          "  {\"name\": \"%s\", \"kind\": \"%s\", \"batch\": %lld, "
+          "%s  {\"name\": \"%s\", \"kind\": \"%s\", \"batch\": %lld, "
           "\"q_heads\": %lld, "
           "\"kv_heads\": %lld, \"head_dim\": %lld, \"q_len\": %lld, "
           "\"kv_len\": %lld, "
@@ -383,18 +417,22 @@ int main(int argc, char** argv) {
           "%.4f, \"gbps\": %.4f, "
           "\"peak_gflops\": %.4f, \"peak_gbps\": %.4f, \"bw_cap\": %.4f, "
           "\"max_abs_err\": %.3e, "
-          "\"pass\": %s}%s\n",
-          r.shape.name.c_str(), r.shape.layer ? "layer" : "core",
-          (long long)r.shape.batch, (long long)r.shape.q_heads,
-          (long long)r.shape.kv_heads, (long long)r.shape.head_dim,
-          (long long)r.shape.q_len, (long long)r.shape.kv_len,
-          r.shape.causal ? "true" : "false", r.dtype.c_str(), r.threads,
+          "\"pass\": %s%s}",
+          first ? "" : ",\n", r.shape.name.c_str(),
+          r.shape.layer ? "layer" : "core", (long long)r.shape.batch,
+          (long long)r.shape.q_heads, (long long)r.shape.kv_heads,
+          (long long)r.shape.head_dim, (long long)r.shape.q_len,
+          (long long)r.shape.kv_len, r.shape.causal ? "true" : "false",
+          r.dtype.c_str(), r.threads,
           (o.cold || r.shape.decode) ? "true" : "false",
           r.shape.decode ? "true" : "false", r.median_ms, r.min_ms, r.gflops,
           r.gbps, r.peak_gflops, r.peak_gbps, BwCap(r), r.max_abs_err,
-          r.pass ? "true" : "false", i + 1 < records.size() ? "," : "");
+          r.pass ? "true" : "false", bw_json.c_str());
+      first = false;
     }
-    fprintf(f, "]\n");
+    WriteCacheJson(f, cache_records, roofs, &first);
+    WriteAccuracyJson(f, accuracy, &first);
+    fprintf(f, "\n]\n");
     fclose(f);
   }
   return all_pass ? 0 : 1;

@@ -1,5 +1,16 @@
-// gqa-conformance DIR...: runs golden cases (shared/golden format) through the
-// public C API and checks them; one line per case, then "N passed, M failed".
+// gqa-conformance DIR...: runs golden cases through the public C API and checks
+// them; one line per case, then "N passed, M failed, K skipped".
+//
+// Two formats, told apart per case by case.json: the Keras layer cases of
+// shared/golden (no "kind"; run through gqa_layer_*, line "NAME max_abs_err
+// E  pass|FAIL") and the LLM cases of shared/golden-llm (spec
+// shared/spec/llm-attention-semantics.md section 6, a "kind"; line
+// "PASS|FAIL|SKIP NAME: DETAIL"). Of the LLM kinds, `kv` runs through the KV
+// cache v2 API (include/gqa/block_cache.h) with --block-tokens tokens per
+// block; a kv case that needs what the API lacks (truncate/keep, a tree
+// mask, softcap/ALiBi/sinks, Dv != D), and the `attention` and `rope`
+// kinds, are skipped. --dtype applies to the Keras cases only (an LLM case
+// names its own dtypes).
 //
 // f16 (--dtype f16): inputs and weights are rounded to binary16 (relative
 // error up to 2^-11 each), products are accumulated in f32 and the output is
@@ -21,6 +32,7 @@
 #include <vector>
 
 #include "bench/golden_case.h"
+#include "bench/golden_llm.h"
 #include "src/reference/closeness.h"
 
 namespace {
@@ -28,10 +40,16 @@ namespace {
 constexpr double kF16Tolerance = 1e-2;
 
 constexpr const char kUsage[] =
-    "usage: gqa-conformance [--dtype f32|f16] [--threads N] DIR...\n"
-    "  DIR: a case folder (with case.json) or a folder of case folders\n"
-    "  --dtype    f32 (default) or f16\n"
-    "  --threads  1 to 1024 (default 1)\n";
+    "usage: gqa-conformance [--dtype f32|f16] [--threads N] [--block-tokens N]"
+    " DIR...\n"
+    "  DIR: a case folder (with case.json) or a folder of case folders, of\n"
+    "       shared/golden (Keras layer) or shared/golden-llm (LLM) format\n"
+    "  --dtype         f32 (default) or f16: the Keras layer cases' dtype\n"
+    "  --threads       1 to 1024 (default 1)\n"
+    "  --block-tokens  1 to 4096 (default 16): token slots per cache block\n"
+    "                  for the LLM kv cases\n"
+    "Prints one line per case and \"N passed, M failed, K skipped\"; exits 0\n"
+    "when none failed, 1 otherwise, 2 on a usage error.\n";
 
 // Prints "gqa-conformance: MESSAGE" and the usage to stderr; returns 2.
 int UsageError(const std::string& message) {
@@ -57,6 +75,33 @@ const char* NoCaseReason(const std::string& path) {
   return S_ISDIR(st.st_mode) ? "no case found" : "not a directory";
 }
 
+// Runs one case of the LLM format and prints its line; returns its outcome.
+gqa::LlmOutcome RunLlmCase(const std::string& dir, int64_t block_tokens,
+                           int threads) {
+  gqa::LlmCase c;
+  std::string error;
+  if (!gqa::LoadLlmCase(dir, &c, &error)) {
+    printf("FAIL %s: load error: %s\n", dir.c_str(), error.c_str());
+    return gqa::LlmOutcome::kFailed;
+  }
+  if (c.kind != "kv") {
+    printf("SKIP %s: kind %s is not run by this tool yet\n", c.name.c_str(),
+           c.kind.c_str());
+    return gqa::LlmOutcome::kSkipped;
+  }
+  const gqa::LlmResult r = gqa::RunKvCase(c, block_tokens, threads);
+  const char* tag = r.outcome == gqa::LlmOutcome::kPassed   ? "PASS"
+                    : r.outcome == gqa::LlmOutcome::kFailed ? "FAIL"
+                                                            : "SKIP";
+  std::string detail = r.message;
+  if (r.outcome == gqa::LlmOutcome::kSkipped &&
+      detail.rfind("skipped: ", 0) == 0) {
+    detail = detail.substr(9);
+  }
+  printf("%s %s: %s\n", tag, c.name.c_str(), detail.c_str());
+  return r.outcome;
+}
+
 const char* PolicyName(gqa_fully_masked_policy p) {
   return p == GQA_FULLY_MASKED_ZERO      ? "zero"
          : p == GQA_FULLY_MASKED_UNIFORM ? "uniform"
@@ -68,13 +113,15 @@ const char* PolicyName(gqa_fully_masked_policy p) {
 int main(int argc, char** argv) {
   gqa_dtype dtype = GQA_DTYPE_F32;
   int threads = 1;
+  int64_t block_tokens = 16;
   std::vector<std::string> paths;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
       fputs(kUsage, stdout);
       return 0;
-    } else if (arg == "--dtype" || arg == "--threads") {
+    } else if (arg == "--dtype" || arg == "--threads" ||
+               arg == "--block-tokens") {
       if (i + 1 >= argc) return UsageError(arg + " needs a value");
       const std::string v = argv[++i];
       long n = 0;
@@ -84,6 +131,12 @@ int main(int argc, char** argv) {
                             "' is not an integer in [1, 1024]");
         }
         threads = static_cast<int>(n);
+      } else if (arg == "--block-tokens") {
+        if (!ParseInt(v.c_str(), 1, 4096, &n)) {
+          return UsageError("--block-tokens: '" + v +
+                            "' is not an integer in [1, 4096]");
+        }
+        block_tokens = n;
       } else if (v == "f32" || v == "f16") {
         dtype = v == "f32" ? GQA_DTYPE_F32 : GQA_DTYPE_F16;
       } else {
@@ -99,7 +152,7 @@ int main(int argc, char** argv) {
   }
   if (paths.empty()) return UsageError("no DIR given");
 
-  int passed = 0, failed = 0;
+  int passed = 0, failed = 0, skipped = 0;
   for (const std::string& path : paths) {
     const std::vector<std::string> dirs = gqa::ListGoldenCaseDirs(path);
     if (dirs.empty()) {
@@ -107,6 +160,17 @@ int main(int argc, char** argv) {
       ++failed;
     }
     for (const std::string& dir : dirs) {
+      if (!gqa::LlmCaseKind(dir).empty()) {
+        const gqa::LlmOutcome o = RunLlmCase(dir, block_tokens, threads);
+        if (o == gqa::LlmOutcome::kPassed) {
+          ++passed;
+        } else if (o == gqa::LlmOutcome::kFailed) {
+          ++failed;
+        } else {
+          ++skipped;
+        }
+        continue;
+      }
       gqa::GoldenCase c;
       std::string error;
       if (!gqa::LoadGoldenCase(dir, &c, &error)) {
@@ -165,6 +229,6 @@ int main(int argc, char** argv) {
       ok ? ++passed : ++failed;
     }
   }
-  printf("%d passed, %d failed\n", passed, failed);
+  printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
   return failed == 0 ? 0 : 1;
 }

@@ -1,8 +1,8 @@
 // FMA peak and read bandwidth probes (see machine_peak.h), one Highway
-// dispatch each.
+// dispatch each (the read probe once per load width).
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "platforms/machine_peak.cc"
-#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "platforms/machine_peak.h"
 
 #include <pthreadpool.h>
 #include <stdint.h>
@@ -10,8 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
-#include "platforms/machine_peak.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace gqa {
@@ -53,19 +53,37 @@ HWY_NOINLINE double FmaChains(int64_t iters, float* sink) {
          static_cast<double>(iters);
 }
 
-HWY_NOINLINE float SumBytes(const float* p, size_t n) {
-  const hn::ScalableTag<float> df;
-  const size_t N = hn::Lanes(df);
-  auto s0 = hn::Zero(df), s1 = s0, s2 = s0, s3 = s0;
+// Sums n floats (n a multiple of 4 vectors of d) with four independent
+// accumulators: the loads, not the adds, bound it.
+template <class D>
+HWY_INLINE float SumFloats(D d, const float* p, size_t n) {
+  const size_t N = hn::Lanes(d);
+  auto s0 = hn::Zero(d), s1 = s0, s2 = s0, s3 = s0;
   size_t i = 0;
   for (; i + 4 * N <= n; i += 4 * N) {
-    s0 = hn::Add(s0, hn::LoadU(df, p + i));
-    s1 = hn::Add(s1, hn::LoadU(df, p + i + N));
-    s2 = hn::Add(s2, hn::LoadU(df, p + i + 2 * N));
-    s3 = hn::Add(s3, hn::LoadU(df, p + i + 3 * N));
+    s0 = hn::Add(s0, hn::LoadU(d, p + i));
+    s1 = hn::Add(s1, hn::LoadU(d, p + i + N));
+    s2 = hn::Add(s2, hn::LoadU(d, p + i + 2 * N));
+    s3 = hn::Add(s3, hn::LoadU(d, p + i + 3 * N));
   }
   return hn::GetLane(
-      hn::SumOfLanes(df, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
+      hn::SumOfLanes(d, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
+}
+
+// Load widths the probe tries: 0 the target's full vector, 1 at most 256
+// bits, 2 at most 128 bits (Capped tags: partial vectors where the target
+// is wider, e.g. SVE or AVX3; the same width again where it is not).
+HWY_NOINLINE float SumFloatsAtWidth(const float* p, size_t n, int which) {
+  if (which == 1) return SumFloats(hn::CappedTag<float, 8>(), p, n);
+  if (which == 2) return SumFloats(hn::CappedTag<float, 4>(), p, n);
+  return SumFloats(hn::ScalableTag<float>(), p, n);
+}
+
+int LoadBitsAtWidth(int which) {
+  size_t lanes = hn::Lanes(hn::ScalableTag<float>());
+  if (which == 1) lanes = hn::Lanes(hn::CappedTag<float, 8>());
+  if (which == 2) lanes = hn::Lanes(hn::CappedTag<float, 4>());
+  return static_cast<int>(lanes * 32);
 }
 
 const char* TargetNameImpl() { return hwy::TargetName(HWY_TARGET); }
@@ -78,7 +96,8 @@ HWY_AFTER_NAMESPACE();
 namespace gqa {
 
 HWY_EXPORT(FmaChains);
-HWY_EXPORT(SumBytes);
+HWY_EXPORT(SumFloatsAtWidth);
+HWY_EXPORT(LoadBitsAtWidth);
 HWY_EXPORT(TargetNameImpl);
 
 double NowSeconds() {
@@ -105,12 +124,13 @@ void PeakFn(void* ctx, size_t i) {
 struct ReadTask {
   const float* data;
   size_t per_thread;
+  int which;
   float sink[64];
 };
 void ReadFn(void* ctx, size_t i) {
   ReadTask* t = static_cast<ReadTask*>(ctx);
-  t->sink[i] = HWY_DYNAMIC_DISPATCH(SumBytes)(t->data + i * t->per_thread,
-                                              t->per_thread);
+  t->sink[i] = HWY_DYNAMIC_DISPATCH(SumFloatsAtWidth)(
+      t->data + i * t->per_thread, t->per_thread, t->which);
 }
 size_t Threads(pthreadpool_t pool) {
   size_t n = pool ? pthreadpool_get_threads_count(pool) : 1;
@@ -141,22 +161,52 @@ double MeasureFmaPeakGflops(pthreadpool_t pool) {
   return best * 1e-9;
 }
 
-double ReadBandwidthGbps(const float* data, size_t n, pthreadpool_t pool) {
+void ReadBandwidth::Merge(const ReadBandwidth& o) {
+  for (int w = 0; w < o.num_widths; ++w) {
+    int slot = 0;
+    while (slot < num_widths && bits[slot] != o.bits[w]) ++slot;
+    if (slot == num_widths) {
+      if (num_widths == kMaxReadWidths) continue;
+      bits[num_widths++] = o.bits[w];
+    }
+    if (o.gbps[w] > gbps[slot]) gbps[slot] = o.gbps[w];
+  }
+  for (int w = 0; w < num_widths; ++w) {
+    if (gbps[w] > best_gbps) best_gbps = gbps[w], best_bits = bits[w];
+  }
+}
+
+ReadBandwidth MeasureReadBandwidth(const float* data, size_t n,
+                                   pthreadpool_t pool, int passes) {
   const size_t threads = Threads(pool);
   ReadTask task{};
   task.data = data;
-  task.per_thread = n / threads;
-  double best = 0.0;
-  for (int rep = 0; rep < 5; ++rep) {
-    const double t0 = NowSeconds();
-    pthreadpool_parallelize_1d(pool, ReadFn, &task, threads, 0);
-    const double dt = NowSeconds() - t0;
-    const double gbps =
-        static_cast<double>(task.per_thread * threads * sizeof(float)) / dt *
-        1e-9;
-    if (gbps > best) best = gbps;
+  // A whole number of 4 x 512-bit steps per thread, so every width reads
+  // exactly the bytes counted.
+  task.per_thread = n / threads / 64 * 64;
+  const double bytes =
+      static_cast<double>(task.per_thread * threads * sizeof(float));
+  ReadBandwidth r;
+  for (int which = 0; which < kMaxReadWidths; ++which) {
+    const int bits = HWY_DYNAMIC_DISPATCH(LoadBitsAtWidth)(which);
+    if (r.num_widths > 0 && bits == r.bits[r.num_widths - 1]) continue;
+    task.which = which;
+    double best = 0.0;
+    for (int rep = 0; rep < passes; ++rep) {
+      const double t0 = NowSeconds();
+      pthreadpool_parallelize_1d(pool, ReadFn, &task, threads, 0);
+      const double gbps = bytes / (NowSeconds() - t0) * 1e-9;
+      if (gbps > best) best = gbps;
+    }
+    r.bits[r.num_widths] = bits;
+    r.gbps[r.num_widths++] = best;
+    if (best > r.best_gbps) r.best_gbps = best, r.best_bits = bits;
   }
-  return best;
+  return r;
+}
+
+double ReadBandwidthGbps(const float* data, size_t n, pthreadpool_t pool) {
+  return MeasureReadBandwidth(data, n, pool, 5).best_gbps;
 }
 
 float* AllocReadProbe(size_t bytes, size_t* n) {

@@ -8,7 +8,29 @@
 
 namespace gqa {
 
-enum class ElemType : int { kF32 = 0, kF16 = 1 };
+// Element types of q/k/v/out; kQ8 and kQ4 only for blocked K/V (KvBlocks).
+enum class ElemType : int { kF32 = 0, kF16 = 1, kQ8 = 2, kQ4 = 3 };
+
+// Blocked K/V (KV cache v2, include/gqa/block_cache.h documents the
+// format). Slot j of batch b, kv head g lives in pool block
+//   blk = pool + table[b * table_stride + j / block_tokens] * block_bytes
+// row r = j % block_tokens: its key codes at blk + k_codes + (r * Hkv + g)
+// * k_row_bytes, its f16 key scales at blk + k_scales + (r * Hkv + g) *
+// k_row_scales * 2 (values likewise, v_*). Codes are f32, f16, int8 (q8:
+// one scale per row) or 4-bit (q4: one scale per 32 elements; in each
+// group of 32, byte i holds element i low and i + 16 high, as code + 8).
+// The caller guarantees a valid block for every column that holds a slot
+// the call may read (slots below min(key_lengths[b], S)).
+struct KvBlocks {
+  const unsigned char* pool = nullptr;  // null: k/v are strided views
+  const int32_t* table = nullptr;       // [B][table_stride]
+  int64_t table_stride = 0;
+  int64_t block_tokens = 0;
+  int64_t block_bytes = 0;
+  int64_t k_codes = 0, k_scales = 0, v_codes = 0, v_scales = 0;
+  int64_t k_row_bytes = 0, v_row_bytes = 0;
+  int64_t k_row_scales = 0, v_row_scales = 0;
+};
 
 // The core's descriptor: one masked, grouped attention over q/k/v as
 // strided views. Data only; the names follow gqa_attention_params
@@ -32,6 +54,9 @@ struct AttentionParams {
   int64_t v_stride_batch = 0, v_stride_token = 0, v_stride_head = 0;
   ElemType q_type = ElemType::kF32;
   ElemType kv_type = ElemType::kF32;
+  // When kv_blocks.pool is set, k, v and their strides are unused: K/V
+  // are read from the blocks (kv_len = the cache's slots per sequence).
+  KvBlocks kv_blocks;
 
   // out: [B, T, Hq, D] through strides, f32 or f16.
   void* out = nullptr;

@@ -28,8 +28,10 @@ gqa_status CheckCacheMatches(const gqa_layer& L, const gqa_kv_cache& cache) {
   return GQA_STATUS_OK;
 }
 
-gqa_kv_attend_params AttendParams(const gqa_layer& L, int64_t T, const void* q,
-                                  void* out) {
+}  // namespace
+
+gqa_kv_attend_params CachedAttendParams(const gqa_layer& L, int64_t T,
+                                        const void* q, void* out) {
   gqa_kv_attend_params ap;
   memset(&ap, 0, sizeof(ap));
   ap.q_len = T;
@@ -44,20 +46,16 @@ gqa_kv_attend_params AttendParams(const gqa_layer& L, int64_t T, const void* q,
   return ap;
 }
 
-// The cached forward's workspace: projection regions for T new tokens,
-// then the attend's (its offsets and the core's).
-bool PlanCached(const gqa_layer& L, const gqa_kv_cache& cache, int64_t T,
-                const AttendPlan& attend, LayerPlan* plan) {
-  if (!PlanRegions(L, cache.batch, T, T, plan)) return false;
-  plan->need.slot = attend.need.slot;
-  return CheckedAdd(plan->need.fixed, attend.need.fixed, &plan->need.fixed) &&
+bool PlanCachedRegions(const gqa_layer& L, int64_t B, int64_t T,
+                       const WorkspaceNeed& attend, LayerPlan* plan) {
+  if (!PlanRegions(L, B, T, T, plan)) return false;
+  plan->need.slot = attend.slot;
+  return CheckedAdd(plan->need.fixed, attend.fixed, &plan->need.fixed) &&
          WorkspaceBytes(plan->need, 1) >= 0;
 }
 
-// Everything a cached forward checks before it writes: the call, the cache
-// (once), the append and the ring rule.
-gqa_status ValidateCached(const gqa_layer* L, const gqa_forward_args* args,
-                          const gqa_kv_cache* cache) {
+gqa_status ValidateCachedArgs(const gqa_layer* L,
+                              const gqa_forward_args* args) {
   gqa_status s = ValidateForward(L, args);
   if (s != GQA_STATUS_OK) return s;
   const gqa_forward_args& a = *args;
@@ -76,6 +74,18 @@ gqa_status ValidateCached(const gqa_layer* L, const gqa_forward_args* args,
         "a cached forward is causal inference: masks, scores and training "
         "are not taken");
   }
+  return GQA_STATUS_OK;
+}
+
+namespace {
+
+// Everything a cached forward checks before it writes: the call, the cache
+// (once), the append and the ring rule.
+gqa_status ValidateCached(const gqa_layer* L, const gqa_forward_args* args,
+                          const gqa_kv_cache* cache) {
+  gqa_status s = ValidateCachedArgs(L, args);
+  if (s != GQA_STATUS_OK) return s;
+  const gqa_forward_args& a = *args;
   if ((s = ValidateCache(cache)) != GQA_STATUS_OK) return s;
   if ((s = CheckCacheMatches(*L, *cache)) != GQA_STATUS_OK) return s;
   if (cache->batch != a.batch) {
@@ -122,9 +132,10 @@ gqa_status gqa_layer_cached_workspace_size(gqa_layer_t layer,
   s = gqa::ValidateShape(*layer, cache->batch, new_tokens, new_tokens);
   if (s != GQA_STATUS_OK) return s;
   const gqa::AttendPlan attend = gqa::PlanAttend(
-      *cache, gqa::AttendParams(*layer, new_tokens, nullptr, nullptr));
+      *cache, gqa::CachedAttendParams(*layer, new_tokens, nullptr, nullptr));
   gqa::LayerPlan plan;
-  if (!gqa::PlanCached(*layer, *cache, new_tokens, attend, &plan)) {
+  if (!gqa::PlanCachedRegions(*layer, cache->batch, new_tokens, attend.need,
+                              &plan)) {
     return Fail(GQA_STATUS_SIZE_OVERFLOW, "workspace size overflows");
   }
   return gqa::WorkspaceSizeFor(plan.need, max_threads, size_out);
@@ -138,9 +149,9 @@ gqa_status gqa_layer_forward_cached(gqa_layer_t L, const gqa_forward_args* args,
   const gqa_forward_args& a = *args;
   const int64_t T = a.query_len;
   const gqa::AttendPlan attend =
-      gqa::PlanAttend(*cache, gqa::AttendParams(*L, T, nullptr, nullptr));
+      gqa::PlanAttend(*cache, gqa::CachedAttendParams(*L, T, nullptr, nullptr));
   gqa::LayerPlan plan;
-  if (!gqa::PlanCached(*L, *cache, T, attend, &plan)) {
+  if (!gqa::PlanCachedRegions(*L, cache->batch, T, attend.need, &plan)) {
     return Fail(GQA_STATUS_SIZE_OVERFLOW, "workspace size overflows");
   }
   int64_t slots = 0;

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "gqa/gqa.h"
+#include "gqa/kv_cache.h"
 #include "src/attention_core.h"
 #include "src/operator.h"
 #include "src/projection.h"
@@ -66,6 +67,15 @@ gqa_status FitAndProject(const gqa_layer& L, const gqa_forward_args& a,
                          const LayerPlan& plan, void* workspace,
                          size_t workspace_size, pthreadpool_t pool,
                          int64_t* slots);
+// The cached forwards (v1 cache: layer_cached.cc, v2: layer_block_cached.cc)
+// share these: the call's own rules (value_len == query_len, no masks,
+// scores or training), the attend parameters of T new tokens, and the
+// workspace: projection regions for T tokens, then the attend's `need`.
+gqa_status ValidateCachedArgs(const gqa_layer* L, const gqa_forward_args* a);
+gqa_kv_attend_params CachedAttendParams(const gqa_layer& L, int64_t T,
+                                        const void* q, void* out);
+bool PlanCachedRegions(const gqa_layer& L, int64_t B, int64_t T,
+                       const WorkspaceNeed& attend, LayerPlan* plan);
 // 3. Gate and 4. output projection from the attn region: output [B*T, Fq].
 gqa_status Finish(const gqa_layer& L, const gqa_forward_args& a,
                   const LayerPlan& plan, unsigned char* ws, pthreadpool_t pool);

@@ -63,6 +63,8 @@ const char* gqa_status_name(gqa_status status) {
       return "GQA_STATUS_INVALID_ARGUMENT";
     case GQA_STATUS_CACHE_OVERFLOW:
       return "GQA_STATUS_CACHE_OVERFLOW";
+    case GQA_STATUS_BLOCK_MISSING:
+      return "GQA_STATUS_BLOCK_MISSING";
   }
   return "GQA_STATUS_UNKNOWN";
 }

@@ -226,4 +226,69 @@ TEST_CASE(
   }
 }
 
+TEST_CASE(
+    "block cache append, attend, read and the layer over it allocate "
+    "nothing") {
+  const int64_t B = 2, cap = 600, Hq = 8, Hkv = 2, D = 32, F = 24;
+  for (int32_t dtype :
+       {GQA_DTYPE_F32, GQA_DTYPE_F16, GQA_DTYPE_Q8, GQA_DTYPE_Q4}) {
+    gqa_block_cache cache{};
+    cache.config.batch = B, cache.config.kv_heads = Hkv;
+    cache.config.head_dim = D, cache.config.capacity = cap;
+    cache.config.block_tokens = 32, cache.config.dtype = dtype;
+    cache.config.flags = GQA_BLOCK_CACHE_ROTATE;
+    gqa_block_cache_layout l{};
+    REQUIRE(gqa_block_cache_layout_of(&cache.config, &l) == GQA_STATUS_OK);
+    std::vector<int32_t> table(B * l.table_columns);
+    for (size_t i = 0; i < table.size(); ++i) table[i] = int32_t(i);
+    std::vector<int64_t> lengths(B, 0);
+    gqa::Workspace blocks(table.size() * l.block_bytes);
+    cache.blocks = blocks.data(), cache.num_blocks = int64_t(table.size());
+    cache.block_table = table.data(), cache.lengths = lengths.data();
+    std::vector<float> kn(B * 3 * Hkv * D, 0.5f), q(B * 3 * Hq * D, 0.25f),
+        out(q.size()), row(D), row2(D);
+    gqa_kv_attend_params ap;
+    memset(&ap, 0, sizeof(ap));
+    ap.q_len = 3, ap.q_heads = Hq, ap.q = q.data(), ap.out = out.data();
+    size_t bytes = 0;
+    REQUIRE(gqa_block_cache_attend_workspace_size(&cache, &ap, 2, &bytes) ==
+            GQA_STATUS_OK);
+    gqa::Workspace ws(bytes);
+    pthreadpool_t pool = pthreadpool_create(2);
+    for (int step = 0; step < 100; ++step) {
+      const long before = g_allocs.load();
+      CHECK(gqa_block_cache_append(&cache, 3, nullptr, kn.data(), kn.data(),
+                                   GQA_DTYPE_F32) == GQA_STATUS_OK);
+      CHECK(gqa_block_cache_attend(&cache, &ap, ws.data(), ws.size(),
+                                   step % 2 ? pool : nullptr) == GQA_STATUS_OK);
+      CHECK(gqa_block_cache_read(&cache, 1, step, 1, row.data(), row2.data()) ==
+            GQA_STATUS_OK);
+      CHECK(g_allocs.load() - before == 0);
+    }
+    lengths.assign(B, 0);
+    gqa_layer_config c;
+    gqa_layer_config_init(&c, D, Hq, Hkv, F, F);
+    std::vector<float> wq(F * Hq * D, 0.f), wkv(F * Hkv * D, 0.f),
+        wo(Hq * D * F, 0.f);
+    c.use_bias = 0;
+    gqa_layer_weights w{wq.data(), nullptr, wkv.data(), nullptr,   wkv.data(),
+                        nullptr,   nullptr, nullptr,    wo.data(), nullptr};
+    gqa::Layer layer;
+    REQUIRE(gqa::Layer::Create(c, w, &layer).ok());
+    REQUIRE(layer.CachedWorkspaceSize(cache, 1, &bytes, 2).ok());
+    gqa::Workspace lws(bytes);
+    std::vector<float> x(B * F, 0.f), y(B * F);
+    gqa_forward_args a{};
+    a.batch = B, a.query_len = 1, a.value_len = 1, a.query = a.value = x.data();
+    a.output = y.data();
+    for (int step = 0; step < 50; ++step) {
+      const long before = g_allocs.load();
+      CHECK(
+          layer.ForwardCached(a, &cache, lws, step % 2 ? pool : nullptr).ok());
+      CHECK(g_allocs.load() - before == 0);
+    }
+    pthreadpool_destroy(pool);
+  }
+}
+
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include "doctest/doctest.h"
 #include "gqa/attention.h"
+#include "gqa/block_cache.h"
 #include "gqa/gqa.h"
 #include "gqa/kv_cache.h"
 #include "src/debug_hook.h"
@@ -149,6 +150,51 @@ TEST_CASE("lifecycle: a KV attend and a cached decode step plan once") {
     {
       Counting c;
       REQUIRE(gqa_kv_cache_attend(&cache, &ap, ws, bytes, nullptr) ==
+              GQA_STATUS_OK);
+      CHECK(g_plans == 1);
+      CHECK(g_cache_validations == 1);
+    }
+    // The v2 cache: a cached decode step of the layer, and its attend.
+    gqa_block_cache bc;
+    memset(&bc, 0, sizeof(bc));
+    bc.config.batch = B, bc.config.kv_heads = Hkv, bc.config.head_dim = D;
+    bc.config.capacity = C, bc.config.block_tokens = 16;
+    bc.config.dtype = GQA_DTYPE_Q8;
+    gqa_block_cache_layout l;
+    REQUIRE(gqa_block_cache_layout_of(&bc.config, &l) == GQA_STATUS_OK);
+    std::vector<int32_t> table(B * l.table_columns);
+    for (size_t i = 0; i < table.size(); ++i) table[i] = int32_t(i);
+    std::vector<unsigned char> pool_buf;
+    bc.blocks = Align64(pool_buf, table.size() * l.block_bytes);
+    bc.num_blocks = int64_t(table.size());
+    bc.block_table = table.data();
+    lengths.assign(B, 0);
+    bc.lengths = lengths.data();
+    for (int64_t step = 0; step < 3; ++step) {
+      gqa_forward_args a;
+      memset(&a, 0, sizeof(a));
+      a.batch = B, a.query_len = 1, a.value_len = 1;
+      a.query = x.data(), a.value = x.data(), a.output = out.data();
+      {
+        Counting c;
+        REQUIRE(gqa_layer_block_cached_workspace_size(layer, &bc, 1, 2,
+                                                      &bytes) == GQA_STATUS_OK);
+        CHECK(g_plans == 1);
+        CHECK(g_cache_validations == 1);
+      }
+      ws = Align64(buf, bytes);
+      Counting c;
+      REQUIRE(gqa_layer_forward_block_cached(layer, &a, &bc, ws, bytes,
+                                             nullptr) == GQA_STATUS_OK);
+      CHECK(g_plans == 1);
+      CHECK(g_cache_validations == 1);
+    }
+    REQUIRE(gqa_block_cache_attend_workspace_size(&bc, &ap, 1, &bytes) ==
+            GQA_STATUS_OK);
+    ws = Align64(buf, bytes);
+    {
+      Counting c;
+      REQUIRE(gqa_block_cache_attend(&bc, &ap, ws, bytes, nullptr) ==
               GQA_STATUS_OK);
       CHECK(g_plans == 1);
       CHECK(g_cache_validations == 1);

@@ -69,12 +69,16 @@ typedef enum gqa_status {
   GQA_STATUS_BACKEND_FAILURE = 15,      /* XNNPACK reported an error */
   GQA_STATUS_MISSING_WEIGHT = 16,       /* a weight the config needs is NULL */
   GQA_STATUS_INVALID_ARGUMENT = 17,     /* anything else, see the message */
-  GQA_STATUS_CACHE_OVERFLOW = 18        /* a KV cache append past capacity */
+  GQA_STATUS_CACHE_OVERFLOW = 18,       /* a KV cache append past capacity */
+  GQA_STATUS_BLOCK_MISSING = 19 /* a block-table column a call needs is -1 */
 } gqa_status;
 
 typedef enum gqa_dtype {
   GQA_DTYPE_F32 = 0,
-  GQA_DTYPE_F16 = 1 /* IEEE binary16 storage, float32 arithmetic */
+  GQA_DTYPE_F16 = 1, /* IEEE binary16 storage, float32 arithmetic */
+  /* KV cache v2 element types only (gqa/block_cache.h): */
+  GQA_DTYPE_Q8 = 2, /* int8 codes, one f16 scale per row */
+  GQA_DTYPE_Q4 = 3  /* 4-bit codes, one f16 scale per 32 elements */
 } gqa_dtype;
 
 /* What a query row with no allowed key produces (spec section 4). */

@@ -1,9 +1,9 @@
 // gqa C++ API: RAII and Status over the C ABI of gqa.h, attention.h and
 // kv_cache.h, one class a level: Layer (the Keras layer, plain and cached
-// forward), Attention (the core over pre-projected q/k/v) and KvCache (a
-// cache in caller memory: append, attend). Header-only, so the shared
-// library exports only C symbols. Thread safety is that of the C objects
-// (see the C headers).
+// forward), Attention (the core over pre-projected q/k/v), KvCache (a
+// cache in caller memory: append, attend) and BlockCache (KV cache v2).
+// Header-only, so the shared library exports only C symbols. Thread safety is
+// that of the C objects (see the C headers).
 #ifndef GQA_GQA_HPP_
 #define GQA_GQA_HPP_
 
@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "gqa/attention.h"
+#include "gqa/block_cache.h"
 #include "gqa/gqa.h"
 #include "gqa/kv_cache.h"
 
@@ -134,6 +135,18 @@ class Layer {
     return ForwardCached(args, cache, workspace.data(), workspace.size(),
                          threadpool);
   }
+  // The same over a KV cache v2 (gqa_layer_forward_block_cached).
+  Status CachedWorkspaceSize(const gqa_block_cache& cache, int64_t new_tokens,
+                             size_t* bytes, int64_t max_threads = 1) const {
+    return Status(gqa_layer_block_cached_workspace_size(
+        handle_, &cache, new_tokens, max_threads, bytes));
+  }
+  Status ForwardCached(const gqa_forward_args& args, gqa_block_cache* cache,
+                       const Workspace& workspace,
+                       pthreadpool_t threadpool = nullptr) const {
+    return Status(gqa_layer_forward_block_cached(
+        handle_, &args, cache, workspace.data(), workspace.size(), threadpool));
+  }
 
   gqa_layer_t handle() const { return handle_; }
   explicit operator bool() const { return handle_ != nullptr; }
@@ -206,6 +219,56 @@ class KvCache {
 
  private:
   gqa_kv_cache cache_{};
+};
+
+// A KV cache v2 in caller memory (gqa/block_cache.h): blocks, block table
+// and lengths stay the caller's and must outlive it.
+class BlockCache {
+ public:
+  BlockCache() = default;
+  explicit BlockCache(const gqa_block_cache& cache) : cache_(cache) {}
+
+  // The layout of a configuration (block bytes, table columns, offsets).
+  static Status Layout(const gqa_block_cache_config& config,
+                       gqa_block_cache_layout* layout) {
+    return Status(gqa_block_cache_layout_of(&config, layout));
+  }
+  // Appends [B, new_tokens, Hkv, D] keys and [.., Dv] values in src_dtype;
+  // counts [B] takes fewer tokens from some batches (ragged), or nullptr.
+  Status Append(int64_t new_tokens, const void* k_new, const void* v_new,
+                int32_t src_dtype = GQA_DTYPE_F32,
+                const int64_t* counts = nullptr) {
+    return Status(gqa_block_cache_append(&cache_, new_tokens, counts, k_new,
+                                         v_new, src_dtype));
+  }
+  Status AttendWorkspaceSize(const gqa_kv_attend_params& params, size_t* bytes,
+                             int64_t max_threads = 1) const {
+    return Status(gqa_block_cache_attend_workspace_size(&cache_, &params,
+                                                        max_threads, bytes));
+  }
+  // The newest params.q_len tokens of each batch attend to the cache.
+  Status Attend(const gqa_kv_attend_params& params, void* workspace,
+                size_t workspace_size,
+                pthreadpool_t threadpool = nullptr) const {
+    return Status(gqa_block_cache_attend(&cache_, &params, workspace,
+                                         workspace_size, threadpool));
+  }
+  Status Attend(const gqa_kv_attend_params& params, const Workspace& workspace,
+                pthreadpool_t threadpool = nullptr) const {
+    return Attend(params, workspace.data(), workspace.size(), threadpool);
+  }
+  // The stored rows of a held token, dequantized to f32.
+  Status Read(int64_t batch, int64_t position, int64_t head, float* k_row,
+              float* v_row) const {
+    return Status(
+        gqa_block_cache_read(&cache_, batch, position, head, k_row, v_row));
+  }
+
+  gqa_block_cache* get() { return &cache_; }
+  const gqa_block_cache& descriptor() const { return cache_; }
+
+ private:
+  gqa_block_cache cache_{};
 };
 
 }  // namespace gqa

@@ -24,6 +24,7 @@
 #include "hwy/highway.h"
 #include "src/attention_core.h"
 #include "src/half.h"
+#include "src/kernels/dequant-inl.h"
 #include "src/kernels/half_load-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -90,6 +91,19 @@ HWY_INLINE void RowToF32(DF df, const uint16_t* src, float* dst, int64_t n) {
   int64_t i = 0;
   for (; i + N <= n; i += N) hn::StoreU(LoadF16AsF32(df, src + i), df, dst + i);
   for (; i < n; ++i) dst[i] = HalfToFloat(src[i]);
+}
+
+// dst[0, n) = a blocked K/V row as f32, whatever its element type.
+template <typename T, class DF>
+HWY_INLINE void BlockedRowToF32(DF df, const KvRowRef& row, float* dst,
+                                int64_t n) {
+  if constexpr (hwy::IsSame<T, KvQ8>()) {
+    DequantRowQ8(row.codes, row.scales, dst, n);
+  } else if constexpr (hwy::IsSame<T, KvQ4>()) {
+    DequantRowQ4(row.codes, row.scales, dst, n);
+  } else {
+    RowToF32(df, reinterpret_cast<const T*>(row.codes), dst, n);
+  }
 }
 
 // exp(x) as hn::Exp (x <= 88), but NaN stays NaN (hn::Exp returns 0 for
@@ -179,8 +193,12 @@ void UniformRow(const AttentionParams& p, int64_t b, int64_t u, int64_t t,
                 float* o) {
   const int64_t D = p.head_dim, S = p.kv_len;
   const int64_t g = u / (p.q_heads / p.kv_heads);
-  const T* v =
-      static_cast<const T*>(p.v) + b * p.v_stride_batch + g * p.v_stride_head;
+  // Blocked K/V: slots past the ones written (past min(key_lengths[b], S))
+  // have no block to read; they weigh in as zero rows.
+  int64_t readable = S;
+  if (p.kv_blocks.pool != nullptr && p.key_lengths != nullptr &&
+      p.key_lengths[b] < S)
+    readable = p.key_lengths[b];
   const uint64_t base = ScoreRow(p, b, u, t);
   const float uniform = 1.0f / static_cast<float>(S);
   const float keep_scale =
@@ -195,9 +213,15 @@ void UniformRow(const AttentionParams& p, int64_t b, int64_t u, int64_t t,
       w = keep ? w * keep_scale : 0.0f;
     }
     if (p.scores) StoreScore(p, base + j, uniform);
-    if (w == 0.0f) continue;
-    const T* vr = v + j * p.v_stride_token;
-    for (int64_t d = 0; d < D; ++d) o[d] += w * ToF32<T>(vr[d]);
+    if (w == 0.0f || j >= readable) continue;
+    if (p.kv_blocks.pool != nullptr) {
+      const KvRowRef vr = BlockedRow(p, true, b, j, g);
+      for (int64_t d = 0; d < D; ++d) o[d] += w * BlockedElement<T>(vr, d);
+    } else if constexpr (!IsKvCodes<T>()) {
+      const T* vr = static_cast<const T*>(p.v) + b * p.v_stride_batch +
+                    g * p.v_stride_head + j * p.v_stride_token;
+      for (int64_t d = 0; d < D; ++d) o[d] += w * ToF32<T>(vr[d]);
+    }
   }
 }
 

@@ -41,6 +41,7 @@
 #include "hwy/highway.h"
 #include "src/attention_core.h"
 #include "src/kernels/attention_common-inl.h"
+#include "src/kernels/decode_blocks-inl.h"
 #include "src/kernels/decode_merge-inl.h"
 #include "src/kernels/decode_micro_kernels-inl.h"
 #include "src/kernels/decode_plan-inl.h"
@@ -50,82 +51,9 @@ namespace gqa {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// Rows [0, keys) of a block, all heads, converted to f32 and zero padded:
-// dst [Bk][Hkv][Dp] (the path for head dims that whole vectors do not tile).
-template <typename T>
-HWY_INLINE void PackBlock(const T* src, int64_t key_stride, int64_t head_stride,
-                          int64_t keys, int64_t H, int64_t D, int64_t Dp,
-                          float* dst) {
-  const hn::ScalableTag<float> df;
-  for (int64_t jj = 0; jj < keys; ++jj) {
-    for (int64_t g = 0; g < H; ++g) {
-      float* row = dst + (jj * H + g) * Dp;
-      RowToF32(df, src + jj * key_stride + g * head_stride, row, D);
-      for (int64_t d = D; d < Dp; ++d) row[d] = 0.0f;
-    }
-  }
-}
-
-// One block of keys [j0, j0 + keys): q.k key by key, all heads in memory
-// order -> quads part[jj][tile].
-template <class DF, typename TR>
-HWY_INLINE void DecodeBlockQk(DF df, const DecodeScratch& sc,
-                              const DecodeShape& sh, int64_t rows_per_group,
-                              int64_t Dp, const TR* k, int64_t ks, int64_t kh,
-                              int64_t keys, int64_t nv,
-                              const unsigned char* v_prefetch,
-                              int64_t v_key_bytes, int64_t v_head_bytes,
-                              int64_t v_row_bytes) {
-  // This block's V rows are prefetched, in memory order, for the p.v pass
-  // (its reads go head by head, an order the hardware prefetchers miss).
-  // Where a key's V rows are contiguous, the prefetches are spread evenly
-  // over the key's q.k steps, a few lines per step (measured: ~10% faster
-  // on D1 than issuing them all before the key's q.k); otherwise they go
-  // head by head before it. (A prefetch past the wanted rows is harmless.)
-  const int64_t qk_steps = (sh.tiles + 1) / 2 * nv;
-  const int pf_lines =
-      (v_prefetch != nullptr && v_head_bytes == v_row_bytes)
-          ? static_cast<int>((sh.heads * v_row_bytes / 64 + qk_steps - 1) /
-                             qk_steps)
-          : 0;
-  for (int64_t jj = 0; jj < keys; ++jj) {
-    const unsigned char* pf =
-        pf_lines ? v_prefetch + jj * v_key_bytes : nullptr;
-    if (v_prefetch != nullptr && pf_lines == 0) {
-      for (int64_t g = 0; g < sh.heads; ++g) {
-        const unsigned char* vr =
-            v_prefetch + jj * v_key_bytes + g * v_head_bytes;
-        for (int64_t off = 0; off < v_row_bytes; off += 64)
-          hwy::Prefetch(vr + off);
-      }
-    }
-    float* quads = sc.part + jj * sh.quads_padded * sh.quad_floats;
-    // Tiles in memory order (head g, then tile t), two at a time; (g, t)
-    // advance by counting, not by a division per tile (D2 in L2: +3%).
-    int64_t g = 0, t = 0;
-    for (int64_t tile = 0; tile < sh.tiles; tile += 2) {
-      int64_t rows[2] = {0, 0};
-      const TR* krow[2] = {nullptr, nullptr};
-      const float* q[2] = {nullptr, nullptr};
-      for (int64_t e = 0; e < 2 && tile + e < sh.tiles; ++e) {
-        const int64_t r0 = g * rows_per_group + t * kDecodeTileRows;
-        const int64_t left = (g + 1) * rows_per_group - r0;
-        rows[e] = left < kDecodeTileRows ? left : kDecodeTileRows;
-        krow[e] = k + jj * ks + g * kh;
-        q[e] = sc.q + r0 * Dp;
-        if (++t == sh.tiles_per_head) {
-          t = 0;
-          ++g;
-        }
-      }
-      QkTiles(df, rows[0], rows[1], q[0], q[1] ? q[1] : q[0], Dp, krow[0],
-              krow[1] ? krow[1] : krow[0], nv, quads + tile * sh.quad_floats,
-              quads + (tile + 1) * sh.quad_floats, pf, pf_lines);
-    }
-  }
-}
-
-template <typename TQ, typename T>
+// T: float, uint16_t (strided, or blocked when kBlocked), KvQ8, KvQ4
+// (blocked only).
+template <typename TQ, typename T, bool kBlocked>
 void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
                 const DecodeScratch& sc, float* partials) {
   const hn::ScalableTag<float> df;
@@ -186,21 +114,40 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
   const int64_t chunk_lo = split * plan.split_keys;
   if (lo < chunk_lo) lo = chunk_lo;
   if (hi > chunk_lo + plan.split_keys) hi = chunk_lo + plan.split_keys;
-  const T* k = static_cast<const T*>(p.k) + b * p.k_stride_batch;
-  const T* v = static_cast<const T*>(p.v) + b * p.v_stride_batch;
+  // Where the block's rows are read in place (f32 / f16): base pointers
+  // and strides in elements; blocked ones point into the cache block.
+  using TR = typename KvReadType<T>::type;
+  const int64_t e = static_cast<int64_t>(sizeof(TR));
+  const int64_t kh = kBlocked ? p.kv_blocks.k_row_bytes / e : p.k_stride_head;
+  const int64_t vh = kBlocked ? p.kv_blocks.v_row_bytes / e : p.v_stride_head;
+  const int64_t ks = kBlocked ? H * kh : p.k_stride_token;
+  const int64_t vs = kBlocked ? H * vh : p.v_stride_token;
+  const int64_t block_tokens = kBlocked ? p.kv_blocks.block_tokens : 1;
+  const TR* k = nullptr;
+  const TR* v = nullptr;
+  if constexpr (!kBlocked) {
+    k = static_cast<const T*>(p.k) + b * p.k_stride_batch;
+    v = static_cast<const T*>(p.v) + b * p.v_stride_batch;
+  }
   const V neg_inf = hn::Set(df, -INFINITY);
   const V zero = hn::Zero(df);
   const V one = hn::Set(df, 1.0f);
   const V window = hn::Set(df, static_cast<float>(p.sliding_window));
   // Rows are read in place when whole vectors tile the head dim; otherwise
   // each block is packed to f32 with zero padding.
-  const bool in_place = D % N == 0;
+  const bool in_place = D % N == 0 && !IsKvCodes<T>();
   const int64_t nv = Dp / N;
   const int64_t Bk = plan.keys_per_tile;
-  const int64_t v_row_bytes = D * static_cast<int64_t>(sizeof(T));
+  const int64_t v_row_bytes = D * static_cast<int64_t>(sizeof(TR));
 
-  for (int64_t j0 = lo; j0 < hi; j0 += Bk) {
-    const int64_t keys = hi - j0 < Bk ? hi - j0 : Bk;
+  for (int64_t j0 = lo, next = lo; j0 < hi; j0 = next) {
+    // Blocked f32 / f16 rows are read in place: a block never straddles
+    // two cache blocks. (q8 / q4 rows are dequantized row by row.)
+    const int64_t cut =
+        kBlocked && !IsKvCodes<T>() ? block_tokens - j0 % block_tokens : Bk;
+    const int64_t room = cut < Bk ? cut : Bk;
+    const int64_t keys = hi - j0 < room ? hi - j0 : room;
+    next = j0 + keys;
     bool any_key = false, all_ok = true;
     int64_t min_kpos = INT64_MAX, max_kpos = INT64_MIN;
     for (int64_t jj = 0; jj < keys; ++jj) {
@@ -220,16 +167,28 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
     const bool mask_window =
         p.sliding_window > 0 && (max_qpos - min_kpos >= p.sliding_window ||
                                  max_kpos - min_qpos >= p.sliding_window);
-    const T* kb = k + j0 * p.k_stride_token;
-    const T* vb = v + j0 * p.v_stride_token;
-    if (in_place) {
-      DecodeBlockQk(
-          df, sc, sh, rows_per_group, Dp, kb, p.k_stride_token, p.k_stride_head,
-          keys, nv, reinterpret_cast<const unsigned char*>(vb),
-          p.v_stride_token * static_cast<int64_t>(sizeof(T)),
-          p.v_stride_head * static_cast<int64_t>(sizeof(T)), v_row_bytes);
+    const TR* kb = nullptr;
+    const TR* vb = nullptr;
+    if constexpr (!kBlocked) {
+      kb = k + j0 * ks;
+      vb = v + j0 * vs;
+    } else if constexpr (!IsKvCodes<T>()) {
+      const unsigned char* blk = KvBlockOf(p.kv_blocks, b, j0);
+      const int64_t row = j0 % block_tokens;
+      kb = reinterpret_cast<const TR*>(blk + p.kv_blocks.k_codes) + row * ks;
+      vb = reinterpret_cast<const TR*>(blk + p.kv_blocks.v_codes) + row * vs;
+    }
+    if (IsKvCodes<T>()) {
+      DequantBlock<T>(p, false, b, j0, keys, Dp, sc.kb);
+      DecodeBlockQk(df, sc, sh, rows_per_group, Dp,
+                    static_cast<const float*>(sc.kb), H * Dp, Dp, keys, nv,
+                    nullptr, 0, 0, 0);
+    } else if (in_place) {
+      DecodeBlockQk(df, sc, sh, rows_per_group, Dp, kb, ks, kh, keys, nv,
+                    reinterpret_cast<const unsigned char*>(vb), vs * e, vh * e,
+                    v_row_bytes);
     } else {
-      PackBlock(kb, p.k_stride_token, p.k_stride_head, keys, H, D, Dp, sc.kb);
+      PackBlock(kb, ks, kh, keys, H, D, Dp, sc.kb);
       DecodeBlockQk(df, sc, sh, rows_per_group, Dp,
                     static_cast<const float*>(sc.kb), H * Dp, Dp, keys, nv,
                     nullptr, 0, 0, 0);
@@ -302,10 +261,13 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
         }
       }
     };
-    if (in_place) {
-      pv(vb, p.v_stride_token, p.v_stride_head);
+    if (IsKvCodes<T>()) {
+      DequantBlock<T>(p, true, b, j0, keys, Dp, sc.vb);
+      pv(static_cast<const float*>(sc.vb), H * Dp, Dp);
+    } else if (in_place) {
+      pv(vb, vs, vh);
     } else {
-      PackBlock(vb, p.v_stride_token, p.v_stride_head, keys, H, D, Dp, sc.vb);
+      PackBlock(vb, vs, vh, keys, H, D, Dp, sc.vb);
       pv(static_cast<const float*>(sc.vb), H * Dp, Dp);
     }
   }
@@ -325,7 +287,7 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
 }
 
 // The chunk items of a call for the work-stealing loop (RunItems).
-template <typename TQ, typename T>
+template <typename TQ, typename T, bool kBlocked>
 struct DecodeItems : WorkItems {
   const AttentionParams* p;
   const KernelPlan* plan;
@@ -336,7 +298,7 @@ struct DecodeItems : WorkItems {
         *p, *plan, slots + slot * static_cast<size_t>(plan->slot_bytes));
   }
   void Run(int64_t item, const DecodeScratch& sc) const {
-    DecodeItem<TQ, T>(*p, *plan, item, sc, partials);
+    DecodeItem<TQ, T, kBlocked>(*p, *plan, item, sc, partials);
   }
 };
 
@@ -359,12 +321,12 @@ struct DecodeMerges : WorkItems {
 };
 
 // Workspace: the shared partials (plan.shared_bytes), then `slots` slots.
-template <typename TQ, typename T>
+template <typename TQ, typename T, bool kBlocked>
 void RunDecodeTyped(const AttentionParams& p, const KernelPlan& plan,
                     void* workspace, int64_t slots, pthreadpool_t pool) {
   unsigned char* base = static_cast<unsigned char*>(workspace);
   float* partials = CarveDecodeShared(plan, base).partials;
-  DecodeItems<TQ, T> items;
+  DecodeItems<TQ, T, kBlocked> items;
   items.p = &p;
   items.plan = &plan;
   items.slots = base + plan.shared_bytes;
@@ -380,20 +342,37 @@ void RunDecodeTyped(const AttentionParams& p, const KernelPlan& plan,
   RunItems(pool, &merges, slots);
 }
 
+template <typename TQ>
+void RunDecodeKv(const AttentionParams& p, const KernelPlan& plan,
+                 void* workspace, int64_t slots, pthreadpool_t pool) {
+  const bool blocked = p.kv_blocks.pool != nullptr;
+  switch (p.kv_type) {
+    case ElemType::kF16:
+      if (blocked) {
+        return RunDecodeTyped<TQ, uint16_t, true>(p, plan, workspace, slots,
+                                                  pool);
+      }
+      return RunDecodeTyped<TQ, uint16_t, false>(p, plan, workspace, slots,
+                                                 pool);
+    case ElemType::kQ8:
+      return RunDecodeTyped<TQ, KvQ8, true>(p, plan, workspace, slots, pool);
+    case ElemType::kQ4:
+      return RunDecodeTyped<TQ, KvQ4, true>(p, plan, workspace, slots, pool);
+    case ElemType::kF32:
+      break;
+  }
+  if (blocked) {
+    return RunDecodeTyped<TQ, float, true>(p, plan, workspace, slots, pool);
+  }
+  RunDecodeTyped<TQ, float, false>(p, plan, workspace, slots, pool);
+}
+
 void RunDecode(const AttentionParams& p, const KernelPlan& plan,
                void* workspace, int64_t slots, pthreadpool_t pool) {
-  const bool q16 = p.q_type == ElemType::kF16,
-             kv16 = p.kv_type == ElemType::kF16;
-  if (q16) {
-    if (kv16) {
-      RunDecodeTyped<uint16_t, uint16_t>(p, plan, workspace, slots, pool);
-    } else {
-      RunDecodeTyped<uint16_t, float>(p, plan, workspace, slots, pool);
-    }
-  } else if (kv16) {
-    RunDecodeTyped<float, uint16_t>(p, plan, workspace, slots, pool);
+  if (p.q_type == ElemType::kF16) {
+    RunDecodeKv<uint16_t>(p, plan, workspace, slots, pool);
   } else {
-    RunDecodeTyped<float, float>(p, plan, workspace, slots, pool);
+    RunDecodeKv<float>(p, plan, workspace, slots, pool);
   }
 }
 

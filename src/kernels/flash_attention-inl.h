@@ -240,22 +240,32 @@ void RunFlashTyped(const AttentionParams& p, const KernelPlan& plan,
   RunItems(pool, &ctx, slots);
 }
 
+template <typename TQ>
+void RunFlashKv(const AttentionParams& p, const KernelPlan& plan,
+                void* workspace, int64_t slots, pthreadpool_t pool) {
+  switch (p.kv_type) {
+    case ElemType::kF16:
+      return RunFlashTyped<TQ, uint16_t>(p, plan, workspace, slots, pool);
+    case ElemType::kQ8:
+      return RunFlashTyped<TQ, KvQ8>(p, plan, workspace, slots, pool);
+    case ElemType::kQ4:
+      return RunFlashTyped<TQ, KvQ4>(p, plan, workspace, slots, pool);
+    case ElemType::kF32:
+      break;
+  }
+  RunFlashTyped<TQ, float>(p, plan, workspace, slots, pool);
+}
+
 // Workspace: shared_bytes (unused here, kept for the decode kernel), then
 // `slots` slots of plan.slot_bytes.
 void RunFlash(const AttentionParams& p, const KernelPlan& plan, void* workspace,
               int64_t slots, pthreadpool_t pool) {
-  const bool q16 = p.q_type == ElemType::kF16,
-             kv16 = p.kv_type == ElemType::kF16;
-  if (q16) {
-    if (kv16) {
-      RunFlashTyped<uint16_t, uint16_t>(p, plan, workspace, slots, pool);
-    } else {
-      RunFlashTyped<uint16_t, float>(p, plan, workspace, slots, pool);
-    }
-  } else if (kv16) {
-    RunFlashTyped<float, uint16_t>(p, plan, workspace, slots, pool);
+  // Blocked f32 / f16 K/V share the strided instantiations (the tile pack
+  // tells them apart); q8 / q4 exist only blocked.
+  if (p.q_type == ElemType::kF16) {
+    RunFlashKv<uint16_t>(p, plan, workspace, slots, pool);
   } else {
-    RunFlashTyped<float, float>(p, plan, workspace, slots, pool);
+    RunFlashKv<float>(p, plan, workspace, slots, pool);
   }
 }
 

@@ -114,6 +114,29 @@ void PackQueries(const AttentionParams& p, const KernelPlan& plan,
   }
 }
 
+// Blocked K/V (any element type): each row looked up in the block table
+// and converted (f16) or dequantized (q8, q4) to f32. Rows past `keys` are
+// zero and never read from the cache.
+template <typename T>
+void PackBlockedKvTile(const AttentionParams& p, const KernelPlan& plan,
+                       const Item& it, int64_t j0, int64_t keys,
+                       const Scratch& sc) {
+  const hn::ScalableTag<float> df;
+  const int64_t D = p.head_dim, Dp = plan.dim_padded, Bk = plan.keys_per_tile;
+  for (int64_t jj = 0; jj < Bk; ++jj) {
+    float* kr = sc.kt + jj * D;
+    float* vr = sc.vt + jj * Dp;
+    if (jj < keys) {
+      BlockedRowToF32<T>(df, BlockedRow(p, false, it.b, j0 + jj, it.g), kr, D);
+      BlockedRowToF32<T>(df, BlockedRow(p, true, it.b, j0 + jj, it.g), vr, D);
+      for (int64_t d = D; d < Dp; ++d) vr[d] = 0.0f;
+    } else {
+      memset(kr, 0, static_cast<size_t>(D) * 4);
+      memset(vr, 0, static_cast<size_t>(Dp) * 4);
+    }
+  }
+}
+
 template <typename T>
 void PackKvTile(const AttentionParams& p, const KernelPlan& plan,
                 const Item& it, int64_t j0, int64_t keys, const Scratch& sc) {
@@ -151,6 +174,11 @@ template <typename T>
 HWY_INLINE TileView ViewKvTile(const AttentionParams& p, const KernelPlan& plan,
                                const Item& it, int64_t j0, int64_t keys,
                                const Scratch& sc) {
+  // Blocked K/V: always packed to f32, row by row through the table.
+  if (IsKvCodes<T>() || p.kv_blocks.pool != nullptr) {
+    PackBlockedKvTile<T>(p, plan, it, j0, keys, sc);
+    return TileView{sc.kt, p.head_dim, sc.vt, plan.dim_padded};
+  }
   // The QK micro-tiles read rows [0, round_up(keys, 4)): in bounds when keys
   // is a multiple of 4.
   if (hwy::IsSame<T, float>() && keys % 4 == 0 &&
@@ -161,7 +189,7 @@ HWY_INLINE TileView ViewKvTile(const AttentionParams& p, const KernelPlan& plan,
                      it.g * p.v_stride_head + j0 * p.v_stride_token;
     return TileView{k, p.k_stride_token, v, p.v_stride_token};
   }
-  PackKvTile<T>(p, plan, it, j0, keys, sc);
+  if constexpr (!IsKvCodes<T>()) PackKvTile<T>(p, plan, it, j0, keys, sc);
   return TileView{sc.kt, p.head_dim, sc.vt, plan.dim_padded};
 }
 

@@ -1,0 +1,287 @@
+// The kv cases of the LLM golden set (shared/golden-llm, spec section 6)
+// through the KV cache v2 API (include/gqa/block_cache.h): every supported
+// case passes with blocks of 16 and of 3 tokens, 1 and 2 threads, and every
+// Highway target; the unsupported ones are skipped (and listed), never
+// passed. Also: every case of the set (all three kinds) loads, a corrupted
+// or inconsistent case is a load error, and the runner fails a case whose
+// expectations are perturbed.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "bench/golden_case.h"
+#include "bench/golden_llm.h"
+#include "doctest/doctest.h"
+#include "tests/layer_case.h"
+
+namespace gqa {
+namespace test {
+namespace {
+
+std::vector<LlmCase> LoadKind(const std::string& kind) {
+  std::vector<LlmCase> cases;
+  for (const std::string& dir : ListGoldenCaseDirs(GQA_GOLDEN_LLM_DIR)) {
+    LlmCase c;
+    std::string error;
+    const bool ok = LoadLlmCase(dir, &c, &error);
+    INFO(error);
+    REQUIRE(ok);
+    if (kind.empty() || c.kind == kind) cases.push_back(std::move(c));
+  }
+  return cases;
+}
+
+// The kv cases of the public set that the API supports today.
+const std::set<std::string> kPublicSupported = {
+    "29_kv_f32_linear_ragged",
+    "30_kv_f16_linear_decode",
+    "31_kv_f32_ring_wrap_window",
+    "32_kv_f16_ring_gqa",
+    "33_kv_q8_chunks",
+    "36_kv_q4_rotate",
+    "37_kv_f32_rotate",
+    "38_kv_f16_rotate_ring",
+    "43_kv_ring_long_append",
+    "47_kv_create_error_q4_d48",
+    "48_kv_create_error_rotate_d24"};
+constexpr size_t kPublicKvCases = 20;
+
+TEST_CASE("golden-llm: every case of the set loads; kinds are known") {
+  const std::vector<LlmCase> all = LoadKind("");
+  REQUIRE(!all.empty());
+  for (const LlmCase& c : all) {
+    INFO(c.name);
+    CHECK(LlmCaseKind(c.dir) == c.kind);
+    CHECK((c.kind == "attention" || c.kind == "kv" || c.kind == "rope"));
+  }
+  CHECK(LlmCaseKind(GQA_GOLDEN_DIR "/01_mha_self_basic").empty());
+}
+
+TEST_CASE("golden-llm: kv cases through the block cache") {
+  const std::vector<LlmCase> cases = LoadKind("kv");
+  REQUIRE(!cases.empty());
+  std::set<std::string> supported;
+  for (const LlmCase& c : cases) {
+    const std::string why = LlmKvUnsupportedReason(c);
+    if (why.empty()) {
+      supported.insert(c.name);
+    } else {
+      MESSAGE("SKIP " << c.name << ": " << why);
+    }
+  }
+  if (cases.size() == kPublicKvCases) CHECK(supported == kPublicSupported);
+  ForEachTarget([&](int64_t) {
+    for (int64_t block_tokens : {16, 3}) {
+      // Attend outputs per case with 1 thread, to compare with 2 threads.
+      std::map<std::string, std::vector<std::vector<float>>> one_thread;
+      for (int threads : {1, 2}) {
+        CAPTURE(block_tokens);
+        CAPTURE(threads);
+        size_t passed = 0, failed = 0, skipped = 0;
+        for (const LlmCase& c : cases) {
+          std::vector<std::vector<float>> outs;
+          const LlmResult r = RunKvCase(c, block_tokens, threads, &outs);
+          INFO(c.name << ": " << r.message);
+          CHECK(r.outcome != LlmOutcome::kFailed);
+          if (r.outcome == LlmOutcome::kPassed) {
+            CHECK(supported.count(c.name) == 1);
+            ++passed;
+            if (threads == 1) {
+              one_thread[c.name] = outs;
+            } else {  // bitwise identical for any thread count
+              const auto& ref = one_thread[c.name];
+              REQUIRE(outs.size() == ref.size());
+              for (size_t i = 0; i < outs.size(); ++i) {
+                REQUIRE(outs[i].size() == ref[i].size());
+                CHECK(memcmp(outs[i].data(), ref[i].data(),
+                             outs[i].size() * sizeof(float)) == 0);
+              }
+            }
+          } else if (r.outcome == LlmOutcome::kFailed) {
+            ++failed;
+          } else {
+            CHECK(r.message.rfind("skipped: ", 0) == 0);
+            ++skipped;
+          }
+        }
+        REQUIRE(failed == 0);
+        REQUIRE(passed == supported.size());
+        REQUIRE(skipped == cases.size() - supported.size());
+      }
+    }
+  });
+}
+
+// A supported kv case with each kind of expectation perturbed must fail.
+TEST_CASE("golden-llm: the runner fails wrong expectations") {
+  LlmCase base;
+  std::string error;
+  REQUIRE(LoadLlmCase(GQA_GOLDEN_LLM_DIR "/33_kv_q8_chunks", &base, &error));
+  REQUIRE(RunKvCase(base, 16, 1).outcome == LlmOutcome::kPassed);
+  auto first = [&](LlmCase& c, const char* op) -> LlmKvStep& {
+    for (LlmKvStep& s : c.steps) {
+      if (s.op == op && !s.expect_error) return s;
+    }
+    FAIL("no step " << op);
+    return c.steps[0];
+  };
+  {
+    LlmCase c = base;  // an attend output off by more than the tolerance
+    LlmKvStep& s = first(c, "attend");
+    s.files["out"].f32[5] += 0.05f;
+    const LlmResult r = RunKvCase(c, 16, 1);
+    INFO(r.message);
+    CHECK(r.outcome == LlmOutcome::kFailed);
+  }
+  {
+    LlmCase c = base;  // a read-back row off by one bit
+    LlmKvStep& s = first(c, "read");
+    uint32_t bits;
+    memcpy(&bits, &s.files["v_row"].f32[3], 4);
+    bits ^= 1u;
+    memcpy(&s.files["v_row"].f32[3], &bits, 4);
+    const LlmResult r = RunKvCase(c, 3, 1);
+    INFO(r.message);
+    CHECK(r.outcome == LlmOutcome::kFailed);
+  }
+  {
+    LlmCase c = base;  // wrong lengths_after
+    first(c, "append").lengths_after[0] += 1;
+    const LlmResult r = RunKvCase(c, 16, 2);
+    INFO(r.message);
+    CHECK(r.outcome == LlmOutcome::kFailed);
+  }
+  {
+    LlmCase c = base;  // a valid call marked as an error must fail the case
+    first(c, "attend").expect_error = true;
+    const LlmResult r = RunKvCase(c, 16, 1);
+    INFO(r.message);
+    CHECK(r.outcome == LlmOutcome::kFailed);
+  }
+  {
+    LlmCase c;  // a cache the API creates, marked as refused
+    REQUIRE(LoadLlmCase(GQA_GOLDEN_LLM_DIR "/47_kv_create_error_q4_d48", &c,
+                        &error));
+    c.cache.D = c.cache.Dv = 64;
+    CHECK(RunKvCase(c, 16, 1).outcome == LlmOutcome::kFailed);
+  }
+}
+
+// Copies a case folder to a fresh temporary one.
+std::string CopyCase(const std::string& name) {
+  char tmpl[] = "/tmp/gqa_golden_llm_XXXXXX";
+  REQUIRE(mkdtemp(tmpl) != nullptr);
+  const std::string dst = tmpl;
+  const std::string cmd =
+      "cp -r '" GQA_GOLDEN_LLM_DIR "/" + name + "/.' '" + dst + "'";
+  REQUIRE(system(cmd.c_str()) == 0);
+  return dst;
+}
+
+void RemoveDir(const std::string& dir) {
+  const std::string cmd = "rm -rf '" + dir + "'";
+  CHECK(system(cmd.c_str()) == 0);
+}
+
+std::string ReadText(const std::string& path) {
+  std::ifstream f(path);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+void WriteText(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::trunc);
+  f << text;
+}
+
+void ReplaceOnce(const std::string& path, const std::string& from,
+                 const std::string& to) {
+  std::string s = ReadText(path);
+  const size_t at = s.find(from);
+  REQUIRE(at != std::string::npos);
+  s.replace(at, from.size(), to);
+  WriteText(path, s);
+}
+
+std::string LoadError(const std::string& dir) {
+  LlmCase c;
+  std::string error;
+  if (LoadLlmCase(dir, &c, &error)) return "";
+  return error.empty() ? "(no message)" : error;
+}
+
+TEST_CASE("golden-llm: corrupted or inconsistent cases are load errors") {
+  const std::string name = "29_kv_f32_linear_ragged";
+  {
+    const std::string dir = CopyCase(name);  // a truncated .bin
+    REQUIRE(truncate((dir + "/s01_q.bin").c_str(), 100) == 0);
+    const std::string e = LoadError(dir);
+    INFO(e);
+    CHECK(e.find("s01_q.bin") != std::string::npos);
+    CHECK(e.find("needs 3072 bytes, the file has 100") != std::string::npos);
+    RemoveDir(dir);
+  }
+  {
+    const std::string dir = CopyCase(name);  // a .bin one byte too long
+    std::ofstream(dir + "/s00_counts.bin", std::ios::app) << 'x';
+    const std::string e = LoadError(dir);
+    INFO(e);
+    CHECK(e.find("needs 24 bytes, the file has 25") != std::string::npos);
+    RemoveDir(dir);
+  }
+  {
+    const std::string dir = CopyCase(name);  // a missing .bin
+    REQUIRE(unlink((dir + "/s02_k_row.bin").c_str()) == 0);
+    CHECK(LoadError(dir).find("cannot open") != std::string::npos);
+    RemoveDir(dir);
+  }
+  {
+    const std::string dir = CopyCase(name);  // a shape that disagrees
+    ReplaceOnce(dir + "/case.json",
+                "\"q\": {\"file\": \"s01_q.bin\", \"shape\": [3, 2, 4, 32]",
+                "\"q\": {\"file\": \"s01_q.bin\", \"shape\": [3, 4, 2, 32]");
+    const std::string e = LoadError(dir);
+    INFO(e);
+    CHECK(e.find("the case implies [3, 2, 4, 32]") != std::string::npos);
+    RemoveDir(dir);
+  }
+  {
+    const std::string dir = CopyCase(name);  // an unknown op, kind, dtype
+    ReplaceOnce(dir + "/case.json", "\"op\": \"read\"", "\"op\": \"peek\"");
+    CHECK(LoadError(dir).find("unknown value \"peek\"") != std::string::npos);
+    ReplaceOnce(dir + "/case.json", "\"kind\": \"kv\"", "\"kind\": \"kvx\"");
+    CHECK(!LoadError(dir).empty());
+    RemoveDir(dir);
+  }
+  {
+    const std::string dir = CopyCase(name);
+    ReplaceOnce(dir + "/case.json", "\"dtype\": \"int64\"",
+                "\"dtype\": \"int32\"");
+    CHECK(!LoadError(dir).empty());
+    RemoveDir(dir);
+  }
+  {
+    const std::string dir = CopyCase(name);  // not JSON
+    WriteText(dir + "/case.json", "{\"kind\": \"kv\", ");
+    CHECK(!LoadError(dir).empty());
+    CHECK(LlmCaseKind(dir).empty());
+    RemoveDir(dir);
+  }
+  {
+    const std::string dir = CopyCase("01_attn_basic_mha");  // attention
+    REQUIRE(truncate((dir + "/out.bin").c_str(), 0) == 0);
+    CHECK(LoadError(dir).find("out.bin") != std::string::npos);
+    RemoveDir(dir);
+  }
+}
+
+}  // namespace
+}  // namespace test
+}  // namespace gqa
