@@ -1,9 +1,10 @@
 // libFuzzer target over the whole gqa C ABI (layer, attention core, KV
-// cache): errors must write nothing and leave a message; small successful
-// calls must match a float64 reference. Build and run: run_fuzz.sh.
+// cache, KV cache v2): errors must write nothing and leave a message; small
+// successful calls must match a float64 reference. Build and run: run_fuzz.sh.
 #include "gqa/attention.h"
 #include "gqa/gqa.h"
 #include "gqa/kv_cache.h"
+#include "tests/fuzz/fuzz_block_cache.h"
 #include "tests/fuzz/fuzz_decode.h"
 #include "tests/fuzz/fuzz_layer.h"
 #include "tests/fuzz/fuzz_reference.h"
@@ -385,6 +386,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint8_t head = r.U8();
   r.hostile = (head & 0x30) == 0x30;
   gqa_fuzz::Rng rng{r.U64()};
+  // Heads 0xC0..0xFF: the KV cache v2 (block cache) family; other heads
+  // decode as before (head % 4), so the seeds of the other families stay.
+  if ((head & 0xC0) == 0xC0) {
+    gqa_fuzz::FuzzBlockCache(r, rng);
+    return 0;
+  }
   switch (head % 4) {
     case 0:
       gqa_fuzz::FuzzAttention(r, rng);

@@ -72,6 +72,36 @@ def layer(name, cached=0, D=2, Hkv=1, grp=2, Fq=3, Fv=3, Fk=None, bias=1,
     write(("cached_" if cached else "layer_") + name, b)
 
 
+DIMS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 32, 64]
+
+
+def block(name, B=1, Hkv=1, D=4, dt=0, flags=0, cap=6, bt=2, dv=0, extra=0,
+          lens=(2, 2), tmode=0, unset=0, op=2, new=2, counts=None, src=0,
+          T=1, grp=2, qdt=0, odt=0, window=None, policy=0, pool=0,
+          threads=None, rb=0, rp=1, rg=0):
+    """KV cache v2 (fuzz_block_cache.h): head 0xC0, never hostile."""
+    b = [0xC0] + list(struct.pack(">Q", zlib.crc32(name.encode())))
+    b += [B - 1, Hkv - 1, DIMS.index(D), dt, flags, cap - 1, bt - 1]
+    b += [1 if dv else 0]
+    if B * -(-cap // bt) < 64:
+        b += [extra]
+    b += list(lens[:B]) + [tmode, unset, op]
+    if op in (0, 2):
+        b += [new, 1 if counts else 0, src] + list(counts or ())[:B]
+        b += [0, 0]  # no NaN in k_new, v_new
+    if op == 3:
+        b += [rb, rp, rg]
+    if op == 4:  # the layer: grp, Fq, Fv, bias, gate, window, policy, dtype
+        b += [grp - 1, 2, 2, 1, 0] + ([0, window] if window else [1])
+        b += [policy, qdt, T - 1, 0, 0, 1 if not threads else 0, pool, 0]
+    if op in (1, 2):
+        b += [T - 1, grp - 1, qdt, odt, 1]  # scale 0: 1/sqrt(D)
+        b += [0, window] if window else [1]
+        b += [policy, pool] + ([0, threads - 1] if threads else [1])
+        b += [0, 0]  # workspace right, no NaN in q
+    write("block_" + name, b)
+
+
 def write(name, data):
     with open(os.path.join(OUT, name), "wb") as f:
         f.write(bytes(x & 0xFF for x in data))
@@ -109,6 +139,31 @@ def main():
     kv("window", window=2, lens=(3, 1))
     kv("overflow", lens=(5, 5), new=3)
     kv("pool_f16_out", pool=1, threads=2, qdt=1, odt=1, grp=3)
+    block("f32_append_attend")
+    block("append_only", op=0, new=3)
+    block("attend_only", op=1, lens=(4, 4))
+    block("read", op=3, lens=(3, 3), rp=1)
+    block("f16", dt=1, src=1, D=8, B=2, lens=(1, 3))
+    block("q8", dt=2, D=16, Hkv=2, grp=2, bt=3, cap=9)
+    block("q4", dt=3, D=32, bt=4, cap=8, lens=(3, 0))
+    block("q4_rotate_d64", dt=3, D=64, flags=2, bt=2, cap=4, lens=(1, 1))
+    block("rotate_f32", flags=2, D=8, threads=2, pool=1, B=2)
+    block("ring", flags=1, cap=4, bt=3, lens=(6, 9), window=3, T=2, new=1)
+    block("ring_long_append", flags=1, cap=5, bt=2, lens=(3, 3), new=11,
+          window=2, B=2, counts=(11, 7))
+    block("ring_q8_rotate", flags=3, dt=2, D=16, cap=6, bt=4, lens=(8, 8),
+          window=4, T=2)
+    block("shared_prefix", B=2, tmode=2, lens=(1, 1), new=1)
+    block("shuffled_unset", B=2, tmode=1, unset=1, extra=2, lens=(3, 5), op=1,
+          window=2)
+    block("ragged_f16_out", B=2, counts=(0, 2), qdt=1, odt=1, grp=3)
+    block("missing_block", unset=1, lens=(2, 2), new=3, bt=2)
+    block("layer_fresh", op=4, lens=(0, 0), T=2, D=8, Hkv=2, B=2)
+    block("layer_ring_rotate", op=4, flags=3, D=16, cap=4, bt=2, lens=(0, 0),
+          window=2, T=2)
+    block("layer_f16_continue", op=4, dt=1, qdt=1, lens=(3, 1), B=2, T=1)
+    block("layer_q4", op=4, dt=3, D=32, cap=8, bt=4, lens=(2, 0), T=3,
+          threads=2, pool=1)
     layer("basic")
     layer("no_bias", bias=0)
     layer("gate", gate=1)
