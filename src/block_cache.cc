@@ -311,8 +311,10 @@ gqa_status ValidateBlockAppend(const BlockCacheView& v, int64_t new_tokens,
   // The sources are read while blocks, table and lengths are written.
   const int64_t pool = c.num_blocks * v.layout.block_bytes;
   const int64_t se = DtypeBytes(src_dtype);
-  const ByteRange srcs[2] = {RangeOf(k_new, k_elems, se),
-                             RangeOf(v_new, v_elems, se)};
+  // counts too: it is read again while lengths and blocks are written.
+  const ByteRange srcs[3] = {RangeOf(k_new, k_elems, se),
+                             RangeOf(v_new, v_elems, se),
+                             RangeOf(counts, cf.batch, 8)};
   const ByteRange dsts[3] = {RangeOf(c.blocks, pool, 1),
                              RangeOf(c.block_table, cf.batch * cols, 4),
                              RangeOf(c.lengths, cf.batch, 8)};
@@ -320,8 +322,8 @@ gqa_status ValidateBlockAppend(const BlockCacheView& v, int64_t new_tokens,
     for (const ByteRange& dst : dsts) {
       if (Overlap(src, dst)) {
         return Fail(GQA_STATUS_INVALID_ARGUMENT,
-                    "k_new/v_new overlap the cache's blocks, table or "
-                    "lengths");
+                    "k_new, v_new or counts overlap the cache's blocks, "
+                    "table or lengths");
       }
     }
   }

@@ -110,48 +110,12 @@ gqa_status ValidateBlockAttend(const BlockCacheView& v,
                                bool need_pointers) {
   const gqa_block_cache& c = *v.cache;
   const gqa_block_cache_config& cf = c.config;
-  if (!a) return Fail(GQA_STATUS_NULL_POINTER, "params is NULL");
-  if (a->q_len <= 0 || a->q_heads <= 0) {
-    return Fail(GQA_STATUS_INVALID_SIZE,
-                "q_len and q_heads must be > 0 (got %lld, %lld)",
-                static_cast<long long>(a->q_len),
-                static_cast<long long>(a->q_heads));
-  }
-  if (a->q_heads % cf.kv_heads != 0) {
-    return Fail(
-        GQA_STATUS_HEADS_NOT_DIVISIBLE,
-        "q_heads (%lld) must be a multiple of the cache's kv_heads (%lld)",
-        static_cast<long long>(a->q_heads),
-        static_cast<long long>(cf.kv_heads));
-  }
-  if (need_pointers && (!a->q || !a->out)) {
-    return Fail(GQA_STATUS_NULL_POINTER, "`%s` is NULL", !a->q ? "q" : "out");
-  }
-  CoreOptions options;
-  options.q_dtype = a->q_dtype;
-  options.out_dtype = a->out_dtype;
-  options.fully_masked_policy = a->fully_masked_policy;
-  options.scale = a->scale;
-  options.sliding_window = a->sliding_window;
-  const gqa_status s = ValidateOptions(options);
-  if (s != GQA_STATUS_OK) return s;
-  if (a->q_len > kMaxPosition) {
-    return Fail(GQA_STATUS_SIZE_OVERFLOW, "q_len must be <= 2^24, got %lld",
-                static_cast<long long>(a->q_len));
-  }
-  if (v.ring) {
-    const gqa_status r =
-        CheckRingWindow(cf.capacity, a->sliding_window, a->q_len);
-    if (r != GQA_STATUS_OK) return r;
-  }
-  int64_t n = 0;
-  if (!CheckedProduct({cf.batch, a->q_len, a->q_heads, cf.head_dim},
-                      kMaxElements, &n) ||
-      !CheckedProduct({cf.batch, a->q_heads, a->q_len, cf.capacity},
-                      INT64_MAX >> 3, &n)) {
-    return Fail(GQA_STATUS_SIZE_OVERFLOW, "query sizes overflow");
-  }
-  if (!need_pointers) return GQA_STATUS_OK;
+  CacheShape shape;
+  shape.batch = cf.batch, shape.kv_heads = cf.kv_heads;
+  shape.head_dim = cf.head_dim, shape.capacity = cf.capacity;
+  shape.ring = v.ring;  // dtype f32: q8/q4 take the rules of f32 and f16
+  const gqa_status s = ValidateCacheAttendArgs(shape, a, need_pointers);
+  if (s != GQA_STATUS_OK || !need_pointers) return s;
   // out is written while q and the cache are read.
   const int64_t q_elems = cf.batch * a->q_len * a->q_heads * cf.head_dim;
   const int64_t o_elems = cf.batch * a->q_len * a->q_heads * v.value_dim;
@@ -169,17 +133,7 @@ gqa_status ValidateBlockAttend(const BlockCacheView& v,
                   "inputs)");
     }
   }
-  for (int64_t b = 0; b < cf.batch; ++b) {
-    if (c.lengths[b] < a->q_len) {
-      return Fail(
-          GQA_STATUS_INVALID_ARGUMENT,
-          "batch %lld has %lld cached tokens, fewer than the %lld queries "
-          "(append the new tokens first)",
-          static_cast<long long>(b), static_cast<long long>(c.lengths[b]),
-          static_cast<long long>(a->q_len));
-    }
-  }
-  return GQA_STATUS_OK;
+  return CachedQueriesFit(c.lengths, cf.batch, a->q_len);
 }
 
 BlockAttendPlan PlanBlockAttend(const BlockCacheView& v,

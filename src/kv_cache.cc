@@ -153,8 +153,10 @@ gqa_status ValidateAppendTo(const gqa_kv_cache& cache, int64_t new_tokens,
   // The sources are read while the cache is written: no overlap.
   const int64_t se = DtypeBytes(src_dtype);
   const int64_t ce = DtypeBytes(c->dtype);
-  const ByteRange srcs[2] = {RangeOf(k_new, src_elems, se),
-                             RangeOf(v_new, src_elems, se)};
+  // counts too: it is read again while lengths and the cache are written.
+  const ByteRange srcs[3] = {RangeOf(k_new, src_elems, se),
+                             RangeOf(v_new, src_elems, se),
+                             RangeOf(counts, c->batch, 8)};
   const int64_t cached = CacheElements(*c);
   const ByteRange dsts[3] = {RangeOf(c->k, cached, ce),
                              RangeOf(c->v, cached, ce),
@@ -163,7 +165,8 @@ gqa_status ValidateAppendTo(const gqa_kv_cache& cache, int64_t new_tokens,
     for (const ByteRange& dst : dsts) {
       if (Overlap(src, dst)) {
         return Fail(GQA_STATUS_INVALID_ARGUMENT,
-                    "k_new/v_new overlap the cache's k, v or lengths");
+                    "k_new, v_new or counts overlap the cache's k, v or "
+                    "lengths");
       }
     }
   }
@@ -212,78 +215,28 @@ void AppendRows(gqa_kv_cache* c, int64_t new_tokens, const int64_t* counts,
 gqa_status ValidateAttendTo(const gqa_kv_cache& cache,
                             const gqa_kv_attend_params* a, bool need_pointers) {
   const gqa_kv_cache* c = &cache;
-  if (!a) return Fail(GQA_STATUS_NULL_POINTER, "params is NULL");
-  if (a->q_len <= 0 || a->q_heads <= 0) {
-    return Fail(GQA_STATUS_INVALID_SIZE,
-                "q_len and q_heads must be > 0 (got %lld, %lld)",
-                static_cast<long long>(a->q_len),
-                static_cast<long long>(a->q_heads));
-  }
-  if (a->q_heads % c->kv_heads != 0) {
-    return Fail(
-        GQA_STATUS_HEADS_NOT_DIVISIBLE,
-        "q_heads (%lld) must be a multiple of the cache's kv_heads (%lld)",
-        static_cast<long long>(a->q_heads),
-        static_cast<long long>(c->kv_heads));
-  }
-  if (need_pointers && (!a->q || !a->out)) {
-    return Fail(GQA_STATUS_NULL_POINTER, "`%s` is NULL", !a->q ? "q" : "out");
-  }
-  CoreOptions options;
-  options.q_dtype = a->q_dtype;
-  options.out_dtype = a->out_dtype;
-  options.kv_dtype = c->dtype;
-  options.fully_masked_policy = a->fully_masked_policy;
-  options.scale = a->scale;
-  options.sliding_window = a->sliding_window;
-  const gqa_status s = ValidateOptions(options);
-  if (s != GQA_STATUS_OK) return s;
-  if (a->q_len > kMaxPosition) {
-    return Fail(GQA_STATUS_SIZE_OVERFLOW, "q_len must be <= 2^24, got %lld",
-                static_cast<long long>(a->q_len));
-  }
-  if (c->ring) {
-    const gqa_status r =
-        CheckRingWindow(c->capacity, a->sliding_window, a->q_len);
-    if (r != GQA_STATUS_OK) return r;
-  }
-  int64_t n = 0;
-  if (!CheckedProduct({c->batch, a->q_len, a->q_heads, c->head_dim},
-                      kMaxElements, &n) ||
-      !CheckedProduct({c->batch, a->q_heads, a->q_len, c->capacity},
-                      INT64_MAX >> 3, &n)) {
-    return Fail(GQA_STATUS_SIZE_OVERFLOW, "query sizes overflow");
-  }
-  if (need_pointers) {
-    // out is written while q and the cache are read.
-    const int64_t q_elems = c->batch * a->q_len * a->q_heads * c->head_dim;
-    const auto es = DtypeBytes;
-    const ByteRange out = RangeOf(a->out, q_elems, es(a->out_dtype));
-    const ByteRange ins[4] = {RangeOf(a->q, q_elems, es(a->q_dtype)),
-                              RangeOf(c->k, CacheElements(*c), es(c->dtype)),
-                              RangeOf(c->v, CacheElements(*c), es(c->dtype)),
-                              RangeOf(c->lengths, c->batch, 8)};
-    for (const ByteRange& in : ins) {
-      if (Overlap(out, in)) {
-        return Fail(GQA_STATUS_INVALID_ARGUMENT,
-                    "`out` overlaps q or the cache (outputs must not alias "
-                    "inputs)");
-      }
+  CacheShape shape;
+  shape.batch = c->batch, shape.kv_heads = c->kv_heads;
+  shape.head_dim = c->head_dim, shape.capacity = c->capacity;
+  shape.dtype = c->dtype, shape.ring = c->ring != 0;
+  const gqa_status s = ValidateCacheAttendArgs(shape, a, need_pointers);
+  if (s != GQA_STATUS_OK || !need_pointers) return s;
+  // out is written while q and the cache are read.
+  const int64_t q_elems = c->batch * a->q_len * a->q_heads * c->head_dim;
+  const auto es = DtypeBytes;
+  const ByteRange out = RangeOf(a->out, q_elems, es(a->out_dtype));
+  const ByteRange ins[4] = {RangeOf(a->q, q_elems, es(a->q_dtype)),
+                            RangeOf(c->k, CacheElements(*c), es(c->dtype)),
+                            RangeOf(c->v, CacheElements(*c), es(c->dtype)),
+                            RangeOf(c->lengths, c->batch, 8)};
+  for (const ByteRange& in : ins) {
+    if (Overlap(out, in)) {
+      return Fail(GQA_STATUS_INVALID_ARGUMENT,
+                  "`out` overlaps q or the cache (outputs must not alias "
+                  "inputs)");
     }
   }
-  if (need_pointers) {
-    for (int64_t b = 0; b < c->batch; ++b) {
-      if (c->lengths[b] < a->q_len) {
-        return Fail(
-            GQA_STATUS_INVALID_ARGUMENT,
-            "batch %lld has %lld cached tokens, fewer than the %lld queries "
-            "(append the new tokens first)",
-            static_cast<long long>(b), static_cast<long long>(c->lengths[b]),
-            static_cast<long long>(a->q_len));
-      }
-    }
-  }
-  return GQA_STATUS_OK;
+  return CachedQueriesFit(c->lengths, c->batch, a->q_len);
 }
 
 AttendPlan PlanAttend(const gqa_kv_cache& c, const gqa_kv_attend_params& a) {

@@ -115,4 +115,66 @@ gqa_status FitWorkspace(const WorkspaceNeed& need, const void* workspace,
   return GQA_STATUS_OK;
 }
 
+gqa_status ValidateCacheAttendArgs(const CacheShape& c,
+                                   const gqa_kv_attend_params* a,
+                                   bool need_pointers) {
+  if (!a) return Fail(GQA_STATUS_NULL_POINTER, "params is NULL");
+  if (a->q_len <= 0 || a->q_heads <= 0) {
+    return Fail(GQA_STATUS_INVALID_SIZE,
+                "q_len and q_heads must be > 0 (got %lld, %lld)",
+                static_cast<long long>(a->q_len),
+                static_cast<long long>(a->q_heads));
+  }
+  if (a->q_heads % c.kv_heads != 0) {
+    return Fail(
+        GQA_STATUS_HEADS_NOT_DIVISIBLE,
+        "q_heads (%lld) must be a multiple of the cache's kv_heads (%lld)",
+        static_cast<long long>(a->q_heads), static_cast<long long>(c.kv_heads));
+  }
+  if (need_pointers && (!a->q || !a->out)) {
+    return Fail(GQA_STATUS_NULL_POINTER, "`%s` is NULL", !a->q ? "q" : "out");
+  }
+  CoreOptions options;
+  options.q_dtype = a->q_dtype;
+  options.out_dtype = a->out_dtype;
+  options.fully_masked_policy = a->fully_masked_policy;
+  options.scale = a->scale;
+  options.kv_dtype = c.dtype;
+  options.sliding_window = a->sliding_window;
+  const gqa_status s = ValidateOptions(options);
+  if (s != GQA_STATUS_OK) return s;
+  if (a->q_len > kMaxPosition) {
+    return Fail(GQA_STATUS_SIZE_OVERFLOW, "q_len must be <= 2^24, got %lld",
+                static_cast<long long>(a->q_len));
+  }
+  if (c.ring) {
+    const gqa_status r =
+        CheckRingWindow(c.capacity, a->sliding_window, a->q_len);
+    if (r != GQA_STATUS_OK) return r;
+  }
+  int64_t n = 0;
+  if (!CheckedProduct({c.batch, a->q_len, a->q_heads, c.head_dim}, kMaxElements,
+                      &n) ||
+      !CheckedProduct({c.batch, a->q_heads, a->q_len, c.capacity},
+                      INT64_MAX >> 3, &n)) {
+    return Fail(GQA_STATUS_SIZE_OVERFLOW, "query sizes overflow");
+  }
+  return GQA_STATUS_OK;
+}
+
+gqa_status CachedQueriesFit(const int64_t* lengths, int64_t batch,
+                            int64_t q_len) {
+  for (int64_t b = 0; b < batch; ++b) {
+    if (lengths[b] < q_len) {
+      return Fail(
+          GQA_STATUS_INVALID_ARGUMENT,
+          "batch %lld has %lld cached tokens, fewer than the %lld queries "
+          "(append the new tokens first)",
+          static_cast<long long>(b), static_cast<long long>(lengths[b]),
+          static_cast<long long>(q_len));
+    }
+  }
+  return GQA_STATUS_OK;
+}
+
 }  // namespace gqa

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "gqa/gqa.h"
+#include "gqa/kv_cache.h"
 #include "src/attention_core.h"
 
 namespace gqa {
@@ -49,6 +50,23 @@ bool UniformFullyMasked(int32_t policy, bool probabilities_observed);
 // A ring cache of `capacity` slots serves T queries only under a window W
 // with W + T - 1 <= capacity (every visible key is still held).
 gqa_status CheckRingWindow(int64_t capacity, int64_t window, int64_t q_len);
+
+// The attend arguments both cache doors (gqa_kv_cache_attend and
+// gqa_block_cache_attend) take, against a validated cache of these sizes:
+// T and Hq, the grouping, the pointers (with need_pointers), the shared
+// options, the ring rule and the sizes of q and the probabilities. The
+// caller then checks aliasing and, with pointers, CachedQueriesFit.
+struct CacheShape {
+  int64_t batch = 0, kv_heads = 0, head_dim = 0, capacity = 0;
+  int32_t dtype = GQA_DTYPE_F32;  // of k/v for ValidateOptions (f32 or f16)
+  bool ring = false;
+};
+gqa_status ValidateCacheAttendArgs(const CacheShape& c,
+                                   const gqa_kv_attend_params* a,
+                                   bool need_pointers);
+// Every batch holds at least the T tokens whose queries attend.
+gqa_status CachedQueriesFit(const int64_t* lengths, int64_t batch,
+                            int64_t q_len);
 
 // What a call needs from the caller's workspace: `fixed` bytes (regions of
 // the operator, the core's shared partials) then one `slot` per worker.

@@ -8,6 +8,7 @@
 
 #include "doctest/doctest.h"
 #include "gqa/block_cache.h"
+#include "gqa/kv_cache.h"
 #include "tests/block_cache_util.h"
 
 namespace {
@@ -54,6 +55,29 @@ TEST_CASE("block cache errors write nothing") {
     size_t bytes = 0;
     CHECK(gqa_block_cache_attend_workspace_size(&cache.c, &a, 1, &bytes) ==
           GQA_STATUS_BLOCK_MISSING);
+  }
+  SUBCASE("counts inside the cache (read again while it is written)") {
+    // lengths are {8, 8}: valid counts for 8 new tokens, so only the
+    // overlap refuses them.
+    std::vector<float> a = Random(k.B * 8 * row, &rng), b = a;
+    CHECK(gqa_block_cache_append(&cache.c, 8, cache.lengths.data(), a.data(),
+                                 b.data(),
+                                 GQA_DTYPE_F32) == GQA_STATUS_INVALID_ARGUMENT);
+    CHECK(gqa_block_cache_append(
+              &cache.c, 2, static_cast<const int64_t*>(cache.pool), a.data(),
+              b.data(), GQA_DTYPE_F32) == GQA_STATUS_INVALID_ARGUMENT);
+    unchanged();
+    // The v1 cache takes the same rule.
+    std::vector<float> kc(k.B * 8 * row), vc(kc.size());
+    std::vector<int64_t> len1(k.B, 0);
+    gqa_kv_cache v1{k.B, 8,         k.Hkv,     k.D,        GQA_DTYPE_F32,
+                    0,   kc.data(), vc.data(), len1.data()};
+    CHECK(gqa_kv_cache_append(&v1, 2, len1.data(), a.data(), b.data(),
+                              GQA_DTYPE_F32) == GQA_STATUS_INVALID_ARGUMENT);
+    CHECK(gqa_kv_cache_append(&v1, 2, reinterpret_cast<int64_t*>(kc.data()),
+                              a.data(), b.data(),
+                              GQA_DTYPE_F32) == GQA_STATUS_INVALID_ARGUMENT);
+    CHECK(len1 == std::vector<int64_t>(k.B, 0));
   }
   SUBCASE("bad table entries and pool fields") {
     cache.table[0] = static_cast<int32_t>(cache.c.num_blocks);

@@ -108,7 +108,7 @@ typedef struct gqa_block_cache {
  * or NULL for new_tokens each. Errors: GQA_STATUS_CACHE_OVERFLOW past a
  * linear cache's capacity or 2^24 positions; GQA_STATUS_BLOCK_MISSING when
  * a column it writes has no block; GQA_STATUS_INVALID_ARGUMENT when the
- * sources overlap the pool, table or lengths. */
+ * sources or counts overlap the pool, table or lengths. */
 GQA_API gqa_status gqa_block_cache_append(gqa_block_cache* cache,
                                           int64_t new_tokens,
                                           const int64_t* counts,

@@ -49,7 +49,7 @@ typedef struct gqa_kv_cache {
  * capacity, a ring append is longer than the ring, or a ring's positions
  * would pass 2^24; GQA_STATUS_SIZE_OVERFLOW when the sources
  * [B, new_tokens, Hkv, D] exceed 2^48 elements; GQA_STATUS_INVALID_ARGUMENT
- * when k_new or v_new overlap the cache's k, v or lengths. */
+ * when k_new, v_new or counts overlap the cache's k, v or lengths. */
 GQA_API gqa_status gqa_kv_cache_append(gqa_kv_cache* cache, int64_t new_tokens,
                                        const int64_t* counts, const void* k_new,
                                        const void* v_new, int32_t src_dtype);

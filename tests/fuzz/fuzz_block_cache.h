@@ -292,9 +292,11 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
   int64_t num_blocks = n_table < 64 ? (int64_t)n_table + r.U8() % 3 : 64;
   if (r.hostile && r.U8() >= 240) num_blocks = r.Dim(1, 3);
   bool bad_cache = false;
-  const uint8_t hmod = r.hostile ? r.U8() : 0;  // hostile cache field
-  if (hmod >= 250 && hmod < 252) num_blocks = hmod == 250 ? 0 : -1;
-  if (hmod == 252) num_blocks = int64_t{1} << 31;
+  // Hostile: one in 8 breaks a field of the cache (hmod 0..6, 7: none).
+  const uint8_t hb = r.hostile ? r.U8() : 0;
+  const int hmod = hb >= 224 ? hb % 8 : 7;
+  if (hmod <= 1) num_blocks = hmod == 0 ? 0 : -1;
+  if (hmod == 2) num_blocks = int64_t{1} << 31;
   bad_cache |= num_blocks <= 0 || num_blocks >= (int64_t{1} << 31);
   const int64_t real_blocks =
       num_blocks > 0 && num_blocks < (int64_t{1} << 31) ? num_blocks : 1;
@@ -302,7 +304,7 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
   const size_t pool_bytes = (size_t)(real_blocks * BB);
   std::vector<uint8_t> pool_raw(pool_bytes + 128);
   uint8_t* pool = (uint8_t*)(((uintptr_t)pool_raw.data() + 63) & ~uintptr_t{63});
-  if (hmod == 253) pool += 8, bad_cache = true;  // misaligned
+  if (hmod == 3) pool += 8, bad_cache = true;  // misaligned
   // History: every row of every block holds an encoded random row.
   auto kc_at = [&](uint8_t* blk, int64_t row) {
     return blk + lay.k_codes + row * lay.k_row_bytes;
@@ -371,9 +373,9 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
   c.config = cf;
   c.blocks = pool, c.num_blocks = num_blocks;
   c.block_table = table.data(), c.lengths = len.data();
-  if (hmod == 254) c.blocks = nullptr, bad_cache = true;
-  if (hmod == 255) c.lengths = nullptr, bad_cache = true;
-  if (hmod == 249) c.block_table = nullptr, bad_cache = true;
+  if (hmod == 4) c.blocks = nullptr, bad_cache = true;
+  if (hmod == 5) c.lengths = nullptr, bad_cache = true;
+  if (hmod == 6) c.block_table = nullptr, bad_cache = true;
 
   // Columns: a table column (b, col) is `needed` when the call reads or
   // writes it (missing: must fail) and `held` when it holds a token (missing
@@ -795,6 +797,7 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
         must_fail = true;
         continue;
       }
+      if (T < 1) break;  // fails anyway
       // Keys read: [lo, len) (the window of the first query to the newest).
       int64_t lo = ring && len[b] > cap ? len[b] - cap : 0;
       if (windowed && W < kMaxPos && len[b] - T - W + 1 > lo)
