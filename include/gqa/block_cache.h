@@ -36,18 +36,20 @@
  * s / block_tokens, row s % block_tokens. The table is
  * [B][columns] int32, columns = ceil(capacity / block_tokens); an entry is
  * the index of a pool block, or -1 for a column without one yet. The caller
- * hands blocks as sequences grow: an append needs a block in every column
- * it writes to, an attend in every column that holds a token it reads
- * (GQA_STATUS_BLOCK_MISSING otherwise, with the batch and column in the
- * message). A linear cache of consecutive blocks is a table 0, 1, 2, ...;
- * a ring reuses its columns' blocks. Sequences may share a block (a common
- * prefix); an append writes through to every sequence that shares it.
+ * hands blocks as sequences grow: every call needs a block in every column
+ * that holds a token of its sequence, and an append also in every column it
+ * writes to (GQA_STATUS_BLOCK_MISSING otherwise, with the batch and column
+ * in the message); other entries may be -1. A linear cache of consecutive
+ * blocks is a table 0, 1, 2, ...; a ring reuses its columns' blocks. Sequences
+ * may share a block (a common prefix); an append writes through to every
+ * sequence that shares it.
  *
  * Linear cache: a sequence holds positions [0, capacity). Ring
  * (GQA_BLOCK_CACHE_RING): the last `capacity` tokens stay; one append of
  * more tokens than the ring holds keeps its last `capacity`; attention
- * must use a sliding window W with W + T - 1 <= capacity. Positions stay
- * below 2^24. Calls never allocate; on error nothing is written (lengths
+ * must use a sliding window W with W + T - 1 <= capacity. Capacity and
+ * positions stay below 2^24; k_new and v_new must not be NULL (also for
+ * new_tokens 0). Calls never allocate; on error nothing is written (lengths
  * included). Value heads of another size than the key heads (Dv != D) are
  * stored by the format but not yet attended: today value_dim must be 0 or D.
  *
