@@ -242,12 +242,12 @@ TEST_CASE("block cache attend: bitwise identical for 1, 2 and 4 threads") {
     Config k;
     k.dtype = dtype;
     k.B = 1;
-    k.capacity = 3000;
+    k.capacity = 1200;
     k.bt = 32;
     Cache cache(k, 5);
     Mirror m;
     std::mt19937 rng(5);
-    Append(&cache, &m, k, 2900, {2900}, &rng);
+    Append(&cache, &m, k, 1100, {1100}, &rng);
     for (int64_t T : {1, 20}) {
       const std::vector<float> q = Random(T * 8 * k.D, &rng);
       const std::vector<float> one =
