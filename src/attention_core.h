@@ -12,6 +12,8 @@
 
 namespace gqa {
 
+struct QkInt8Kernels;  // platforms/qk_int8.h
+
 // The kernels the core chooses between (kernel selection:
 // src/kernels/select_kernel-inl.h). Room for more (e.g. a quantized-KV one).
 enum class AttentionKernel : int {
@@ -39,6 +41,13 @@ struct KernelPlan {
   // merged in chunk order.
   int64_t splits = 0;      // chunks of the key axis per batch
   int64_t split_keys = 0;  // keys per chunk
+  // Decode of q8 / q4 blocked keys: the integer q.k kernels when the call
+  // allows them (AttentionParams::qk_int8) and the CPU has them, else null.
+  const QkInt8Kernels* qk_int8 = nullptr;
+  // Bytes of one prepared query row for them (reserved in the slots
+  // whenever the CPU has them, whatever the call's qk_int8: the workspace
+  // does not depend on it), 0 where none.
+  int64_t qk_int8_row_bytes = 0;
 };
 
 // The plan of a call's shapes on the current Highway target. The flags

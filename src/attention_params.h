@@ -54,6 +54,10 @@ struct AttentionParams {
   int64_t v_stride_batch = 0, v_stride_token = 0, v_stride_head = 0;
   ElemType q_type = ElemType::kF32;
   ElemType kv_type = ElemType::kF32;
+  // q8 / q4 blocked K: the decode kernel may quantize each query row to
+  // int8 and compute q.k in integers where the CPU has a dot product for
+  // it (platforms/qk_int8.h); false: f32 on the dequantized keys.
+  bool qk_int8 = false;
   // When kv_blocks.pool is set, k, v and their strides are unused: K/V
   // are read from the blocks (kv_len = the cache's slots per sequence).
   KvBlocks kv_blocks;

@@ -120,7 +120,8 @@ gqa_status LayoutOf(const gqa_block_cache_config& c,
     return Fail(GQA_STATUS_INVALID_ENUM,
                 "cache dtype %d is not f32, f16, q8 or q4", c.dtype);
   }
-  if ((c.flags & ~(GQA_BLOCK_CACHE_RING | GQA_BLOCK_CACHE_ROTATE)) != 0) {
+  if ((c.flags & ~(GQA_BLOCK_CACHE_RING | GQA_BLOCK_CACHE_ROTATE |
+                  GQA_BLOCK_CACHE_INT8_QK)) != 0) {
     return Fail(GQA_STATUS_INVALID_ARGUMENT, "unknown cache flags 0x%x",
                 c.flags);
   }

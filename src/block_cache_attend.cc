@@ -77,6 +77,7 @@ AttentionParams CoreParams(const BlockCacheView& v,
   p.q_type = v.rotate ? ElemType::kF32 : ToElem(a.q_dtype);
   p.out_type = v.rotate ? ElemType::kF32 : ToElem(a.out_dtype);
   p.kv_type = CacheElem(cf.dtype);
+  p.qk_int8 = (cf.flags & GQA_BLOCK_CACHE_INT8_QK) != 0;
   KvBlocks& kb = p.kv_blocks;
   kb.pool = static_cast<const unsigned char*>(c.blocks);
   kb.table = c.block_table;

@@ -150,7 +150,7 @@ TEST_CASE("block cache configurations the format refuses") {
   CHECK(gqa_block_cache_layout_of(&c, &l) == GQA_STATUS_OK);
   c.flags = GQA_BLOCK_CACHE_ROTATE;  // 48 is not a power of two
   CHECK(gqa_block_cache_layout_of(&c, &l) == GQA_STATUS_INVALID_SIZE);
-  c.flags = 4;
+  c.flags = 8;  // no such flag
   CHECK(gqa_block_cache_layout_of(&c, &l) == GQA_STATUS_INVALID_ARGUMENT);
   c.flags = 0;
   c.dtype = 7;

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "doctest/doctest.h"
+#include "platforms/qk_int8.h"
 #include "src/attention_core.h"
 #include "src/half.h"
 #include "src/reference/attention_ref.h"
@@ -73,6 +74,7 @@ struct BlockedCase {
   // NaN scale: (kind, batch-0 slot, kv head); kind 1 = K scale, 2 = V.
   int nan_kind = 0;
   int64_t nan_slot = 0, nan_head = 0;
+  bool int8_qk = false;  // AttentionParams::qk_int8 (q8 / q4 decode)
 
   std::string Describe() const {
     char buf[300];
@@ -271,6 +273,7 @@ std::vector<float> RunCore(const BlockedCase& c, BlockedSetup& s, int threads) {
   p.q_stride_head = c.D;
   p.q_type = c.q16 ? ElemType::kF16 : ElemType::kF32;
   p.kv_type = c.kv;
+  p.qk_int8 = c.int8_qk;
   p.kv_blocks = s.kb;
   const size_t n_out = static_cast<size_t>(c.B * c.T * c.Hq * c.D);
   std::vector<unsigned char> out(n_out * (c.out16 ? 2 : 4), 0xFF);  // NaN
@@ -303,10 +306,29 @@ reference::AttentionResult Reference(const BlockedCase& c,
   a.batch = c.B, a.q_len = c.T, a.kv_len = c.S;
   a.q_heads = c.Hq, a.kv_heads = c.Hkv, a.head_dim = c.D;
   a.q = reference::ToDouble(s.q);
+  if (c.int8_qk) {
+    // The integer path's q (platforms/qk_int8.h), emulated: each row of
+    // f32(q * scale) as s_q * code, s_q = max|q| / 127, codes rounded to
+    // nearest even; the reference then applies no scale.
+    const float scale =
+        static_cast<float>(1.0 / sqrt(static_cast<double>(c.D)));
+    for (size_t r = 0; r < s.q.size(); r += static_cast<size_t>(c.D)) {
+      float amax = 0.0f;
+      for (int64_t d = 0; d < c.D; ++d)
+        amax = std::max(amax, fabsf(s.q[r + d] * scale));
+      const float s_q = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0;
+      for (int64_t d = 0; d < c.D; ++d) {
+        const float code = nearbyintf(s.q[r + d] * scale * inv);
+        a.q[r + d] = static_cast<double>(s_q) *
+                     std::min(127.0f, std::max(-127.0f, code));
+      }
+    }
+  }
   a.k = s.k;
   a.v = s.v;
-  a.scale = static_cast<double>(
-      static_cast<float>(1.0 / sqrt(static_cast<double>(c.D))));
+  a.scale = c.int8_qk ? 1.0
+                      : static_cast<double>(static_cast<float>(
+                            1.0 / sqrt(static_cast<double>(c.D))));
   a.causal = c.causal;
   a.position_offsets = s.offsets;
   a.ring_capacity = c.ring ? c.S : 0;
@@ -452,6 +474,31 @@ TEST_CASE("blocked: a NaN scale reaches the rows that see it") {
         c.lengths = {100, 60, 80};
         c.nan_kind = kind, c.nan_slot = 3, c.nan_head = 1;
         Check(c);
+      }
+}
+
+// The integer q.k (AttentionParams::qk_int8) against the reference on the
+// emulated int8 q: exact up to f32 rounding, so the same tolerance. Decode
+// shapes only (flash ignores the flag); the path the CPU has, or skipped.
+TEST_CASE("blocked decode: integer q.k of q8 / q4 keys (VNNI)") {
+  if (BestQkInt8Kernels() == nullptr) {
+    MESSAGE("no integer dot product on this CPU: skipped");
+    return;
+  }
+  int64_t i = 0;
+  for (ElemType kv : {ElemType::kQ8, ElemType::kQ4})
+    for (int64_t D : {64, 128, 96})
+      for (int64_t T : {1, 3}) {
+        if (kv == ElemType::kQ4 && D == 96) continue;  // f32 path there
+        BlockedCase c;
+        c.kv = kv, c.D = D, c.T = T, c.bt = i % 2 ? 7 : 16;
+        c.Hkv = 2, c.Hq = i % 3 == 0 ? 2 : 10;  // G = 1, 5: padding slots
+        c.S = 1100;
+        c.lengths = {1100, 300, T};
+        c.q16 = i % 4 == 1;
+        c.int8_qk = true;
+        c.seed = 900 + static_cast<uint64_t>(i++);
+        Check(c, T == 3);
       }
 }
 

@@ -31,6 +31,18 @@
  * back, so results equal those of unrotated attention up to rounding; a
  * read-back returns the row as stored (rotated).
  *
+ * Integer q.k (GQA_BLOCK_CACHE_INT8_QK, off by default): on CPUs with an
+ * int8 dot product (x86 AVX512-VNNI or AVX-VNNI) the decode of a q8 cache
+ * (D a multiple of 32) or a q4 cache (D a multiple of 64) quantizes each
+ * scaled query row to int8, one f32 scale per row (s_q = max|q| / 127,
+ * codes rounded to nearest even; a row with a NaN or Inf gives NaN), and
+ * computes q.k in integers: each logit moves by up to s_q / 2 * sum|k|.
+ * That is faster and less exact (on the golden-llm q8 / q4 cases up to
+ * 1.5e-2 off, past their 1e-2 tolerance), so it is the caller's choice.
+ * Without the flag q stays f32 against the dequantized keys: the spec's
+ * values up to f32 rounding. Either way results are bitwise identical for
+ * any thread count on one machine.
+ *
  * Slots and blocks: the token at position p of sequence b lives in slot
  * s = p (linear) or p % capacity (ring), in the block of table column
  * s / block_tokens, row s % block_tokens. The table is
@@ -70,6 +82,7 @@ extern "C" {
 
 #define GQA_BLOCK_CACHE_RING 1u   /* ring of `capacity` slots per sequence */
 #define GQA_BLOCK_CACHE_ROTATE 2u /* Hadamard rotation of stored rows */
+#define GQA_BLOCK_CACHE_INT8_QK 4u /* q8/q4: int8 q, integer q.k */
 
 typedef struct gqa_block_cache_config {
   int64_t batch;        /* B sequences */
@@ -79,7 +92,7 @@ typedef struct gqa_block_cache_config {
   int64_t capacity;     /* slots per sequence: a linear limit, a ring size */
   int64_t block_tokens; /* token slots per block, in [1, 4096] */
   int32_t dtype;        /* GQA_DTYPE_F32, F16, Q8 or Q4 */
-  uint32_t flags;       /* GQA_BLOCK_CACHE_RING | GQA_BLOCK_CACHE_ROTATE */
+  uint32_t flags;       /* GQA_BLOCK_CACHE_RING | _ROTATE | _INT8_QK */
 } gqa_block_cache_config;
 
 /* Where the regions of one block lie (bytes from the block's start), and

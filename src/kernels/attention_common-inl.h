@@ -75,6 +75,13 @@ template <class DF>
 HWY_INLINE hn::Vec<DF> LoadRow(DF df, const uint16_t* HWY_RESTRICT p) {
   return LoadF16AsF32(df, p);  // exact for Inf and NaN on every target
 }
+// int8 codes (a q8 row whose scale the caller applies) as f32.
+template <class DF>
+HWY_INLINE hn::Vec<DF> LoadRow(DF df, const int8_t* HWY_RESTRICT p) {
+  const hn::Rebind<int32_t, DF> di;
+  const hn::Rebind<int8_t, DF> d8;
+  return hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(d8, p)));
+}
 
 // dst[0, n) = src[0, n) as f32 (any alignment, any n).
 template <class DF>

@@ -77,6 +77,26 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
     for (int64_t d = D; d < Dp; ++d) dst[d] = 0.0f;
   }
   memset(sc.acc, 0, static_cast<size_t>(R * Dp) * 4);
+  // Integer q.k (q8 / q4 keys, platforms/qk_int8.h): each row quantized
+  // once per item; s_q by slot, 0 in the padding slots.
+  const QkInt8Kernels* qk_int8 = IsKvCodes<T>() ? plan.qk_int8 : nullptr;
+  const int64_t slots_per_head = sh.tiles_per_head * kDecodeTileRows;
+  if (qk_int8 != nullptr) {
+    memset(sc.qscale, 0, static_cast<size_t>(slots) * 4);
+    for (int64_t r = 0; r < R; ++r) {
+      const int64_t g = r / rows_per_group, i = r % rows_per_group;
+      sc.qscale[g * slots_per_head + i] =
+          PrepareQkInt8Row(sc.q + r * Dp, D, hwy::IsSame<T, KvQ4>(),
+                           sc.q8 + r * plan.qk_int8_row_bytes);
+    }
+    // Slots past the heads' are never written by it: finite from the start.
+    if (slots > H * slots_per_head) {
+      for (int64_t jj = 0; jj < plan.keys_per_tile; ++jj) {
+        memset(sc.s + jj * slots + H * slots_per_head, 0,
+               static_cast<size_t>(slots - H * slots_per_head) * 4);
+      }
+    }
+  }
   // Slot i of tile (g, t) is row g * rows_per_group + 4t + i (padding slots
   // take the tile's first row: computed, never read back).
   auto slot_row = [&](int64_t slot) {
@@ -136,15 +156,17 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
   // Rows are read in place when whole vectors tile the head dim; otherwise
   // each block is packed to f32 with zero padding.
   const bool in_place = D % N == 0 && !IsKvCodes<T>();
+  // q8 V read in place (codes to f32 in the p.v loads, the row scales
+  // folded into p) where whole vectors tile the head dim.
+  const bool v_codes_in_place = hwy::IsSame<T, KvQ8>() && D % N == 0;
   const int64_t nv = Dp / N;
   const int64_t Bk = plan.keys_per_tile;
   const int64_t v_row_bytes = D * static_cast<int64_t>(sizeof(TR));
 
   for (int64_t j0 = lo, next = lo; j0 < hi; j0 = next) {
-    // Blocked f32 / f16 rows are read in place: a block never straddles
-    // two cache blocks. (q8 / q4 rows are dequantized row by row.)
-    const int64_t cut =
-        kBlocked && !IsKvCodes<T>() ? block_tokens - j0 % block_tokens : Bk;
+    // Blocked rows are read in place (f32 / f16, q8 V, the integer q.k):
+    // a block never straddles two cache blocks.
+    const int64_t cut = kBlocked ? block_tokens - j0 % block_tokens : Bk;
     const int64_t room = cut < Bk ? cut : Bk;
     const int64_t keys = hi - j0 < room ? hi - j0 : room;
     next = j0 + keys;
@@ -178,7 +200,35 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
       kb = reinterpret_cast<const TR*>(blk + p.kv_blocks.k_codes) + row * ks;
       vb = reinterpret_cast<const TR*>(blk + p.kv_blocks.v_codes) + row * vs;
     }
-    if (IsKvCodes<T>()) {
+    if (qk_int8 != nullptr) {
+      const KvBlocks& kv = p.kv_blocks;
+      const unsigned char* blk = KvBlockOf(kv, b, j0);
+      const int64_t row = j0 % block_tokens;
+      QkInt8Block a;
+      a.q = sc.q8;
+      a.q_bytes = plan.qk_int8_row_bytes;
+      a.q_scale = sc.qscale;
+      a.heads = H;
+      a.rows = rows_per_group;
+      a.dim = D;
+      a.row_bytes = kv.k_row_bytes;
+      a.key_bytes = H * kv.k_row_bytes;
+      a.codes = blk + kv.k_codes + row * a.key_bytes;
+      a.scale_row_bytes = 2 * kv.k_row_scales;
+      a.scale_key_bytes = H * a.scale_row_bytes;
+      a.scales = blk + kv.k_scales + row * a.scale_key_bytes;
+      a.keys = keys;
+      a.s = sc.s;
+      a.slots = slots;
+      a.slots_per_head = slots_per_head;
+      a.prefetch = blk + kv.v_codes + row * H * kv.v_row_bytes;
+      a.prefetch_key_bytes = H * kv.v_row_bytes;
+      if (hwy::IsSame<T, KvQ4>()) {
+        qk_int8->qk_q4(a);
+      } else {
+        qk_int8->qk_q8(a);
+      }
+    } else if (IsKvCodes<T>()) {
       DequantBlock<T>(p, false, b, j0, keys, Dp, sc.kb);
       DecodeBlockQk(df, sc, sh, rows_per_group, Dp,
                     static_cast<const float*>(sc.kb), H * Dp, Dp, keys, nv,
@@ -201,8 +251,10 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
       V vmax = m_old;
       for (int64_t jj = 0; jj < keys; ++jj) {
         float* srow = sc.s + jj * slots + c * N;
-        V x =
-            ReduceQuads(df, sc.part + jj * sh.quads_padded * sh.quad_floats, c);
+        V x = qk_int8 != nullptr
+                  ? hn::LoadU(df, srow)
+                  : ReduceQuads(
+                        df, sc.part + jj * sh.quads_padded * sh.quad_floats, c);
         if (!all_ok && sc.keyok[jj] == 0.0f) x = neg_inf;
         if (mask_causal || mask_window) {
           const V keypos = hn::Set(df, sc.keypos[jj]);
@@ -261,6 +313,14 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
         }
       }
     };
+    if constexpr (hwy::IsSame<T, KvQ8>()) {
+      if (v_codes_in_place) {
+        const int8_t* codes = FoldValueScales(p, b, j0, keys, rows_per_group,
+                                              slots_per_head, slots, sc.s);
+        pv(codes, H * p.kv_blocks.v_row_bytes, p.kv_blocks.v_row_bytes);
+        continue;
+      }
+    }
     if (IsKvCodes<T>()) {
       DequantBlock<T>(p, true, b, j0, keys, Dp, sc.vb);
       pv(static_cast<const float*>(sc.vb), H * Dp, Dp);

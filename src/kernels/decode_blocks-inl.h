@@ -18,6 +18,7 @@
 #include "src/kernels/attention_common-inl.h"
 #include "src/kernels/decode_micro_kernels-inl.h"
 #include "src/kernels/decode_plan-inl.h"
+#include "src/kernels/dequant-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace gqa {
@@ -129,6 +130,31 @@ HWY_INLINE void DequantBlock(const AttentionParams& p, bool value, int64_t b,
     }
     jj += run;
   }
+}
+
+// q8 values read in place: the probabilities of head g's rows for key jj
+// (s[jj * slots + g * slots_per_head + i], i < rows) times that key's V
+// scale, so p.v reads the int8 codes as they are. Returns the codes of key
+// j0, head 0 (keys [j0, j0 + keys) lie in one cache block: H * v_row_bytes
+// apart, heads v_row_bytes apart). A NaN scale makes the head's p NaN, as
+// its dequantized row would.
+HWY_INLINE const int8_t* FoldValueScales(const AttentionParams& p, int64_t b,
+                                         int64_t j0, int64_t keys, int64_t rows,
+                                         int64_t slots_per_head, int64_t slots,
+                                         float* s) {
+  const KvBlocks& kv = p.kv_blocks;
+  const int64_t H = p.kv_heads, row = j0 % kv.block_tokens;
+  const unsigned char* blk = KvBlockOf(kv, b, j0);
+  const unsigned char* scales = blk + kv.v_scales + row * H * 2;
+  for (int64_t jj = 0; jj < keys; ++jj) {
+    for (int64_t g = 0; g < H; ++g) {
+      const float s_v = LoadScale(scales + (jj * H + g) * 2);
+      float* ph = s + jj * slots + g * slots_per_head;
+      for (int64_t i = 0; i < rows; ++i) ph[i] *= s_v;
+    }
+  }
+  return reinterpret_cast<const int8_t*>(blk + kv.v_codes) +
+         row * H * kv.v_row_bytes;
 }
 
 }  // namespace HWY_NAMESPACE

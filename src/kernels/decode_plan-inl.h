@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "hwy/highway.h"
+#include "platforms/qk_int8.h"
 #include "src/attention_core.h"
 #include "src/kernels/attention_common-inl.h"
 #include "src/kernels/decode_micro_kernels-inl.h"
@@ -82,7 +83,9 @@ struct DecodeScratch {
   float* qpos;    // [slots] query position of the slot's row
   float* keyok;   // [Bk] 1 if the key may be attended (before causal/window)
   float* keypos;  // [Bk] key positions
-  int64_t bytes;  // size of the slot: 13 regions, each 64-byte rounded
+  unsigned char* q8;  // [R][qk_int8_row_bytes] prepared rows (integer q.k)
+  float* qscale;      // [slots] s_q of the slot's row (0 in padding)
+  int64_t bytes;      // size of the slot: 15 regions, each 64-byte rounded
 };
 
 // The one layout of a slot: at base nullptr, only .bytes is meaningful.
@@ -107,6 +110,9 @@ HWY_INLINE DecodeScratch CarveDecodeSlot(const AttentionParams& p,
   s.qpos = c.Take<float>(sh.slots);
   s.keyok = c.Take<float>(Bk);
   s.keypos = c.Take<float>(Bk);
+  s.q8 = c.Take<unsigned char>(
+      plan.qk_int8_row_bytes ? R * plan.qk_int8_row_bytes : 0);
+  s.qscale = c.Take<float>(plan.qk_int8_row_bytes ? sh.slots : 0);
   s.bytes = c.Bytes();
   return s;
 }
@@ -150,6 +156,16 @@ void MakeDecodePlan(const AttentionParams& p, KernelPlan* plan) {
   plan->split_keys = chunk;
   plan->splits = (p.kv_len + chunk - 1) / chunk;
   plan->items = p.batch * plan->splits;
+  // Integer q.k: reserved for q8 / q4 blocked keys whenever the CPU has
+  // it; used when the call allows it.
+  const bool codes = p.kv_blocks.pool != nullptr &&
+                     (p.kv_type == ElemType::kQ8 || p.kv_type == ElemType::kQ4);
+  const QkInt8Kernels* qk = codes ? BestQkInt8Kernels() : nullptr;
+  if (qk != nullptr &&
+      QkInt8ServesDim(p.kv_type == ElemType::kQ4, p.head_dim)) {
+    plan->qk_int8_row_bytes = QkInt8PreparedBytes(p.head_dim);
+    plan->qk_int8 = p.qk_int8 ? qk : nullptr;
+  }
   plan->slot_bytes = CarveDecodeSlot(p, *plan, nullptr).bytes;
   plan->shared_bytes = CarveDecodeShared(*plan, nullptr).bytes;
 }
