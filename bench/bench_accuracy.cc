@@ -21,11 +21,11 @@ std::vector<AccuracyRecord> BenchAccuracy(const Options& o,
   std::vector<AccuracyRecord> records;
   const int64_t D = 128, Hq = 8, Hkv = 2;
   const int64_t outlier_channels[] = {5, 37, 70, 101};
-  const CacheType types[] = {{GQA_DTYPE_F32, false},
-                             {GQA_DTYPE_Q8, false},
-                             {GQA_DTYPE_Q8, true},
-                             {GQA_DTYPE_Q4, false},
-                             {GQA_DTYPE_Q4, true}};
+  const CacheType types[] = {
+      {GQA_DTYPE_F32, false},     {GQA_DTYPE_Q8, false},
+      {GQA_DTYPE_Q8, true},       {GQA_DTYPE_Q4, false},
+      {GQA_DTYPE_Q4, true},       {GQA_DTYPE_Q8, false, true},
+      {GQA_DTYPE_Q8, true, true}, {GQA_DTYPE_Q4, true, true}};
   for (int64_t S : {int64_t{1024}, int64_t{4096}}) {
     for (bool outliers : {false, true}) {
       Shape s;
@@ -57,9 +57,10 @@ std::vector<AccuracyRecord> BenchAccuracy(const Options& o,
         r.kv_len = S, r.head_dim = D, r.q_heads = Hq, r.kv_heads = Hkv;
         r.dtype = DtypeName(ct.dtype);
         r.rotate = ct.rotate;
+        r.int8_qk = ct.int8_qk;
         CacheSet set;
-        gqa_status st =
-            set.Init(ConfigOf(s, S, o.block_tokens, ct.dtype, ct.rotate), 1);
+        gqa_status st = set.Init(
+            ConfigOf(s, S, o.block_tokens, ct.dtype, ct.rotate, ct.int8_qk), 1);
         gqa_block_cache cache = set.Cache(0);
         if (st == GQA_STATUS_OK)
           st = gqa_block_cache_append(&cache, S, nullptr, k.data(), v.data(),
@@ -124,7 +125,7 @@ void PrintAccuracyTable(const std::vector<AccuracyRecord>& records) {
       "\nKV cache v2 accuracy (one decode step, B1 Hq8 Hkv2 D128, q/k/v "
       "N(0,1); outliers: key channels 5, 37, 70, 101 x10), vs the float64 "
       "oracle on the f32 rows\n");
-  printf("%-9s %5s %-7s %12s %12s %12s %12s %s\n", "data", "S", "cache",
+  printf("%-9s %5s %-10s %12s %12s %12s %12s %s\n", "data", "S", "cache",
          "attend_err", "attend_mean", "stored_err", "softmax_KL", "note");
   for (const AccuracyRecord& r : records) {
     char att[32] = "-", mean[32] = "-";
@@ -132,9 +133,9 @@ void PrintAccuracyTable(const std::vector<AccuracyRecord>& records) {
       snprintf(att, sizeof(att), "%.3e", r.max_abs_err);
       snprintf(mean, sizeof(mean), "%.3e", r.mean_abs_err);
     }
-    printf("%-9s %5lld %-7s %12s %12s %12.3e %12.3e %s\n", r.data.c_str(),
-           (long long)r.kv_len, TypeLabel(r.dtype, r.rotate).c_str(), att, mean,
-           r.deq_abs_err, r.kl, r.error.c_str());
+    printf("%-9s %5lld %-10s %12s %12s %12.3e %12.3e %s\n", r.data.c_str(),
+           (long long)r.kv_len, TypeLabel(r.dtype, r.rotate, r.int8_qk).c_str(),
+           att, mean, r.deq_abs_err, r.kl, r.error.c_str());
   }
   // The goals of issue 12, on the attend's error where it ran (else the
   // stored rows'): q8 <= 1e-2, q4 with rotation <= 5e-2, and on outlier
@@ -148,7 +149,7 @@ void PrintAccuracyTable(const std::vector<AccuracyRecord>& records) {
         double worst = 0;
         for (const AccuracyRecord& r : records) {
           if (r.data == data && r.dtype == (q4 ? "q4" : "q8") &&
-              r.rotate == (rot != 0))
+              r.rotate == (rot != 0) && !r.int8_qk)
             worst = std::max(worst, err(r));
         }
         const double goal = q4 ? 5e-2 : 1e-2;
@@ -159,10 +160,11 @@ void PrintAccuracyTable(const std::vector<AccuracyRecord>& records) {
     }
   }
   for (const AccuracyRecord& r : records) {
-    if (r.data != "outliers" || r.dtype != "q4" || r.rotate) continue;
+    if (r.data != "outliers" || r.dtype != "q4" || r.rotate || r.int8_qk)
+      continue;
     for (const AccuracyRecord& w : records) {
       if (w.data == r.data && w.kv_len == r.kv_len && w.dtype == "q4" &&
-          w.rotate) {
+          w.rotate && !w.int8_qk) {
         const double gain = err(w) > 0 ? err(r) / err(w) : INFINITY;
         printf(
             "goal outliers S%lld: q4 err / q4+rot err = %.3e / %.3e = %.2f "
@@ -213,7 +215,8 @@ void WriteCacheJson(FILE* f, const std::vector<CacheRecord>& records,
             "%s  {\"name\": \"%s\", \"kind\": \"cache\", \"batch\": %lld, "
             "\"q_heads\": %lld, \"kv_heads\": %lld, \"head_dim\": %lld, "
             "\"q_len\": %lld, \"kv_len\": %lld, \"causal\": true, \"dtype\": "
-            "\"%s\", \"rotate\": %s, \"block_tokens\": %lld, \"prefill\": %s, "
+            "\"%s\", \"rotate\": %s, \"int8_qk\": %s, \"block_tokens\": %lld, "
+            "\"prefill\": %s, "
             "\"chunk\": %lld, \"threads\": %d, \"cold\": %s, \"decode\": %s, "
             "\"median_ms\": %.6f, \"min_ms\": %.6f, \"append_ms\": %.6f, "
             "\"gflops\": %.4f, \"gbps\": %.4f, \"peak_gflops\": %.4f, "
@@ -225,15 +228,16 @@ void WriteCacheJson(FILE* f, const std::vector<CacheRecord>& records,
             *first ? "" : ",\n", s.name.c_str(), (long long)s.batch,
             (long long)s.q_heads, (long long)s.kv_heads, (long long)s.head_dim,
             (long long)s.q_len, (long long)s.kv_len, r.dtype.c_str(),
-            r.rotate ? "true" : "false", (long long)r.block_tokens,
-            r.prefill ? "true" : "false", (long long)r.chunk, r.threads,
-            r.prefill ? "false" : "true", r.prefill ? "false" : "true",
-            r.median_ms, r.min_ms, r.append_ms, gflops, gbps, roofs.peak_gflops,
-            roofs.bw.best_gbps, bw_cap, r.bytes, r.read_bytes_per_token,
-            r.stored_bytes_per_token, roof.ms, roof.pct,
-            roof.memory ? "memory" : "fma", r.ratio, r.ratio_to.c_str(),
-            Num("%.3e", r.max_abs_err).c_str(), r.checked ? "true" : "false",
-            r.pass ? "true" : "false", bw.c_str());
+            r.rotate ? "true" : "false", r.int8_qk ? "true" : "false",
+            (long long)r.block_tokens, r.prefill ? "true" : "false",
+            (long long)r.chunk, r.threads, r.prefill ? "false" : "true",
+            r.prefill ? "false" : "true", r.median_ms, r.min_ms, r.append_ms,
+            gflops, gbps, roofs.peak_gflops, roofs.bw.best_gbps, bw_cap,
+            r.bytes, r.read_bytes_per_token, r.stored_bytes_per_token, roof.ms,
+            roof.pct, roof.memory ? "memory" : "fma", r.ratio,
+            r.ratio_to.c_str(), Num("%.3e", r.max_abs_err).c_str(),
+            r.checked ? "true" : "false", r.pass ? "true" : "false",
+            bw.c_str());
     *first = false;
   }
 }
@@ -245,13 +249,15 @@ void WriteAccuracyJson(FILE* f, const std::vector<AccuracyRecord>& records,
             "%s  {\"name\": \"accuracy\", \"kind\": \"accuracy\", \"data\": "
             "\"%s\", \"batch\": 1, \"q_heads\": %lld, \"kv_heads\": %lld, "
             "\"head_dim\": %lld, \"q_len\": 1, \"kv_len\": %lld, \"dtype\": "
-            "\"%s\", \"rotate\": %s, \"attended\": %s, \"max_abs_err\": "
+            "\"%s\", \"rotate\": %s, \"int8_qk\": %s, \"attended\": %s, "
+            "\"max_abs_err\": "
             "%s, \"mean_abs_err\": %s, \"stored_abs_err\": %s, "
             "\"softmax_kl\": %s}",
             *first ? "" : ",\n", r.data.c_str(), (long long)r.q_heads,
             (long long)r.kv_heads, (long long)r.head_dim, (long long)r.kv_len,
             r.dtype.c_str(), r.rotate ? "true" : "false",
-            r.attended ? "true" : "false", Num("%.4e", r.max_abs_err).c_str(),
+            r.int8_qk ? "true" : "false", r.attended ? "true" : "false",
+            Num("%.4e", r.max_abs_err).c_str(),
             Num("%.4e", r.mean_abs_err).c_str(),
             Num("%.4e", r.deq_abs_err).c_str(), Num("%.4e", r.kl).c_str());
     *first = false;

@@ -99,13 +99,19 @@ double DecodePairs(int64_t T, int64_t S) {
 }
 
 const CacheType kDecodeTypes[] = {
-    {GQA_DTYPE_F32, false}, {GQA_DTYPE_F16, false}, {GQA_DTYPE_Q8, false},
-    {GQA_DTYPE_Q8, true},   {GQA_DTYPE_Q4, false},  {GQA_DTYPE_Q4, true}};
+    {GQA_DTYPE_F32, false},      {GQA_DTYPE_F16, false},
+    {GQA_DTYPE_Q8, false},       {GQA_DTYPE_Q8, true},
+    {GQA_DTYPE_Q4, false},       {GQA_DTYPE_Q4, true},
+    {GQA_DTYPE_Q8, false, true}, {GQA_DTYPE_Q8, true, true},
+    {GQA_DTYPE_Q4, false, true}, {GQA_DTYPE_Q4, true, true}};
 const int64_t kDecodeQueryLens[] = {1, 4};
 
 // Output tolerance of the check against the stored rows: the kernels'
 // f32 arithmetic (and the f32 rotation of q and out) on |out| < ~1.5.
-double CheckTolerance(int32_t dtype) {
+// The integer q.k quantizes q too (int8, one scale per row): each logit
+// moves by up to s_q / 2 * sum|k| (~0.01 here), so its check is looser.
+double CheckTolerance(int32_t dtype, bool int8_qk) {
+  if (int8_qk) return 2e-2;
   return dtype == GQA_DTYPE_F32 || dtype == GQA_DTYPE_F16 ? 1e-3 : 2e-3;
 }
 
@@ -123,6 +129,7 @@ void BenchDecodeType(const Shape& s, const CacheType& ct, const Options& o,
     r.shape.causal = true;
     r.dtype = DtypeName(ct.dtype);
     r.rotate = ct.rotate;
+    r.int8_qk = ct.int8_qk;
     r.block_tokens = o.block_tokens;
     r.threads = o.threads;
     r.flops = 4.0 * static_cast<double>(s.batch * s.q_heads * s.head_dim) *
@@ -134,7 +141,7 @@ void BenchDecodeType(const Shape& s, const CacheType& ct, const Options& o,
     out_records->insert(out_records->end(), recs.begin(), recs.end());
   };
   const gqa_block_cache_config config =
-      ConfigOf(s, S, o.block_tokens, ct.dtype, ct.rotate);
+      ConfigOf(s, S, o.block_tokens, ct.dtype, ct.rotate, ct.int8_qk);
   gqa_block_cache_layout layout{};
   gqa_status st = gqa_block_cache_layout_of(&config, &layout);
   if (st != GQA_STATUS_OK) return fail_all(StatusText("layout_of", st));
@@ -185,7 +192,8 @@ void BenchDecodeType(const Shape& s, const CacheType& ct, const Options& o,
     }
     r.median_ms = Median(times) * 1e3;
     r.min_ms = *std::min_element(times.begin(), times.end()) * 1e3;
-    CheckRows(c0, r.shape, T, q, out, 32, CheckTolerance(ct.dtype), &r);
+    CheckRows(c0, r.shape, T, q, out, 32, CheckTolerance(ct.dtype, ct.int8_qk),
+              &r);
   }
   out_records->insert(out_records->end(), recs.begin(), recs.end());
 }
@@ -298,7 +306,7 @@ CacheRecord BenchPrefill(const Shape& s, int32_t dtype, int64_t chunk,
                 out.begin() + t0 * row_q);
     }
   }
-  CheckRows(cache, s, S, q, out, 16, CheckTolerance(dtype), &r);
+  CheckRows(cache, s, S, q, out, 16, CheckTolerance(dtype, false), &r);
   return r;
 }
 
@@ -361,7 +369,7 @@ void PrintCacheTable(const std::vector<CacheRecord>& records,
       "%.1f GB/s, flops / %.1f GFLOP/s), %d thread(s))\n",
       records.empty() ? 0LL : (long long)records[0].block_tokens,
       roofs.bw.best_gbps, roofs.peak_gflops, roofs.threads);
-  printf("%-5s %-26s %-7s %9s %9s %9s %7s %7s %9s %6s %-4s %7s %-5s %9s %s\n",
+  printf("%-5s %-26s %-10s %9s %9s %9s %7s %7s %9s %6s %-4s %7s %-5s %9s %s\n",
          "case", "shape", "cache", "median_ms", "min_ms", "KB/step", "B/tok",
          "st_B/tok", "roof_ms", "%roof", "bind", "ratio", "goal", "max_err",
          "check");
@@ -378,8 +386,8 @@ void PrintCacheTable(const std::vector<CacheRecord>& records,
                (long long)s.head_dim, (long long)s.q_len, (long long)s.kv_len);
     }
     if (r.median_ms <= 0) {  // it did not run
-      printf("%-5s %-26s %-7s FAIL: %s\n", s.name.c_str(), shape,
-             TypeLabel(r.dtype, r.rotate).c_str(), r.error.c_str());
+      printf("%-5s %-26s %-10s FAIL: %s\n", s.name.c_str(), shape,
+             TypeLabel(r.dtype, r.rotate, r.int8_qk).c_str(), r.error.c_str());
       continue;
     }
     const RoofOf f = Roof(r, roofs);
@@ -396,9 +404,9 @@ void PrintCacheTable(const std::vector<CacheRecord>& records,
     char err[32] = "-";
     if (r.checked) snprintf(err, sizeof(err), "%.2e", r.max_abs_err);
     printf(
-        "%-5s %-26s %-7s %9.3f %9.3f %9.1f %7.1f %8.1f %9.3f %5.1f%% %-4s "
+        "%-5s %-26s %-10s %9.3f %9.3f %9.1f %7.1f %8.1f %9.3f %5.1f%% %-4s "
         "%7s %-5s %9s %s\n",
-        s.name.c_str(), shape, TypeLabel(r.dtype, r.rotate).c_str(),
+        s.name.c_str(), shape, TypeLabel(r.dtype, r.rotate, r.int8_qk).c_str(),
         r.median_ms, r.min_ms, r.bytes / 1024.0, r.read_bytes_per_token,
         r.stored_bytes_per_token, f.ms, f.pct, f.memory ? "mem" : "fma", ratio,
         goal_text, err, !r.pass ? "FAIL" : (r.checked ? "ok" : "unchecked"));

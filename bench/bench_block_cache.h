@@ -26,6 +26,7 @@ struct CacheRecord {
   Shape shape;        // B, Hq, Hkv, D; q_len = T of one attend, kv_len = S
   std::string dtype;  // cache element type: f32, f16, q8, q4
   bool rotate = false;
+  bool int8_qk = false;  // the integer q.k (GQA_BLOCK_CACHE_INT8_QK)
   bool prefill = false;  // chunked prefill (q_len = S, chunks of `chunk`)
   int64_t block_tokens = 0, chunk = 0;
   int threads = 1;
@@ -48,6 +49,7 @@ struct AccuracyRecord {
   int64_t kv_len = 0, head_dim = 0, q_heads = 0, kv_heads = 0;
   std::string dtype;
   bool rotate = false;
+  bool int8_qk = false;
   bool attended = false;    // the attend ran (else only the read-back)
   double max_abs_err = 0;   // attend output vs float64 on the f32 rows
   double mean_abs_err = 0;  // the same, mean over the output elements

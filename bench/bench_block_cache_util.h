@@ -105,7 +105,7 @@ class CacheSet {
 
 inline gqa_block_cache_config ConfigOf(const Shape& s, int64_t capacity,
                                        int64_t block_tokens, int32_t dtype,
-                                       bool rotate) {
+                                       bool rotate, bool int8_qk = false) {
   gqa_block_cache_config c{};
   c.batch = s.batch;
   c.kv_heads = s.kv_heads;
@@ -114,7 +114,8 @@ inline gqa_block_cache_config ConfigOf(const Shape& s, int64_t capacity,
   c.capacity = capacity;
   c.block_tokens = block_tokens;
   c.dtype = dtype;
-  c.flags = rotate ? GQA_BLOCK_CACHE_ROTATE : 0u;
+  c.flags = (rotate ? GQA_BLOCK_CACHE_ROTATE : 0u) |
+            (int8_qk ? GQA_BLOCK_CACHE_INT8_QK : 0u);
   return c;
 }
 
@@ -174,6 +175,7 @@ inline gqa_kv_attend_params AttendParams(int64_t T, int64_t Hq, const float* q,
 struct CacheType {
   int32_t dtype;
   bool rotate;
+  bool int8_qk = false;  // GQA_BLOCK_CACHE_INT8_QK: int8 q, integer q.k
 };
 
 struct RoofOf {
@@ -198,8 +200,9 @@ inline std::string Num(const char* fmt, double x) {
   return buf;
 }
 
-inline std::string TypeLabel(const std::string& dtype, bool rotate) {
-  return dtype + (rotate ? "+rot" : "");
+inline std::string TypeLabel(const std::string& dtype, bool rotate,
+                             bool int8_qk = false) {
+  return dtype + (rotate ? "+rot" : "") + (int8_qk ? "+i8q" : "");
 }
 
 }  // namespace gqa
