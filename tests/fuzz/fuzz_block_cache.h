@@ -206,7 +206,7 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
   if (r.hostile && r.U8() >= 240) cf.value_dim = r.Dim(0, 9);
   else if (r.Bit()) cf.value_dim = cf.head_dim;
   if (r.hostile && r.U8() >= 248) cf.dtype = r.Bit() ? 4 : -1;
-  if (r.hostile && r.U8() >= 248) cf.flags |= r.Bit() ? 4u : 0x80000000u;
+  if (r.hostile && r.U8() >= 248) cf.flags |= r.Bit() ? 8u : 0x80000000u;
   const int64_t B = cf.batch, Hkv = cf.kv_heads, D = cf.head_dim;
   const int64_t cap = cf.capacity, bt = cf.block_tokens;
   const bool ring = cf.flags & GQA_BLOCK_CACHE_RING;
@@ -216,7 +216,7 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
   // The header's configuration rules.
   bool bad_cfg = B <= 0 || Hkv <= 0 || D <= 0 || cap <= 0 || bt <= 0 ||
                  bt > 4096 || (cf.value_dim != 0 && cf.value_dim != D) ||
-                 dt < 0 || dt > 3 || (cf.flags & ~3u) != 0 ||
+                 dt < 0 || dt > 3 || (cf.flags & ~7u) != 0 ||
                  (dt == GQA_DTYPE_Q4 && D % 32 != 0) || (rotate && !Pow2(D));
   // Not documented either way: capacities past the position limit.
   bool may_fail = cap > kMaxPos;
