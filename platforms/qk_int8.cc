@@ -16,13 +16,22 @@
 namespace gqa {
 namespace {
 
-// round_even(x * inv) clamped to [-127, 127] (x, inv finite): adding and
-// subtracting 1.5 * 2^23 rounds |x * inv| <= 127 to nearest even in the
-// default rounding mode, with no libm call (the library builds without
-// -ffast-math, so the compiler keeps the two operations).
-inline int8_t Code(float x, float inv) {
-  constexpr float m = 12582912.0f;
-  float r = (x * inv + m) - m;
+// round_even(x * 127 / amax) clamped to [-127, 127] (x finite, |x| <=
+// amax, inv = 127 / amax or 0 for amax = 0): adding and subtracting
+// 1.5 * 2^23 rounds |x * inv| <= 127 to nearest even in the default
+// rounding mode, with no libm call (the library builds without
+// -ffast-math, so the compiler keeps the two operations). Where 127 / amax
+// overflows f32 (amax below ~3.7e-37) the product is taken in double.
+inline int8_t Code(float x, float amax, float inv) {
+  float r;
+  if (inv <= 3.402823466e38f) {
+    constexpr float m = 12582912.0f;
+    r = (x * inv + m) - m;
+  } else {
+    constexpr double m = 6755399441055744.0;  // 1.5 * 2^52
+    r = static_cast<float>(
+        (static_cast<double>(x) * (127.0 / static_cast<double>(amax)) + m) - m);
+  }
   r = r > 127.0f ? 127.0f : (r < -127.0f ? -127.0f : r);
   return static_cast<int8_t>(r);
 }
@@ -45,7 +54,7 @@ float PrepareQkInt8Row(const float* q, int64_t dim, bool q4,
   int8_t* codes = reinterpret_cast<int8_t*>(dst + kQkCodes);
   int32_t sum = 0;
   for (int64_t d = 0; d < dim; ++d) {
-    const int8_t c = Code(finite ? q[d] : 0.0f, inv);
+    const int8_t c = Code(finite ? q[d] : 0.0f, amax, inv);
     sum += c;
     if (!q4) codes[d] = c;
   }
@@ -61,7 +70,7 @@ float PrepareQkInt8Row(const float* q, int64_t dim, bool q4,
     int32_t start[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (int64_t e = 0; e < 64; ++e) {
       const int64_t d = 64 * c + e;
-      const int8_t code = Code(finite ? q[d] : 0.0f, inv);
+      const int8_t code = Code(finite ? q[d] : 0.0f, amax, inv);
       // Element e of the chunk: group e / 32, index i = e % 32 in it; low
       // nibble (i < 16) of byte 16 * group + i, else high of i - 16.
       const int64_t group = e / 32, i = e % 32;

@@ -142,6 +142,17 @@ TEST_CASE("integer q.k: a NaN or Inf query row gives NaN scores") {
     k->qk_q8(a);
     CHECK(isnan(s[0]));
   }
+  // Tiny rows (127 / max|q| past f32) still get codes in [-127, 127].
+  std::vector<float> q(D, ldexpf(1.0f, -127));  // max|q| = 2^-125
+  q[1] = -ldexpf(1.0f, -125);
+  q[2] = 0.0f;
+  std::vector<unsigned char> prep(static_cast<size_t>(QkInt8PreparedBytes(D)));
+  const float s_q = PrepareQkInt8Row(q.data(), D, false, prep.data());
+  CHECK(s_q == ldexpf(1.0f, -125) / 127.0f);
+  const int8_t* c = reinterpret_cast<const int8_t*>(prep.data() + kQkCodes);
+  CHECK(c[0] == 32);  // round(127 / 4)
+  CHECK(c[1] == -127);
+  CHECK(c[2] == 0);
 }
 
 // The integer q.k (AttentionParams::qk_int8) against the reference on the
