@@ -68,7 +68,7 @@ int AvailableQkInt8Kernels(const QkInt8Kernels** out, int max);
 // order (q8), then per 64 elements c the 32 bytes q_lo = q[64c + 0..15],
 // q[64c + 32..47] and the 32 bytes q_hi = q[64c + 16..31], q[64c + 48..63]
 // (q4: the order of a q4 key's low and high nibbles), then per 64 elements
-// 8 int32 start sums: -8 * (sum of q over group 2c) in lane 0, over group
+// 8 int32 start sums: -8 * (sum of the codes of group 2c) in lane 0, of group
 // 2c + 1 in lane 4, else 0.
 constexpr int64_t kQkCodes = 64;
 inline int64_t QkInt8PreparedBytes(int64_t dim) {
