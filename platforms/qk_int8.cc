@@ -56,21 +56,21 @@ float PrepareQkInt8Row(const float* q, int64_t dim, bool q4,
   for (int64_t d = 0; d < dim; ++d) {
     const int8_t c = Code(finite ? q[d] : 0.0f, amax, inv);
     sum += c;
-    if (!q4) codes[d] = c;
+    codes[d] = c;  // q4 permutes them below
   }
   memcpy(dst, &s_q, 4);
   const int32_t corr = -128 * sum;
   memcpy(dst + 4, &corr, 4);
   if (!q4) return s_q;
-  // q4: the codes again (recomputed from codes of q8 order), permuted to
-  // the nibble order, and the start sums per 64 elements.
+  // q4: the codes permuted to the nibble order, and the start sums per 64
+  // elements.
   unsigned char* perm = dst + kQkCodes + dim;
   unsigned char* init = dst + kQkCodes + 2 * dim;
   for (int64_t c = 0; c < dim / 64; ++c) {
     int32_t start[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (int64_t e = 0; e < 64; ++e) {
       const int64_t d = 64 * c + e;
-      const int8_t code = Code(finite ? q[d] : 0.0f, amax, inv);
+      const int8_t code = codes[d];
       // Element e of the chunk: group e / 32, index i = e % 32 in it; low
       // nibble (i < 16) of byte 16 * group + i, else high of i - 16.
       const int64_t group = e / 32, i = e % 32;
