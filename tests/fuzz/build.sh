@@ -14,15 +14,19 @@ flags=(-std=c++17 -O1 -g -march=haswell -DHWY_COMPILE_ONLY_STATIC=1
        -D_FILE_OFFSET_BITS=64 -fno-omit-frame-pointer
        -fsanitize=address,undefined -fno-sanitize-recover=all
        -I include -I . -Wall -Wextra)
-# Every library source and the float64 reference (as gqa_internal links).
-srcs=(src/*.cc src/reference/*.cc)
+# Every library source and the float64 reference (as gqa_internal links),
+# with the platform kernels CMakeLists.txt adds for this machine.
+srcs=(src/*.cc src/reference/*.cc platforms/qk_int8.cc)
+case "$(uname -m)" in
+  x86_64) srcs+=(platforms/x86/qk_int8_x86.cc) ;;
+esac
 objs=()
 pids=()
 for s in "${srcs[@]}"; do
   o="$out/obj/$(echo "$s" | tr / _).o"
   objs+=("$o")
   # Rebuild when the source or any library header is newer than the object.
-  if [ ! -f "$o" ] || [ -n "$(find src include -newer "$o" -name '*.h' -o \
+  if [ ! -f "$o" ] || [ -n "$(find src include platforms -newer "$o" -name '*.h' -o \
        -newer "$o" -name "$(basename "$s")" | head -1)" ]; then
     echo "  compile $s"
     "$cxx" "${flags[@]}" -fsanitize=fuzzer-no-link -c "$s" -o "$o" &
