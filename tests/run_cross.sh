@@ -13,7 +13,7 @@ scale="${GQA_QEMU_TEST_SCALE:-0.5}"
 build() {  # dir, toolchain
   echo "=== cross build: $1 ($2)"
   cmake -S . -B "$1" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_TOOLCHAIN_FILE="$2" -DGQA_TEST_SCALE="$scale" >/dev/null
+    -DCMAKE_TOOLCHAIN_FILE="$PWD/$2" -DGQA_TEST_SCALE="$scale" >/dev/null
   cmake --build "$1" -j2
 }
 build build/aarch64 toolchains/aarch64-linux-gnu.cmake
