@@ -28,7 +28,7 @@ struct QkInt8Block {
   // slots past `rows` up to the next multiple of 4.
   const float* q_scale = nullptr;
   int64_t heads = 0;  // Hkv
-  int64_t rows = 0;   // query rows per kv head (G * T), <= 16
+  int64_t rows = 0;   // query rows per kv head (G * T), <= 32
   int64_t dim = 0;    // D: a multiple of 32 (q8) or of 64 (q4)
   // Codes of key kk, head g at codes + kk * key_bytes + g * row_bytes; its
   // f16 scales at scales + kk * scale_key_bytes + g * scale_row_bytes.

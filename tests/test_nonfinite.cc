@@ -28,7 +28,7 @@ struct Shape {
   int64_t B, T, S, Hq, Hkv, D;
   const char* name;
 };
-// Flash: G*T > 16, S crosses a 128-key tile. Decode: G*T <= 16, S split in
+// Flash: G*T > 32, S crosses a 128-key tile. Decode: G*T <= 32, S split in
 // 3 chunks; D = 12 takes the packed (non whole-vector) paths.
 const Shape kShapes[] = {{2, 37, 150, 4, 2, 16, "prefill"},
                          {2, 37, 150, 4, 2, 12, "prefill D12"},

@@ -79,7 +79,7 @@ GQA_API void gqa_attention_params_init(gqa_attention_params* params);
 /* Workspace bytes for these shapes, run with a pool of up to max_threads
  * threads (1: no pool). It depends on B, T, Hq, Hkv, D and max_threads, not
  * on masks, flags, dtypes or pointers, and on kv_len only where the decode
- * kernel may serve the shape ((Hq / Hkv) * T <= 16): there it grows with
+ * kernel may serve the shape ((Hq / Hkv) * T <= 32): there it grows with
  * kv_len up to kv_len = 8192 (the key axis is split in up to 16 chunks of at
  * least 512 keys, one partial result each) and is the same for every
  * kv_len >= 8192. To decode into a growing cache with one workspace, size it

@@ -25,7 +25,7 @@ namespace gqa {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-constexpr int64_t kDecodeMaxRows = 16;  // G*T rows per kv head, at most
+constexpr int64_t kDecodeMaxRows = 32;  // G*T rows per kv head, at most
 constexpr int64_t kDecodeMinChunk = 512;
 constexpr int64_t kDecodeMaxSplits = 16;
 // Keys per block: at most this many, and fewer where the q.k partial sums
