@@ -53,10 +53,22 @@ float PrepareQkInt8Row(const float* q, int64_t dim, bool q4,
   const float inv = finite && amax > 0.0f ? 127.0f / amax : 0.0f;
   int8_t* codes = reinterpret_cast<int8_t*>(dst + kQkCodes);
   int32_t sum = 0;
-  for (int64_t d = 0; d < dim; ++d) {
-    const int8_t c = Code(finite ? q[d] : 0.0f, amax, inv);
-    sum += c;
-    codes[d] = c;  // q4 permutes them below
+  if (finite && inv <= 3.402823466e38f) {
+    // The common row: Code's f32 branch as a plain loop (vectorized).
+    constexpr float m = 12582912.0f;
+    for (int64_t d = 0; d < dim; ++d) {
+      float r = (q[d] * inv + m) - m;
+      r = r > 127.0f ? 127.0f : (r < -127.0f ? -127.0f : r);
+      const int32_t c = static_cast<int32_t>(r);
+      sum += c;
+      codes[d] = static_cast<int8_t>(c);  // q4 permutes them below
+    }
+  } else {
+    for (int64_t d = 0; d < dim; ++d) {
+      const int8_t c = Code(finite ? q[d] : 0.0f, amax, inv);
+      sum += c;
+      codes[d] = c;
+    }
   }
   memcpy(dst, &s_q, 4);
   const int32_t corr = -128 * sum;
