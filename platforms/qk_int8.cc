@@ -40,13 +40,19 @@ inline int8_t Code(float x, float amax, float inv) {
 
 float PrepareQkInt8Row(const float* q, int64_t dim, bool q4,
                        unsigned char* dst) {
-  float amax = 0.0f;
-  bool finite = true;
+  // max|q| as the largest |q| bit pattern (monotonic for non-negative
+  // floats; an integer max the compiler vectorizes): past FLT_MAX's
+  // pattern means an Inf or a NaN in the row.
+  uint32_t top = 0;
   for (int64_t d = 0; d < dim; ++d) {
-    const float a = fabsf(q[d]);
-    finite = finite && a <= 3.402823466e38f;  // false for NaN and Inf
-    amax = a > amax ? a : amax;
+    uint32_t u;
+    memcpy(&u, q + d, 4);
+    u &= 0x7fffffffu;
+    top = u > top ? u : top;
   }
+  const bool finite = top <= 0x7f7fffffu;
+  float amax;
+  memcpy(&amax, &top, 4);
   // s_q = max|q| / 127, codes round(q * 127 / max|q|) (to nearest even);
   // an all-zero row has s_q = 0 and zero codes, a NaN / Inf row s_q = NaN.
   const float s_q = !finite ? NAN : amax / 127.0f;
