@@ -316,7 +316,8 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
     if constexpr (hwy::IsSame<T, KvQ8>()) {
       if (v_codes_in_place) {
         const int8_t* codes = FoldValueScales(p, b, j0, keys, rows_per_group,
-                                              slots_per_head, slots, sc.s);
+                                              slots_per_head, slots, sc.s,
+                                              sc.vb);
         pv(codes, H * p.kv_blocks.v_row_bytes, p.kv_blocks.v_row_bytes);
         continue;
       }
