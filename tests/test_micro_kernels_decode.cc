@@ -154,8 +154,8 @@ void TestDecodePvTyped() {
         std::vector<double> vd(static_cast<size_t>(keys * key_stride));
         for (int64_t e = 0; e < keys * key_stride; ++e)
           mt::StoreElement(rng.Next(), &v[e], &vd[e]);
-        PvRows(df, rows, pr.data(), p_stride, alpha.data(), v, key_stride, keys,
-               acc.data(), Dp);
+        PvRows(df, rows, pr.data(), p_stride, alpha.data(), v, key_stride,
+               nullptr, 0, keys, acc.data(), Dp);
         std::vector<float> got;
         std::vector<double> want;
         for (int64_t r = 0; r < rows; ++r) {

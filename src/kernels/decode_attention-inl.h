@@ -298,7 +298,9 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
     }
     // acc[r] = acc[r] * alpha + sum_j p[j][r] v[j], head by head, up to
     // kDecodePvRows rows at a time so each V row is loaded once for them.
-    auto pv = [&](const auto* vrows, int64_t vs, int64_t vh) {
+    // vscale: q8 V read in place, the keys' scales [keys][Hkv] (else null).
+    auto pv = [&](const auto* vrows, int64_t vs, int64_t vh,
+                  const float* vscale) {
       for (int64_t g = 0; g < H; ++g) {
         // A head's rows have consecutive slots (its tiles are full but the
         // last), so passes may span tiles.
@@ -308,28 +310,26 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
                                 ? rows_per_group - i
                                 : kDecodePvRows;
           PvRows(df, n, sc.s + slot_head + i, slots, sc.alpha + slot_head + i,
-                 vrows + g * vh, vs, keys,
+                 vrows + g * vh, vs, vscale ? vscale + g : nullptr, H, keys,
                  sc.acc + (g * rows_per_group + i) * Dp, Dp);
         }
       }
     };
     if constexpr (hwy::IsSame<T, KvQ8>()) {
       if (v_codes_in_place) {
-        const int8_t* codes = FoldValueScales(p, b, j0, keys, rows_per_group,
-                                              slots_per_head, slots, sc.s,
-                                              sc.vb);
-        pv(codes, H * p.kv_blocks.v_row_bytes, p.kv_blocks.v_row_bytes);
+        const int8_t* codes = ValueScalesOf(p, b, j0, keys, sc.vb);
+        pv(codes, H * p.kv_blocks.v_row_bytes, p.kv_blocks.v_row_bytes, sc.vb);
         continue;
       }
     }
     if (IsKvCodes<T>()) {
       DequantBlock<T>(p, true, b, j0, keys, Dp, sc.vb);
-      pv(static_cast<const float*>(sc.vb), H * Dp, Dp);
+      pv(static_cast<const float*>(sc.vb), H * Dp, Dp, nullptr);
     } else if (in_place) {
-      pv(vb, vs, vh);
+      pv(vb, vs, vh, nullptr);
     } else {
       PackBlock(vb, vs, vh, keys, H, D, Dp, sc.vb);
-      pv(static_cast<const float*>(sc.vb), H * Dp, Dp);
+      pv(static_cast<const float*>(sc.vb), H * Dp, Dp, nullptr);
     }
   }
   // Partial result of this chunk: [R][m, l, acc...].

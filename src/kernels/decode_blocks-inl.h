@@ -132,17 +132,15 @@ HWY_INLINE void DequantBlock(const AttentionParams& p, bool value, int64_t b,
   }
 }
 
-// q8 values read in place: the probabilities of head g's rows for key jj
-// (s[jj * slots + g * slots_per_head + i], i < rows) times that key's V
-// scale, so p.v reads the int8 codes as they are. Returns the codes of key
-// j0, head 0 (keys [j0, j0 + keys) lie in one cache block: H * v_row_bytes
-// apart, heads v_row_bytes apart). A NaN scale makes the head's p NaN, as
-// its dequantized row would. tmp: keys * Hkv floats (the scales as f32,
-// converted in one vector pass: they are contiguous in the block).
-HWY_INLINE const int8_t* FoldValueScales(const AttentionParams& p, int64_t b,
-                                         int64_t j0, int64_t keys, int64_t rows,
-                                         int64_t slots_per_head, int64_t slots,
-                                         float* s, float* tmp) {
+// q8 values read in place: the scales of keys [j0, j0 + keys), all heads,
+// as f32 into tmp [keys][Hkv] (one vector pass: they are contiguous in the
+// block); p.v multiplies each key's p by its scale (PvRows), so it reads the
+// int8 codes as they are. Returns the codes of key j0, head 0 (keys
+// [j0, j0 + keys) lie in one cache block: H * v_row_bytes apart, heads
+// v_row_bytes apart). A NaN scale makes the head's p NaN, as its dequantized
+// row would.
+HWY_INLINE const int8_t* ValueScalesOf(const AttentionParams& p, int64_t b,
+                                       int64_t j0, int64_t keys, float* tmp) {
   const hn::ScalableTag<float> df;
   const KvBlocks& kv = p.kv_blocks;
   const int64_t H = p.kv_heads, row = j0 % kv.block_tokens;
@@ -150,13 +148,6 @@ HWY_INLINE const int8_t* FoldValueScales(const AttentionParams& p, int64_t b,
   RowToF32(df,
            reinterpret_cast<const uint16_t*>(blk + kv.v_scales + row * H * 2),
            tmp, keys * H);
-  for (int64_t jj = 0; jj < keys; ++jj) {
-    for (int64_t g = 0; g < H; ++g) {
-      const float s_v = tmp[jj * H + g];
-      float* ph = s + jj * slots + g * slots_per_head;
-      for (int64_t i = 0; i < rows; ++i) ph[i] *= s_v;
-    }
-  }
   return reinterpret_cast<const int8_t*>(blk + kv.v_codes) +
          row * H * kv.v_row_bytes;
 }

@@ -194,8 +194,10 @@ HWY_INLINE void PvRowsFixed(DF df, const float* HWY_RESTRICT pr,
                             int64_t p_key_stride,
                             const float* HWY_RESTRICT alpha,
                             const T* HWY_RESTRICT vrow, int64_t key_stride,
-                            int64_t keys, float* HWY_RESTRICT acc,
-                            int64_t acc_stride, int64_t d) {
+                            const float* HWY_RESTRICT vscale,
+                            int64_t vscale_stride, int64_t keys,
+                            float* HWY_RESTRICT acc, int64_t acc_stride,
+                            int64_t d) {
   static_assert(ROWS * NV <= 16 && ROWS <= 8 && NV <= 4, "register tile");
   using V = hn::Vec<DF>;
   const size_t N = hn::Lanes(df);
@@ -229,9 +231,12 @@ HWY_INLINE void PvRowsFixed(DF df, const float* HWY_RESTRICT pr,
     if (NV > 2) v2 = LoadRow(df, vr + 2 * N);
     if (NV > 3) v3 = LoadRow(df, vr + 3 * N);
     const float* pk = pr + jj * p_key_stride;
+    // int8 (q8) rows: p times the key's V scale, as a dequantized row.
+    const float sv = hwy::IsSame<T, int8_t>() ? vscale[jj * vscale_stride] : 1;
 #define GQA_ROW(r)                                    \
   if (ROWS > r) {                                     \
-    const V w = hn::Set(df, pk[r]);                   \
+    const V w = hn::Set(                              \
+        df, hwy::IsSame<T, int8_t>() ? pk[r] * sv : pk[r]); \
     c##r##0 = hn::MulAdd(w, v0, c##r##0);             \
     if (NV > 1) c##r##1 = hn::MulAdd(w, v1, c##r##1); \
     if (NV > 2) c##r##2 = hn::MulAdd(w, v2, c##r##2); \
@@ -267,35 +272,39 @@ HWY_INLINE void PvRowsFixed(DF df, const float* HWY_RESTRICT pr,
 template <int ROWS, class DF, typename T>
 HWY_INLINE void PvRowsAllDims(DF df, const float* pr, int64_t p_key_stride,
                               const float* alpha, const T* vrow,
-                              int64_t key_stride, int64_t keys, float* acc,
+                              int64_t key_stride, const float* vscale,
+                              int64_t vscale_stride, int64_t keys, float* acc,
                               int64_t Dp) {
   constexpr int kNVChunk = ROWS <= 4 ? 4 : 2;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   int64_t d = 0;
   for (; d + kNVChunk * N <= Dp; d += kNVChunk * N) {
     PvRowsFixed<ROWS, kNVChunk>(df, pr, p_key_stride, alpha, vrow, key_stride,
-                                keys, acc, Dp, d);
+                                vscale, vscale_stride, keys, acc, Dp, d);
   }
   for (; d < Dp; d += N) {
-    PvRowsFixed<ROWS, 1>(df, pr, p_key_stride, alpha, vrow, key_stride, keys,
-                         acc, Dp, d);
+    PvRowsFixed<ROWS, 1>(df, pr, p_key_stride, alpha, vrow, key_stride, vscale,
+                         vscale_stride, keys, acc, Dp, d);
   }
 }
 
 // acc [rows][Dp] = acc * alpha + p . v for 1 <= rows <= kDecodePvRows
 // (cases past kDecodePvRows are never called and not instantiated).
 // pr: p of row i, key jj at pr[jj * p_key_stride + i]; vrow: [keys]
-// [key_stride]; Dp a multiple of Lanes(df).
+// [key_stride]; Dp a multiple of Lanes(df). int8 rows (q8 codes) take key
+// jj's scale from vscale[jj * vscale_stride] (other types ignore it).
 template <class DF, typename T>
 HWY_INLINE void PvRows(DF df, int64_t rows, const float* pr,
                        int64_t p_key_stride, const float* alpha, const T* vrow,
-                       int64_t key_stride, int64_t keys, float* acc,
+                       int64_t key_stride, const float* vscale,
+                       int64_t vscale_stride, int64_t keys, float* acc,
                        int64_t Dp) {
   HWY_DASSERT(1 <= rows && rows <= kDecodePvRows);
-#define GQA_PV_CASE(n)                                                 \
-  case n:                                                              \
-    PvRowsAllDims<(n <= kDecodePvRows ? n : 1)>(                       \
-        df, pr, p_key_stride, alpha, vrow, key_stride, keys, acc, Dp); \
+#define GQA_PV_CASE(n)                                                      \
+  case n:                                                                   \
+    PvRowsAllDims<(n <= kDecodePvRows ? n : 1)>(                            \
+        df, pr, p_key_stride, alpha, vrow, key_stride, vscale,              \
+        vscale_stride, keys, acc, Dp);                                      \
     break;
   switch (rows) {
     // clang-format off
@@ -309,7 +318,8 @@ HWY_INLINE void PvRows(DF df, int64_t rows, const float* pr,
     // clang-format on
     default:
       PvRowsAllDims<kDecodePvRows>(df, pr, p_key_stride, alpha, vrow,
-                                   key_stride, keys, acc, Dp);
+                                   key_stride, vscale, vscale_stride, keys,
+                                   acc, Dp);
   }
 #undef GQA_PV_CASE
 }
