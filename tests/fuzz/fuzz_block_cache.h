@@ -195,7 +195,7 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
   cf.batch = r.Dim(1, 2), cf.kv_heads = r.Dim(1, 2);
   cf.head_dim = kDims[r.U8() % 12];
   cf.dtype = r.U8() % 4;
-  cf.flags = r.U8() % 4;
+  cf.flags = r.U8() % 8;  // RING | ROTATE | INT8_QK
   cf.capacity = r.Dim(1, 12), cf.block_tokens = r.Dim(1, 5);
   // Valid combinations unless hostile (where the rules may be broken).
   const bool fix = !r.hostile || r.Bit();
@@ -929,6 +929,25 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
     for (size_t i = 0; i < want.size(); i += (size_t)D) Hadamard64(&want[i], D);
   double tol = a.q_dtype || a.out_dtype || dt == GQA_DTYPE_F16 ? 1e-2 : 1e-4;
   if (rotate || dt >= GQA_DTYPE_Q8) tol = tol > 1e-3 ? tol : 1e-3;
+  if ((cf.flags & GQA_BLOCK_CACHE_INT8_QK) && dt >= GQA_DTYPE_Q8) {
+    // Integer q.k (where the CPU has it; block_cache.h): each logit may move
+    // by d = s_q / 2 * sum|k| (s_q = max|q * scale| / 127 of its row), each
+    // softmax weight by a factor within e^(+-2d), so an output element (a
+    // mean of V rows) by up to (e^(2d) - 1) * 2 max|v|; times sqrt(D)
+    // where the output is rotated back.
+    double qmax = 0, ksum = 0, vmax = 0;
+    for (double x : qd) qmax = fabs(x) > qmax ? fabs(x) : qmax;
+    for (size_t i = 0; i < kd.size(); i += (size_t)D) {
+      double sum = 0;
+      for (int64_t e = 0; e < D; ++e) sum += fabs(kd[i + (size_t)e]);
+      ksum = sum > ksum ? sum : ksum;
+    }
+    for (double x : vd) vmax = fabs(x) > vmax ? fabs(x) : vmax;
+    const double d = qmax * ref.scale / 127.0 / 2.0 * ksum;
+    double bound = (exp(2.0 * d) - 1.0) * 2.0 * vmax * 1.01;
+    if (rotate) bound *= sqrt((double)D);
+    tol = bound > tol ? bound : tol;
+  }
   for (int64_t i = 0; i < (int64_t)want.size(); ++i)
     ExpectClose(out.Get(i), want[i], tol, "block attend out", i);
   if (getenv("GQA_FUZZ_DEBUG"))
