@@ -1,7 +1,8 @@
 // Golden cases of the LLM format (shared/spec/llm-attention-semantics.md
 // section 6, shared/golden-llm/): loading any case folder of the three kinds
-// (attention, kv, rope) with strict size checks, and running `kv` cases
-// through the public KV cache v2 API (include/gqa/block_cache.h).
+// (attention, kv, rope) with strict size checks, running `kv` cases through
+// the public KV cache v2 API (include/gqa/block_cache.h) and `attention`
+// cases through the attention core (include/gqa/attention.h).
 #ifndef GQA_BENCH_GOLDEN_LLM_H_
 #define GQA_BENCH_GOLDEN_LLM_H_
 
@@ -107,6 +108,18 @@ struct LlmResult {
 // there (for determinism checks across thread counts).
 LlmResult RunKvCase(const LlmCase& c, int64_t block_tokens, int threads,
                     std::vector<std::vector<float>>* attend_outputs = nullptr);
+
+// Why the attention core cannot run an attention case (Dv != D, an unknown
+// input), or "" when it can.
+std::string LlmAttentionUnsupportedReason(const LlmCase& c);
+
+// Runs an attention case through gqa_attention (f32 or f16 q/k/v as the
+// case says, out and scores f32) on a pthreadpool of `threads` (>= 1), and
+// checks out (and scores) to the case's tolerance with NaN == NaN. A case
+// with per-batch `offsets` runs one call per batch. With out_copy, the
+// output is copied there (for determinism checks across thread counts).
+LlmResult RunAttentionCase(const LlmCase& c, int threads,
+                           std::vector<float>* out_copy = nullptr);
 
 }  // namespace gqa
 

@@ -7,9 +7,10 @@
 // shared/spec/llm-attention-semantics.md section 6, a "kind"; line
 // "PASS|FAIL|SKIP NAME: DETAIL"). Of the LLM kinds, `kv` runs through the KV
 // cache v2 API (include/gqa/block_cache.h) with --block-tokens tokens per
-// block; a kv case that needs what the API lacks (truncate/keep, a tree
-// mask, softcap/ALiBi/sinks, Dv != D), and the `attention` and `rope`
-// kinds, are skipped. --dtype applies to the Keras cases only (an LLM case
+// block and `attention` through the attention core (include/gqa/attention.h);
+// a case that needs what the API lacks (truncate/keep, a tree mask, cache
+// attend options softcap/ALiBi/sinks, Dv != D), and the `rope` kind, are
+// skipped. --dtype applies to the Keras cases only (an LLM case
 // names its own dtypes).
 //
 // f16 (--dtype f16): inputs and weights are rounded to binary16 (relative
@@ -84,12 +85,14 @@ gqa::LlmOutcome RunLlmCase(const std::string& dir, int64_t block_tokens,
     printf("FAIL %s: load error: %s\n", dir.c_str(), error.c_str());
     return gqa::LlmOutcome::kFailed;
   }
-  if (c.kind != "kv") {
+  if (c.kind == "rope") {
     printf("SKIP %s: kind %s is not run by this tool yet\n", c.name.c_str(),
            c.kind.c_str());
     return gqa::LlmOutcome::kSkipped;
   }
-  const gqa::LlmResult r = gqa::RunKvCase(c, block_tokens, threads);
+  const gqa::LlmResult r = c.kind == "kv"
+                               ? gqa::RunKvCase(c, block_tokens, threads)
+                               : gqa::RunAttentionCase(c, threads);
   const char* tag = r.outcome == gqa::LlmOutcome::kPassed   ? "PASS"
                     : r.outcome == gqa::LlmOutcome::kFailed ? "FAIL"
                                                             : "SKIP";

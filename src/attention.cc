@@ -3,6 +3,7 @@
 // workspace.
 #include "gqa/attention.h"
 
+#include <math.h>
 #include <pthreadpool.h>
 #include <stdint.h>
 #include <string.h>
@@ -64,25 +65,23 @@ gqa_status ResolveView(const char* name, int64_t B, int64_t L, int64_t H,
   return GQA_STATUS_OK;
 }
 
-// One past the largest element the general mask [B, Hq, T, S] reaches
-// through its strides (stride 0 = broadcast), into *end.
-gqa_status MaskExtent(const gqa_attention_params& p, int64_t* end) {
-  if (p.mask_stride_batch < 0 || p.mask_stride_head < 0 ||
-      p.mask_stride_query < 0 || p.mask_stride_key < 0) {
-    return Fail(GQA_STATUS_INVALID_ARGUMENT, "mask strides must be >= 0");
-  }
+// One past the largest element a [B, Hq, T, S] view (the general mask, the
+// bias) reaches through its strides (stride 0 = broadcast), into *end.
+gqa_status Extent4(const char* name, const gqa_attention_params& p,
+                   const int64_t strides[4], int64_t* end) {
   const int64_t extents[4] = {p.batch, p.q_heads, p.q_len, p.kv_len};
-  const int64_t strides[4] = {p.mask_stride_batch, p.mask_stride_head,
-                              p.mask_stride_query, p.mask_stride_key};
   int64_t e = 1;
   for (int i = 0; i < 4; ++i) {
+    if (strides[i] < 0) {
+      return Fail(GQA_STATUS_INVALID_ARGUMENT, "%s strides must be >= 0", name);
+    }
     int64_t t = 0;
     if (strides[i] > gqa::kMaxElements ||
         !CheckedMul(extents[i] - 1, strides[i], &t) || !CheckedAdd(e, t, &e) ||
         e > gqa::kMaxElements) {
       return Fail(GQA_STATUS_SIZE_OVERFLOW,
-                  "the mask view overflows (strides %lld, %lld, %lld, %lld)",
-                  static_cast<long long>(strides[0]),
+                  "the %s view overflows (strides %lld, %lld, %lld, %lld)",
+                  name, static_cast<long long>(strides[0]),
                   static_cast<long long>(strides[1]),
                   static_cast<long long>(strides[2]),
                   static_cast<long long>(strides[3]));
@@ -97,7 +96,7 @@ gqa_status MaskExtent(const gqa_attention_params& p, int64_t* end) {
 // thread count. `*_end`: one past the last element each view reaches.
 gqa_status CheckAliasing(const gqa_attention_params& p, int64_t q_end,
                          int64_t k_end, int64_t v_end, int64_t out_end,
-                         int64_t mask_end) {
+                         int64_t mask_end, int64_t bias_end) {
   const int64_t es = 1;
   auto elem = DtypeBytes;
   const gqa::ByteRange out_r = gqa::RangeOf(p.out, out_end, elem(p.out_dtype));
@@ -113,6 +112,9 @@ gqa_status CheckAliasing(const gqa_attention_params& p, int64_t q_end,
       {"mask", gqa::RangeOf(p.mask, mask_end, es)},
       {"key_mask", gqa::RangeOf(p.key_mask, p.batch * p.kv_len, es)},
       {"key_lengths", gqa::RangeOf(p.key_lengths, p.batch, 8)},
+      {"bias", gqa::RangeOf(p.bias, bias_end, 4)},
+      {"alibi_slopes", gqa::RangeOf(p.alibi_slopes, p.q_heads, 4)},
+      {"sinks", gqa::RangeOf(p.sinks, p.q_heads, 4)},
   };
   for (const auto& in : inputs) {
     if (gqa::Overlap(out_r, in.range) || gqa::Overlap(scores_r, in.range)) {
@@ -222,8 +224,25 @@ gqa_status Prepare(const gqa_attention_params* in, bool shapes_only,
       }
     }
   }
-  int64_t mask_end = 0;
-  if (p.mask && (s = MaskExtent(p, &mask_end)) != GQA_STATUS_OK) return s;
+  int64_t mask_end = 0, bias_end = 0;
+  const int64_t mask_strides[4] = {p.mask_stride_batch, p.mask_stride_head,
+                                   p.mask_stride_query, p.mask_stride_key};
+  const int64_t bias_strides[4] = {p.bias_stride_batch, p.bias_stride_head,
+                                   p.bias_stride_query, p.bias_stride_key};
+  if (p.mask &&
+      (s = Extent4("mask", p, mask_strides, &mask_end)) != GQA_STATUS_OK) {
+    return s;
+  }
+  if (p.bias &&
+      (s = Extent4("bias", p, bias_strides, &bias_end)) != GQA_STATUS_OK) {
+    return s;
+  }
+  // Slopes and sinks are read only where pointers are checked.
+  if ((s = gqa::ValidateLogitOptions(
+           p.softcap, shapes_only ? nullptr : p.alibi_slopes,
+           shapes_only ? nullptr : p.sinks, p.q_heads)) != GQA_STATUS_OK) {
+    return s;
+  }
   // Outputs never overlap an input or each other, and no two output
   // elements share an address: with a pool the result would depend on the
   // thread count.
@@ -239,8 +258,9 @@ gqa_status Prepare(const gqa_attention_params* in, bool shapes_only,
                   static_cast<long long>(str[2]));
     }
   }
-  if (!shapes_only && (s = CheckAliasing(p, q_end, k_end, v_end, out_end,
-                                         mask_end)) != GQA_STATUS_OK) {
+  if (!shapes_only &&
+      (s = CheckAliasing(p, q_end, k_end, v_end, out_end, mask_end,
+                         bias_end)) != GQA_STATUS_OK) {
     return s;
   }
 
@@ -282,6 +302,14 @@ gqa_status Prepare(const gqa_attention_params* in, bool shapes_only,
   c.mask_stride_head = p.mask_stride_head;
   c.mask_stride_query = p.mask_stride_query;
   c.mask_stride_key = p.mask_stride_key;
+  c.softcap = p.softcap;
+  c.alibi_slopes = p.alibi_slopes;
+  c.bias = p.bias;
+  c.bias_stride_batch = p.bias_stride_batch;
+  c.bias_stride_head = p.bias_stride_head;
+  c.bias_stride_query = p.bias_stride_query;
+  c.bias_stride_key = p.bias_stride_key;
+  c.sinks = p.sinks;
   c.scores = p.scores;
   c.scores_type = ToElem(p.scores_dtype);
   c.fully_masked_uniform =
@@ -311,6 +339,30 @@ gqa_status gqa_attention_workspace_size(const gqa_attention_params* params,
   const gqa::AttentionPlan plan = gqa::PlanAttention(core);
   return gqa::WorkspaceSizeFor({plan.shared_bytes, plan.slot_bytes},
                                max_threads, size_out);
+}
+
+gqa_status gqa_alibi_slopes(int64_t heads, float max_bias, float* slopes) {
+  if (!slopes) return Fail(GQA_STATUS_NULL_POINTER, "slopes is NULL");
+  if (heads <= 0 || heads > gqa::kMaxPosition) {
+    return Fail(GQA_STATUS_INVALID_SIZE,
+                "`heads` must be in [1, 2^24], got %lld",
+                static_cast<long long>(heads));
+  }
+  if (!(max_bias > 0.0f) || isinf(max_bias)) {
+    return Fail(GQA_STATUS_INVALID_ARGUMENT,
+                "`max_bias` must be finite and > 0, got %g",
+                static_cast<double>(max_bias));
+  }
+  int64_t n = 1;
+  while (n * 2 <= heads) n *= 2;  // 2^floor(log2(heads))
+  const double bias = max_bias, dn = static_cast<double>(n);
+  for (int64_t h = 0; h < heads; ++h) {
+    const double e =
+        h < n ? -bias * static_cast<double>(h + 1) / dn
+              : -bias * static_cast<double>(2 * (h - n) + 1) / (2.0 * dn);
+    slopes[h] = static_cast<float>(exp2(e));
+  }
+  return GQA_STATUS_OK;
 }
 
 gqa_status gqa_attention(const gqa_attention_params* params, void* workspace,

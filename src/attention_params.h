@@ -69,6 +69,16 @@ struct AttentionParams {
 
   float scale = 1.0f;  // multiplies q.k
 
+  // Logit options (llm-attention-semantics.md 2.2-2.4), in this order on
+  // x = scale * q.k, before the masks; zero / null: off.
+  float softcap = 0.0f;                 // > 0: x = c * tanh(x / c)
+  const float* alibi_slopes = nullptr;  // [Hq]: x -= m[u] * |pq - pk|
+  const float* bias = nullptr;          // x += bias[b, u, t, s], strided
+  int64_t bias_stride_batch = 0, bias_stride_head = 0, bias_stride_query = 0,
+          bias_stride_key = 0;
+  // [Hq] learned sinks: an extra logit per head in the softmax, no value.
+  const float* sinks = nullptr;
+
   // Masks (nonzero = may attend); all optional, ANDed together.
   bool causal = false;          // key s visible iff s <= t + position_offset
   int64_t position_offset = 0;  // absolute position of query 0

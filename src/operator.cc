@@ -36,6 +36,30 @@ gqa_status ValidateOptions(const CoreOptions& o) {
   return GQA_STATUS_OK;
 }
 
+gqa_status ValidateLogitOptions(float softcap, const float* alibi_slopes,
+                                const float* sinks, int64_t heads) {
+  if (!(softcap >= 0.0f) || isinf(softcap)) {
+    return Fail(GQA_STATUS_INVALID_ARGUMENT,
+                "`softcap` must be 0 (off) or finite and > 0, got %g",
+                static_cast<double>(softcap));
+  }
+  const struct {
+    const char* name;
+    const float* values;
+  } vectors[] = {{"alibi_slopes", alibi_slopes}, {"sinks", sinks}};
+  for (const auto& v : vectors) {
+    for (int64_t u = 0; v.values != nullptr && u < heads; ++u) {
+      if (!isfinite(v.values[u])) {
+        return Fail(GQA_STATUS_INVALID_ARGUMENT,
+                    "`%s[%lld]` must be finite, got %g", v.name,
+                    static_cast<long long>(u),
+                    static_cast<double>(v.values[u]));
+      }
+    }
+  }
+  return GQA_STATUS_OK;
+}
+
 float ResolveScale(float scale, int64_t head_dim) {
   return scale > 0.0f
              ? scale

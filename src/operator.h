@@ -31,6 +31,12 @@ struct CoreOptions {
 };
 gqa_status ValidateOptions(const CoreOptions& o);
 
+// The logit options of llm-attention-semantics.md 2.2-3 that are scalars or
+// per-head vectors: softcap 0 (off) or finite > 0; the `heads` ALiBi slopes
+// and sinks (each optional) all finite. Reads slopes and sinks.
+gqa_status ValidateLogitOptions(float softcap, const float* alibi_slopes,
+                                const float* sinks, int64_t heads);
+
 inline bool ValidDtype(int32_t d) {
   return d == GQA_DTYPE_F32 || d == GQA_DTYPE_F16;
 }

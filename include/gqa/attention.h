@@ -70,7 +70,38 @@ typedef struct gqa_attention_params {
   /* Optional probabilities [B, Hq, T, S] (contiguous), or NULL. */
   void* scores;
   int32_t scores_dtype; /* gqa_dtype */
+
+  /* LLM logit options (shared/spec/llm-attention-semantics.md sections
+   * 2-3), applied in this order to x = scale * q.k of query head u at
+   * position pq = position_offset + t and key s (position pk = s), before
+   * the masks. All zero / NULL: off, at no cost. */
+  /* > 0: logit softcap, x = softcap * tanh(x / softcap) (Gemma 2). 0: off;
+   * negative, NaN or infinite: GQA_STATUS_INVALID_ARGUMENT. */
+  float softcap;
+  /* [Hq] finite ALiBi slopes: x -= alibi_slopes[u] * |pq - pk| (BLOOM,
+   * MPT); gqa_alibi_slopes() gives the standard ones. NULL: none. */
+  const float* alibi_slopes;
+  /* Additive f32 bias read in place: x += bias[b*bias_stride_batch +
+   * u*bias_stride_head + t*bias_stride_query + s*bias_stride_key]; stride 0
+   * broadcasts an axis (all four 0: one value). A -inf bias masks the key;
+   * NaN propagates. NULL: none. */
+  const float* bias;
+  int64_t bias_stride_batch, bias_stride_head, bias_stride_query,
+      bias_stride_key;
+  /* [Hq] finite learned sink logits (gpt-oss): one extra logit per head in
+   * the softmax that carries no value, so the weights sum below 1, and a
+   * row with every key masked gives out = 0 (the fully-masked policy does
+   * not apply). Scores exclude the sink. NULL: none. */
+  const float* sinks;
 } gqa_attention_params;
+
+/* The standard ALiBi slopes of `heads` heads for max_bias (BLOOM's
+ * geometric sequence, as ggml's max_bias): with n = 2^floor(log2(heads)),
+ * head h < n gets 2^(-max_bias * (h + 1) / n) and head h >= n gets
+ * 2^(-max_bias * (2 * (h - n) + 1) / (2 n)). Written to slopes[0, heads).
+ * Errors: heads <= 0 or > 2^24, max_bias not finite and > 0. */
+GQA_API gqa_status gqa_alibi_slopes(int64_t heads, float max_bias,
+                                    float* slopes);
 
 /* Zeroes *params; then every field has its default (f32, token-major,
  * scale 1/sqrt(D), no masks). */

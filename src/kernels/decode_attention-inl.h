@@ -45,6 +45,7 @@
 #include "src/kernels/decode_merge-inl.h"
 #include "src/kernels/decode_micro_kernels-inl.h"
 #include "src/kernels/decode_plan-inl.h"
+#include "src/kernels/logit_options-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace gqa {
@@ -111,6 +112,8 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
     const int64_t r = slot_row(slot);
     const int64_t pos = QueryPosition(p, b, r >= 0 ? r % q_len : 0);
     sc.qpos[slot] = static_cast<float>(pos);
+    sc.slope[slot] =
+        (r >= 0 && p.alibi_slopes) ? p.alibi_slopes[r / q_len] : 0.0f;
     sc.m[slot] = -INFINITY;
     sc.l[slot] = 0.0f;
     sc.scale[slot] = 0.0f;
@@ -153,6 +156,9 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
   const V zero = hn::Zero(df);
   const V one = hn::Set(df, 1.0f);
   const V window = hn::Set(df, static_cast<float>(p.sliding_window));
+  const bool softcap = p.softcap > 0.0f, alibi = p.alibi_slopes != nullptr;
+  const V cap = hn::Set(df, p.softcap);
+  const V inv_cap = hn::Set(df, softcap ? 1.0f / p.softcap : 0.0f);
   // Rows are read in place when whole vectors tile the head dim; otherwise
   // each block is packed to f32 with zero padding.
   const bool in_place = D % N == 0 && !IsKvCodes<T>();
@@ -248,6 +254,7 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
     for (int64_t c = 0; c < slot_vectors; ++c) {
       const V qpos = hn::LoadU(df, sc.qpos + c * N);
       const V m_old = hn::LoadU(df, sc.m + c * N);
+      const V slope = hn::LoadU(df, sc.slope + c * N);
       V vmax = m_old;
       for (int64_t jj = 0; jj < keys; ++jj) {
         float* srow = sc.s + jj * slots + c * N;
@@ -255,6 +262,9 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
                   ? hn::LoadU(df, srow)
                   : ReduceQuads(
                         df, sc.part + jj * sh.quads_padded * sh.quad_floats, c);
+        // The logit options, in the spec's order, then the masks.
+        if (softcap) x = SoftcapLogits(df, x, cap, inv_cap);
+        if (alibi) x = AlibiLogits(x, slope, qpos, hn::Set(df, sc.keypos[jj]));
         if (!all_ok && sc.keyok[jj] == 0.0f) x = neg_inf;
         if (mask_causal || mask_window) {
           const V keypos = hn::Set(df, sc.keypos[jj]);

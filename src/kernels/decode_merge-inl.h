@@ -1,6 +1,7 @@
 // The decode kernel's second pass, compiled once per Highway target: the
 // partial (max, sum, acc) of each key chunk merged in chunk order into the
-// output rows of one batch (fully masked and non-finite rows resolved here).
+// output rows of one batch, the sinks joining there (fully masked and
+// non-finite rows resolved here).
 
 #if defined(GQA_SRC_KERNELS_DECODE_MERGE_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef GQA_SRC_KERNELS_DECODE_MERGE_INL_H_
@@ -53,12 +54,14 @@ void DecodeMerge(const AttentionParams& p, const KernelPlan& plan, int64_t b,
     auto part_of = [&](int64_t c) {
       return partials + ((b * plan.splits + c) * R + r) * (Dp + 2);
     };
-    float m = -INFINITY;
+    const int64_t u = r / p.q_len, t = r % p.q_len;
+    // A sink is one more part: (sigma, l = 1, acc = 0).
+    float m = p.sinks ? p.sinks[u] : -INFINITY;
     for (int64_t c = 0; c < plan.splits; ++c) {
       const float* part = part_of(c);
       if (part[1] != 0.0f && part[0] > m) m = part[0];
     }
-    float l = 0.0f;
+    float l = p.sinks ? expf(p.sinks[u] - m) : 0.0f;
     for (int64_t c = 0; c < plan.splits; ++c) {
       const float* part = part_of(c);
       if (part[1] != 0.0f) l += part[1] * expf(part[0] - m);
@@ -73,7 +76,6 @@ void DecodeMerge(const AttentionParams& p, const KernelPlan& plan, int64_t b,
         for (int64_t d = 0; d < D; ++d) tmp[d] += part[2 + d] * w;
       }
     }
-    const int64_t u = r / p.q_len, t = r % p.q_len;
     // l == 0 with an allowed key: all its logits are -inf (infinite q or k,
     // or scale*q.k overflowing): NaN, as exp(-inf + inf).
     if (l == 0.0f && DecodeAnyAllowed(p, b, t)) {

@@ -37,10 +37,12 @@ constexpr int64_t kDecodePartFloats = 4096;
 HWY_INLINE bool DecodeServesShape(const AttentionParams& p) {
   return (p.q_heads / p.kv_heads) * p.q_len <= kDecodeMaxRows;
 }
-// The flags it serves: none of the outputs or masks it lacks.
+// The flags it serves: none of the outputs, masks or the additive bias it
+// lacks (a bias is a [B, Hq, T, S] read per logit, which the flash kernel
+// does at the same cost).
 HWY_INLINE bool DecodeServesFlags(const AttentionParams& p) {
   return p.scores == nullptr && p.mask == nullptr && !p.apply_dropout &&
-         p.query_mask == nullptr;
+         p.query_mask == nullptr && p.bias == nullptr;
 }
 
 // Score slots: the rows of each kv head are cut into tiles of up to 4; tile
@@ -81,11 +83,12 @@ struct DecodeScratch {
   float* scale;   // [slots] acc holds sum p v / scale (scale >= l)
   float* alpha;   // [slots] rescale of acc for the current block
   float* qpos;    // [slots] query position of the slot's row
+  float* slope;   // [slots] ALiBi slope of the slot's head (0: padding)
   float* keyok;   // [Bk] 1 if the key may be attended (before causal/window)
   float* keypos;  // [Bk] key positions
   unsigned char* q8;  // [R][qk_int8_row_bytes] prepared rows (integer q.k)
   float* qscale;      // [slots] s_q of the slot's row (0 in padding)
-  int64_t bytes;      // size of the slot: 15 regions, each 64-byte rounded
+  int64_t bytes;      // size of the slot: 16 regions, each 64-byte rounded
 };
 
 // The one layout of a slot: at base nullptr, only .bytes is meaningful.
@@ -108,6 +111,7 @@ HWY_INLINE DecodeScratch CarveDecodeSlot(const AttentionParams& p,
   s.scale = c.Take<float>(sh.slots);
   s.alpha = c.Take<float>(sh.slots);
   s.qpos = c.Take<float>(sh.slots);
+  s.slope = c.Take<float>(sh.slots);
   s.keyok = c.Take<float>(Bk);
   s.keypos = c.Take<float>(Bk);
   s.q8 = c.Take<unsigned char>(

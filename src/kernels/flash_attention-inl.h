@@ -96,9 +96,17 @@ void RunItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
   const int64_t rows = group * it.tb;
 
   PackQueries<TQ>(p, plan, it, sc);
+  // A sink starts a row's softmax as one logit sigma with no value: m =
+  // sigma, l = exp(0) = 1, o = 0 (then l > 0: never "fully masked").
   for (int64_t m = 0; m < Mp; ++m) {
     sc.m[m] = -INFINITY;
     sc.l[m] = 0.0f;
+    if (p.sinks != nullptr && m < rows) {
+      int64_t u, t;
+      RowOf(p, plan, it, m, &u, &t);
+      sc.m[m] = p.sinks[u];
+      sc.l[m] = 1.0f;
+    }
   }
   memset(sc.o, 0, static_cast<size_t>(Mp * Dp) * 4);
   const bool fused = p.scores == nullptr;

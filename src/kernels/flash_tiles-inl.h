@@ -19,6 +19,7 @@
 #include "src/attention_core.h"
 #include "src/kernels/attention_common-inl.h"
 #include "src/kernels/flash_micro_kernels-inl.h"
+#include "src/kernels/logit_options-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace gqa {
@@ -37,8 +38,9 @@ struct Scratch {
   float* alpha;       // [Mp]
   float* pos;         // [Mp] absolute position of each row's query
   float* open;        // [Mp] 1 if the row's query is not masked out
+  float* slope;       // [Mp] ALiBi slope of the row's head (0: padding)
   int64_t* q_offset;  // [Mp] element offset of each row's query vector
-  int64_t bytes;      // size of the slot: 11 regions, each 64-byte rounded
+  int64_t bytes;      // size of the slot: 12 regions, each 64-byte rounded
 };
 
 // The one layout of a slot: at base nullptr, only .bytes is meaningful.
@@ -58,6 +60,7 @@ HWY_INLINE Scratch CarveFlashSlot(const KernelPlan& plan, int64_t head_dim,
   s.alpha = c.Take<float>(Mp);
   s.pos = c.Take<float>(Mp);
   s.open = c.Take<float>(Mp);
+  s.slope = c.Take<float>(Mp);
   s.q_offset = c.Take<int64_t>(Mp);
   s.bytes = c.Bytes();
   return s;
@@ -93,10 +96,12 @@ void PackQueries(const AttentionParams& p, const KernelPlan& plan,
     if (m >= rows) {
       sc.pos[m] = 3.0e38f;  // padding rows see every key: no NaN
       sc.open[m] = 1.0f;
+      sc.slope[m] = 0.0f;
       continue;
     }
     int64_t u, t;
     RowOf(p, plan, it, m, &u, &t);
+    sc.slope[m] = p.alibi_slopes ? p.alibi_slopes[u] : 0.0f;
     sc.q_offset[m] =
         it.b * p.q_stride_batch + t * p.q_stride_token + u * p.q_stride_head;
     sc.pos[m] = static_cast<float>(QueryPosition(p, it.b, t));
@@ -193,6 +198,46 @@ HWY_INLINE TileView ViewKvTile(const AttentionParams& p, const KernelPlan& plan,
   return TileView{sc.kt, p.head_dim, sc.vt, plan.dim_padded};
 }
 
+// Softcap, ALiBi and the additive bias on the logits of the tile, in the
+// spec's order (before the masks). Padding rows have slope 0 and no bias.
+void LogitOptionsTile(const AttentionParams& p, const KernelPlan& plan,
+                      const Item& it, int64_t j0, int64_t keys,
+                      const Scratch& sc) {
+  const hn::ScalableTag<float> df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t Mp = plan.rows_padded;
+  if (p.softcap > 0.0f || p.alibi_slopes) {
+    const auto c = hn::Set(df, p.softcap);
+    const auto inv_c = hn::Set(df, p.softcap > 0.0f ? 1.0f / p.softcap : 0.0f);
+    for (int64_t jj = 0; jj < keys; ++jj) {
+      const auto kpos =
+          hn::Set(df, static_cast<float>(KeyPosition(p, it.b, j0 + jj)));
+      float* row = sc.s + jj * Mp;
+      for (int64_t m0 = 0; m0 < Mp; m0 += N) {
+        auto x = hn::LoadU(df, row + m0);
+        if (p.softcap > 0.0f) x = SoftcapLogits(df, x, c, inv_c);
+        if (p.alibi_slopes) {
+          x = AlibiLogits(x, hn::LoadU(df, sc.slope + m0),
+                          hn::LoadU(df, sc.pos + m0), kpos);
+        }
+        hn::StoreU(x, df, row + m0);
+      }
+    }
+  }
+  if (p.bias) {
+    const int64_t rows = (p.q_heads / p.kv_heads) * it.tb;
+    for (int64_t m = 0; m < rows; ++m) {
+      int64_t u, t;
+      RowOf(p, plan, it, m, &u, &t);
+      const float* br = p.bias + it.b * p.bias_stride_batch +
+                        u * p.bias_stride_head + t * p.bias_stride_query +
+                        j0 * p.bias_stride_key;
+      for (int64_t jj = 0; jj < keys; ++jj)
+        sc.s[jj * Mp + m] += br[jj * p.bias_stride_key];
+    }
+  }
+}
+
 // Computes the scores tile s^T for keys [j0, j0 + keys) and masks it (-inf).
 template <typename T>
 TileView ScoreTile(const AttentionParams& p, const KernelPlan& plan,
@@ -207,6 +252,8 @@ TileView ScoreTile(const AttentionParams& p, const KernelPlan& plan,
       QkMicroTile(df, sc.qt, Mp, view.k, view.k_stride, D, sc.s, jb, m0);
     }
   }
+  if (p.softcap > 0.0f || p.alibi_slopes || p.bias)
+    LogitOptionsTile(p, plan, it, j0, keys, sc);
   const auto neg_inf = hn::Set(df, -INFINITY);
   // Keys masked per key (rows past `keys` are never read).
   for (int64_t jj = 0; jj < keys && (p.key_mask || p.key_mask2); ++jj) {

@@ -26,6 +26,11 @@ AttentionResult Attention(const AttentionCall& c) {
   if (c.want_scores)
     res.scores.assign(static_cast<size_t>(B * Hq * T * S), 0.0);
 
+  auto qpos_of = [&](int64_t b, int64_t t) {
+    return (c.position_offsets.empty() ? c.position_offset
+                                       : c.position_offsets[b]) +
+           t;
+  };
   // Whether query (b, u, t) may see key slot s.
   auto allowed = [&](int64_t b, int64_t u, int64_t t, int64_t s) {
     if (!c.key_lengths.empty() && s >= c.key_lengths[b]) return false;
@@ -61,16 +66,34 @@ AttentionResult Attention(const AttentionCall& c) {
           const double* k = &c.k[((b * S + s) * Hkv + g) * D];
           double dot = 0.0;
           for (int64_t d = 0; d < D; ++d) dot += q[d] * k[d];
-          probs[s] = dot * c.scale;
+          double x = dot * c.scale;
+          if (c.softcap > 0.0) x = c.softcap * tanh(x / c.softcap);
+          if (!c.alibi_slopes.empty()) {
+            x -= c.alibi_slopes[u] *
+                 static_cast<double>(
+                     llabs(qpos_of(b, t) - RefKeyPosition(c, b, s)));
+          }
+          if (!c.bias.empty()) {
+            const double bias = c.bias[((b * Hq + u) * T + t) * S + s];
+            if (bias == -INFINITY) {
+              ok[s] = 0;
+              continue;
+            }
+            x += bias;
+          }
+          probs[s] = x;
           any = true;
           mx = fmax(mx, probs[s]);
         }
-        double sum = 0.0;
+        // A sink: one more logit, no value; the row is never "fully masked".
+        const bool sink = !c.sinks.empty();
+        if (sink) mx = fmax(mx, c.sinks[u]);
+        double sum = sink ? exp(c.sinks[u] - mx) : 0.0;
         for (int64_t s = 0; s < S; ++s) {
           if (ok[s]) sum += (probs[s] = exp(probs[s] - mx));
         }
         for (int64_t s = 0; s < S; ++s) {
-          if (any) {
+          if (any || sink) {
             probs[s] = ok[s] ? probs[s] / sum : 0.0;
           } else {
             probs[s] =

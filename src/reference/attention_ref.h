@@ -1,8 +1,10 @@
 // Float64 oracle of the attention core: grouped attention over dense
 // double q/k/v with every mask the core knows (causal with per-batch query
 // positions, ring retention, key lengths, sliding window, query/key/general
-// masks), the fully-masked-row policies, probabilities and dropout. Written
-// from shared/spec/keras-gqa-semantics.md, not from the kernels: the one
+// masks), the fully-masked-row policies, probabilities and dropout, and the
+// LLM options (softcap, ALiBi, bias, sinks). Written from
+// shared/spec/keras-gqa-semantics.md and llm-attention-semantics.md, not
+// from the kernels: the one
 // truth of the layer reference, the tests and the bench.
 #ifndef GQA_SRC_REFERENCE_ATTENTION_REF_H_
 #define GQA_SRC_REFERENCE_ATTENTION_REF_H_
@@ -22,6 +24,16 @@ struct AttentionCall {
   std::vector<double> k;                            // [B, S, Hkv, D]
   std::vector<double> v;                            // [B, S, Hkv, D]
   double scale = 1.0;                               // multiplies q.k
+
+  // LLM logit options (llm-attention-semantics.md 2.2-3), in this order
+  // after the scale: softcap c > 0 (c * tanh(x / c)), ALiBi slopes [Hq]
+  // (x -= m[u] * |qpos - kpos|), an additive bias [B, Hq, T, S] (a -inf
+  // bias masks the key); then learned sinks [Hq] join the softmax as one
+  // logit per head with no value (a row with no allowed key gives 0).
+  double softcap = 0.0;
+  std::vector<double> alibi_slopes;  // [Hq]
+  std::vector<double> bias;          // [B, Hq, T, S]
+  std::vector<double> sinks;         // [Hq]
 
   // Query t of batch b sits at position position_offsets[b] + t (empty:
   // position_offset + t); key slot j at position j, or with a ring of
