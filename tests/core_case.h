@@ -1,6 +1,7 @@
 // Test builder for attention-core calls (gqa_attention): random q/k/v in
 // f32 or f16, optional key lengths, key mask and general mask (dense or
-// broadcast), token- or head-major strides, f16 out and scores; runs the
+// broadcast), the LLM options (softcap, ALiBi, bias, sinks), token- or
+// head-major strides, f16 out and scores; runs the
 // public C API on poisoned outputs and computes the float64 reference
 // (reference::Attention) once per case. Usage:
 //   CoreCase().heads(8, 2).head_dim(64).lens(7, 37).causal().f16().Check();
@@ -33,6 +34,9 @@ struct CoreData {
   std::vector<int64_t> lengths;         // [B]
   std::vector<uint8_t> key_mask, mask;  // [B,S]; mask per mask_rank_kind
   int64_t ms[4] = {0, 0, 0, 0};         // mask strides b, h, t, s
+  std::vector<float> slopes, sinks;     // [Hq] each
+  std::vector<float> bias;              // per bias_kind
+  int64_t bs[4] = {0, 0, 0, 0};         // bias strides b, h, t, s
 };
 
 struct CoreCase {
@@ -46,6 +50,12 @@ struct CoreCase {
   int32_t policy = GQA_FULLY_MASKED_KERAS;
   double mask_p = 0.7;
   uint64_t seed = 1;
+  // LLM options: softcap (0: off), ALiBi slopes, sinks; bias_kind 0 none,
+  // 1 [B,Hq,T,S], 2 [1,Hq,1,S] broadcast, 3 [B,1,T,1]; with bias_neg_inf
+  // about 1 in 8 bias values are -inf (masking the key).
+  double softcap = 0.0;
+  bool alibi = false, sinks = false, bias_neg_inf = false;
+  int bias_kind = 0;
 
   CoreCase& batch(int64_t b) { return B = b, *this; }
   CoreCase& heads(int64_t hq, int64_t hkv) { return Hq = hq, Hkv = hkv, *this; }
@@ -61,16 +71,16 @@ struct CoreCase {
   CoreCase& with_key_mask() { return key_mask = true, *this; }
 
   std::string Describe() const {
-    char buf[360];
+    char buf[480];
     snprintf(buf, sizeof(buf),
              "B%lld T%lld S%lld Hq%lld Hkv%lld D%lld q16%d kv16%d out16%d hm%d "
              "causal%d off%lld win%lld kl%d km%d mask%d/%d/%.2f scores%d/%d "
-             "pol%d seed%llu",
+             "pol%d cap%g alibi%d sinks%d bias%d/%d seed%llu",
              (long long)B, (long long)T, (long long)S, (long long)Hq,
              (long long)Hkv, (long long)D, q16, kv16, out16, head_major, causal,
              (long long)offset, (long long)window, key_lengths, key_mask, mask,
-             mask_rank_kind, mask_p, scores, scores16, policy,
-             (unsigned long long)seed);
+             mask_rank_kind, mask_p, scores, scores16, policy, softcap, alibi,
+             sinks, bias_kind, bias_neg_inf, (unsigned long long)seed);
     return buf;
   }
 
@@ -110,6 +120,18 @@ struct CoreCase {
             for (int64_t s = 0; s < S; ++s)
               a.mask[((b * Hq + u) * T + t) * S + s] =
                   d.mask[b * d.ms[0] + u * d.ms[1] + t * d.ms[2] + s * d.ms[3]];
+    }
+    a.softcap = softcap;
+    if (alibi) a.alibi_slopes = reference::ToDouble(d.slopes);
+    if (sinks) a.sinks = reference::ToDouble(d.sinks);
+    if (bias_kind != 0) {
+      a.bias.resize(static_cast<size_t>(B * Hq * T * S));
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t u = 0; u < Hq; ++u)
+          for (int64_t t = 0; t < T; ++t)
+            for (int64_t s = 0; s < S; ++s)
+              a.bias[((b * Hq + u) * T + t) * S + s] =
+                  d.bias[b * d.bs[0] + u * d.bs[1] + t * d.bs[2] + s * d.bs[3]];
     }
     // Keras' policy: uniform rows unless the probabilities are returned.
     a.fully_masked_uniform = policy == GQA_FULLY_MASKED_UNIFORM ||
@@ -157,6 +179,14 @@ struct CoreCase {
       p.mask = d.mask.data();
       p.mask_stride_batch = d.ms[0], p.mask_stride_head = d.ms[1];
       p.mask_stride_query = d.ms[2], p.mask_stride_key = d.ms[3];
+    }
+    p.softcap = static_cast<float>(softcap);
+    p.alibi_slopes = alibi ? d.slopes.data() : nullptr;
+    p.sinks = sinks ? d.sinks.data() : nullptr;
+    if (bias_kind != 0) {
+      p.bias = d.bias.data();
+      p.bias_stride_batch = d.bs[0], p.bias_stride_head = d.bs[1];
+      p.bias_stride_query = d.bs[2], p.bias_stride_key = d.bs[3];
     }
     p.fully_masked_policy = policy;
     p.scores = scores ? sc.data() : nullptr;
@@ -220,6 +250,30 @@ struct CoreCase {
         d.ms[0] = S, d.ms[3] = 1;
       }
       for (auto& x : d.mask) x = coin(rng);
+    }
+    if (alibi) {
+      d.slopes.resize(Hq);
+      REQUIRE(gqa_alibi_slopes(Hq, 8.0f, d.slopes.data()) == GQA_STATUS_OK);
+    }
+    if (sinks) {
+      std::uniform_real_distribution<float> sink(-1.0f, 3.0f);
+      for (int64_t u = 0; u < Hq; ++u) d.sinks.push_back(sink(rng));
+    }
+    if (bias_kind != 0) {
+      const int64_t dims[4][4] = {
+          {0, 0, 0, 0}, {B, Hq, T, S}, {1, Hq, 1, S}, {B, 1, T, 1}};
+      const int64_t* n = dims[bias_kind];
+      d.bias.resize(static_cast<size_t>(n[0] * n[1] * n[2] * n[3]));
+      int64_t stride = 1;
+      for (int i = 3; i >= 0; --i) {
+        d.bs[i] = n[i] == 1 ? 0 : stride;
+        stride *= n[i];
+      }
+      std::uniform_int_distribution<int> eighth(0, 7);
+      for (auto& x : d.bias) {
+        x = u(rng);
+        if (bias_neg_inf && eighth(rng) == 0) x = -INFINITY;
+      }
     }
     return d;
   }

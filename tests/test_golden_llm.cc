@@ -1,4 +1,5 @@
-// The kv cases of the LLM golden set (shared/golden-llm, spec section 6)
+// The attention cases of the LLM golden set (shared/golden-llm, spec
+// section 6) through the attention core, and its kv cases
 // through the KV cache v2 API (include/gqa/block_cache.h): every supported
 // case passes with blocks of 16 and of 3 tokens, 1 and 2 threads, and every
 // Highway target; the unsupported ones are skipped (and listed), never
@@ -118,6 +119,57 @@ TEST_CASE("golden-llm: kv cases through the block cache") {
       }
     }
   });
+}
+
+TEST_CASE("golden-llm: attention cases through the attention core") {
+  const std::vector<LlmCase> cases = LoadKind("attention");
+  REQUIRE(!cases.empty());
+  ForEachTarget([&](int64_t) {
+    std::map<std::string, std::vector<float>> one_thread;
+    for (int threads : {1, 3}) {
+      CAPTURE(threads);
+      size_t passed = 0;
+      for (const LlmCase& c : cases) {
+        std::vector<float> out;
+        const LlmResult r = RunAttentionCase(c, threads, &out);
+        INFO(c.name << ": " << r.message);
+        CHECK(r.outcome != LlmOutcome::kFailed);
+        if (r.outcome == LlmOutcome::kSkipped) {
+          // Only a value head size other than D is outside the core.
+          CHECK(r.message.find("Dv ") != std::string::npos);
+          continue;
+        }
+        ++passed;
+        if (threads == 1) {
+          one_thread[c.name] = out;
+        } else {  // bitwise identical for any thread count
+          const std::vector<float>& ref = one_thread[c.name];
+          REQUIRE(out.size() == ref.size());
+          CHECK(memcmp(out.data(), ref.data(), out.size() * 4) == 0);
+        }
+      }
+      // The public set: 28 cases, 2 of them with Dv != D.
+      if (cases.size() == 28) CHECK(passed == 26);
+    }
+  });
+}
+
+TEST_CASE("golden-llm: the attention runner fails wrong expectations") {
+  LlmCase c;
+  std::string error;
+  REQUIRE(LoadLlmCase(GQA_GOLDEN_LLM_DIR
+                      "/13_attn_sinks_softcap_window_causal_offsets",
+                      &c, &error));
+  REQUIRE(RunAttentionCase(c, 1).outcome == LlmOutcome::kPassed);
+  LlmCase wrong = c;
+  wrong.files["out"].f32[7] += 1e-3f;  // above atol + rtol * |want|
+  CHECK(RunAttentionCase(wrong, 1).outcome == LlmOutcome::kFailed);
+  wrong = c;
+  wrong.numeric_options["softcap"] = 0.0;  // the option matters
+  CHECK(RunAttentionCase(wrong, 1).outcome == LlmOutcome::kFailed);
+  wrong = c;
+  wrong.files.erase("sinks");
+  CHECK(RunAttentionCase(wrong, 1).outcome == LlmOutcome::kFailed);
 }
 
 // A supported kv case with each kind of expectation perturbed must fail.
