@@ -109,8 +109,8 @@ struct LlmResult {
 LlmResult RunKvCase(const LlmCase& c, int64_t block_tokens, int threads,
                     std::vector<std::vector<float>>* attend_outputs = nullptr);
 
-// Why the attention core cannot run an attention case (Dv != D, an unknown
-// input), or "" when it can.
+// Why the attention core cannot run an attention case (an unknown input),
+// or "" when it can.
 std::string LlmAttentionUnsupportedReason(const LlmCase& c);
 
 // Runs an attention case through gqa_attention (f32 or f16 q/k/v as the

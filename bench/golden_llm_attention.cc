@@ -66,12 +66,6 @@ std::vector<uint16_t> ToHalves(const std::vector<float>& x) {
 
 std::string LlmAttentionUnsupportedReason(const LlmCase& c) {
   if (c.kind != "attention") return "kind " + c.kind + " is not attention";
-  const int64_t D = c.shapes.at("D");
-  const int64_t Dv = c.shapes.count("Dv") ? c.shapes.at("Dv") : D;
-  if (Dv != D) {
-    return "Dv " + std::to_string(Dv) + " != D " + std::to_string(D) +
-           " (the core takes one head size)";
-  }
   static const std::set<std::string> kKnown = {
       "q",    "k",           "v",        "out",  "scores", "offsets",
       "bias", "key_lengths", "key_mask", "mask", "alibi",  "sinks"};
@@ -93,6 +87,7 @@ LlmResult RunAttentionCase(const LlmCase& c, int threads,
   const int64_t B = c.shapes.at("B"), T = c.shapes.at("T"),
                 S = c.shapes.at("S"), Hq = c.shapes.at("Hq"),
                 Hkv = c.shapes.at("Hkv"), D = c.shapes.at("D");
+  const int64_t Dv = c.shapes.count("Dv") ? c.shapes.at("Dv") : D;
   const int64_t full[4] = {B, Hq, T, S};
   const bool f16_q = StringOption(c, "q_dtype", "f32") == "f16";
   const bool f16_kv = StringOption(c, "kv_dtype", "f32") == "f16";
@@ -116,7 +111,7 @@ LlmResult RunAttentionCase(const LlmCase& c, int threads,
   }
   const bool want_scores = Option(c, "scores", 0.0) != 0.0;
   const std::string policy = StringOption(c, "policy", "zero");
-  std::vector<float> out(static_cast<size_t>(B * T * Hq * D), -7.75e30f);
+  std::vector<float> out(static_cast<size_t>(B * T * Hq * Dv), -7.75e30f);
   std::vector<float> scores(
       want_scores ? static_cast<size_t>(B * Hq * T * S) : 0, -7.75e30f);
   std::unique_ptr<pthreadpool, PoolDeleter> pool(
@@ -133,13 +128,15 @@ LlmResult RunAttentionCase(const LlmCase& c, int threads,
     p.q_heads = Hq;
     p.kv_heads = Hkv;
     p.head_dim = D;
-    const int64_t qo = b * T * Hq * D, ko = b * S * Hkv * D;
+    p.value_dim = Dv;
+    const int64_t qo = b * T * Hq * D, ko = b * S * Hkv * D,
+                  vo = b * S * Hkv * Dv;
     p.q = f16_q ? static_cast<const void*>(qh.data() + qo) : q.data() + qo;
     p.q_dtype = f16_q ? GQA_DTYPE_F16 : GQA_DTYPE_F32;
     p.k = f16_kv ? static_cast<const void*>(kh.data() + ko) : k.data() + ko;
-    p.v = f16_kv ? static_cast<const void*>(vh.data() + ko) : v.data() + ko;
+    p.v = f16_kv ? static_cast<const void*>(vh.data() + vo) : v.data() + vo;
     p.kv_dtype = f16_kv ? GQA_DTYPE_F16 : GQA_DTYPE_F32;
-    p.out = out.data() + qo;
+    p.out = out.data() + b * T * Hq * Dv;
     p.scale = static_cast<float>(Option(c, "scale", 0.0));
     p.softcap = static_cast<float>(Option(c, "softcap", 0.0));
     p.causal = Option(c, "causal", 0.0) != 0.0;

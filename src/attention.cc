@@ -148,6 +148,12 @@ gqa_status Prepare(const gqa_attention_params* in, bool shapes_only,
                   static_cast<long long>(s.value));
     }
   }
+  if (p.value_dim < 0) {
+    return Fail(GQA_STATUS_INVALID_SIZE,
+                "`value_dim` must be 0 (head_dim) or > 0, got %lld",
+                static_cast<long long>(p.value_dim));
+  }
+  const int64_t Dv = p.value_dim > 0 ? p.value_dim : p.head_dim;
   if (p.q_heads % p.kv_heads != 0) {
     return Fail(GQA_STATUS_HEADS_NOT_DIVISIBLE,
                 "`q_heads` (%lld) must be divisible by `kv_heads` (%lld)",
@@ -200,18 +206,21 @@ gqa_status Prepare(const gqa_attention_params* in, bool shapes_only,
       (s = ResolveView("k", p.batch, p.kv_len, p.kv_heads, p.head_dim,
                        &p.k_stride_batch, &p.k_stride_token, &p.k_stride_head,
                        &k_end)) != GQA_STATUS_OK ||
-      (s = ResolveView("v", p.batch, p.kv_len, p.kv_heads, p.head_dim,
+      (s = ResolveView("v", p.batch, p.kv_len, p.kv_heads, Dv,
                        &p.v_stride_batch, &p.v_stride_token, &p.v_stride_head,
                        &v_end)) != GQA_STATUS_OK ||
-      (s = ResolveView("out", p.batch, p.q_len, p.q_heads, p.head_dim,
+      (s = ResolveView("out", p.batch, p.q_len, p.q_heads, Dv,
                        &p.out_stride_batch, &p.out_stride_token,
                        &p.out_stride_head, &out_end)) != GQA_STATUS_OK) {
     return s;
   }
-  // q and out hold [B, T, Hq, D] elements (the plans are small multiples).
+  // q and out hold [B, T, Hq, D|Dv] elements (the plans are small
+  // multiples).
   if (!gqa::CheckedProduct({p.batch, p.q_len, p.q_heads, p.head_dim},
-                           gqa::kMaxElements, &n)) {
-    return Fail(GQA_STATUS_SIZE_OVERFLOW, "B*T*Hq*D exceeds 2^48");
+                           gqa::kMaxElements, &n) ||
+      !gqa::CheckedProduct({p.batch, p.q_len, p.q_heads, Dv}, gqa::kMaxElements,
+                           &n)) {
+    return Fail(GQA_STATUS_SIZE_OVERFLOW, "B*T*Hq*D or B*T*Hq*Dv exceeds 2^48");
   }
   if (p.key_lengths && !shapes_only) {
     for (int64_t b = 0; b < p.batch; ++b) {
@@ -250,7 +259,7 @@ gqa_status Prepare(const gqa_attention_params* in, bool shapes_only,
     const int64_t ext[3] = {p.batch, p.q_len, p.q_heads};
     const int64_t str[3] = {p.out_stride_batch, p.out_stride_token,
                             p.out_stride_head};
-    if (!gqa::ViewIsInjective(ext, str, p.head_dim)) {
+    if (!gqa::ViewIsInjective(ext, str, Dv)) {
       return Fail(GQA_STATUS_INVALID_ARGUMENT,
                   "`out` strides (%lld, %lld, %lld) make output rows overlap",
                   static_cast<long long>(str[0]),
@@ -272,6 +281,7 @@ gqa_status Prepare(const gqa_attention_params* in, bool shapes_only,
   c.q_heads = p.q_heads;
   c.kv_heads = p.kv_heads;
   c.head_dim = p.head_dim;
+  c.value_dim = Dv;
   c.q = p.q;
   c.q_stride_batch = p.q_stride_batch;
   c.q_stride_token = p.q_stride_token;

@@ -24,15 +24,16 @@ enum class AttentionKernel : int {
 // How one kernel of the current Highway target splits a call (what the
 // kernels read; callers read AttentionPlan).
 struct KernelPlan {
-  int64_t lanes = 0;            // f32 lanes of the target
-  int64_t block_positions = 0;  // Tb: query positions per work item
-  int64_t rows = 0;             // G * Tb query rows per item (decode: Hq*T)
-  int64_t rows_padded = 0;      // Mp
-  int64_t dim_padded = 0;       // Dp
-  int64_t keys_per_tile = 0;    // Bk
-  int64_t blocks_per_head = 0;  // ceil(T / Tb)
-  int64_t items = 0;            // flash: B*Hkv*blocks_per_head; decode:
-                                // B*splits
+  int64_t lanes = 0;             // f32 lanes of the target
+  int64_t block_positions = 0;   // Tb: query positions per work item
+  int64_t rows = 0;              // G * Tb query rows per item (decode: Hq*T)
+  int64_t rows_padded = 0;       // Mp
+  int64_t dim_padded = 0;        // Dp: D padded (q and k rows)
+  int64_t value_dim_padded = 0;  // Dvp: Dv padded (v rows, accumulators)
+  int64_t keys_per_tile = 0;     // Bk
+  int64_t blocks_per_head = 0;   // ceil(T / Tb)
+  int64_t items = 0;             // flash: B*Hkv*blocks_per_head; decode:
+                                 // B*splits
   // Workspace layout the kernel runs in: slots of slot_bytes start at
   // shared_bytes (both the whole plan's, which fit every kernel in it).
   int64_t slot_bytes = 0;

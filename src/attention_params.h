@@ -37,17 +37,19 @@ struct KvBlocks {
 // (include/gqa/attention.h) where the public API has the field. All
 // strides are in elements. Query head u reads kv head u / (Hq / Hkv).
 struct AttentionParams {
-  int64_t batch = 0;     // B
-  int64_t q_len = 0;     // T
-  int64_t kv_len = 0;    // S
-  int64_t q_heads = 0;   // Hq
-  int64_t kv_heads = 0;  // Hkv
-  int64_t head_dim = 0;  // D
+  int64_t batch = 0;      // B
+  int64_t q_len = 0;      // T
+  int64_t kv_len = 0;     // S
+  int64_t q_heads = 0;    // Hq
+  int64_t kv_heads = 0;   // Hkv
+  int64_t head_dim = 0;   // D: q and k rows
+  int64_t value_dim = 0;  // Dv: v and out rows; 0 means D (ValueDim)
 
   // q: [B, T, Hq, D] viewed through strides (last axis contiguous).
   const void* q = nullptr;
   int64_t q_stride_batch = 0, q_stride_token = 0, q_stride_head = 0;
-  // k, v: [B, S, Hkv, D] viewed through strides (last axis contiguous).
+  // k: [B, S, Hkv, D], v: [B, S, Hkv, Dv] viewed through strides (last
+  // axis contiguous).
   const void* k = nullptr;
   int64_t k_stride_batch = 0, k_stride_token = 0, k_stride_head = 0;
   const void* v = nullptr;
@@ -62,7 +64,7 @@ struct AttentionParams {
   // are read from the blocks (kv_len = the cache's slots per sequence).
   KvBlocks kv_blocks;
 
-  // out: [B, T, Hq, D] through strides, f32 or f16.
+  // out: [B, T, Hq, Dv] through strides, f32 or f16.
   void* out = nullptr;
   ElemType out_type = ElemType::kF32;
   int64_t out_stride_batch = 0, out_stride_token = 0, out_stride_head = 0;
@@ -113,6 +115,11 @@ struct AttentionParams {
   const uint8_t* keep_mask = nullptr;  // [B, Hq, T, S] or null: seeded draw
   uint64_t seed = 0;
 };
+
+// Dv, the head size of v and out: value_dim, or head_dim where unset.
+inline int64_t ValueDim(const AttentionParams& p) {
+  return p.value_dim > 0 ? p.value_dim : p.head_dim;
+}
 
 }  // namespace gqa
 

@@ -27,7 +27,8 @@
 namespace gqa {
 namespace test {
 
-// Inputs of a core case: logical q [B,T,Hq,D], k/v [B,S,Hkv,D] (already
+// Inputs of a core case: logical q [B,T,Hq,D], k [B,S,Hkv,D], v
+// [B,S,Hkv,Dv] (already
 // rounded to f16 where the case stores f16), masks as the call gets them.
 struct CoreData {
   std::vector<float> q, k, v;
@@ -41,6 +42,7 @@ struct CoreData {
 
 struct CoreCase {
   int64_t B = 1, T = 5, S = 7, Hq = 4, Hkv = 2, D = 8;
+  int64_t value_dim = 0;  // Dv; 0: D
   bool q16 = false, kv16 = false, out16 = false, scores16 = false;
   bool head_major = false;
   bool causal = false;
@@ -60,6 +62,7 @@ struct CoreCase {
   CoreCase& batch(int64_t b) { return B = b, *this; }
   CoreCase& heads(int64_t hq, int64_t hkv) { return Hq = hq, Hkv = hkv, *this; }
   CoreCase& head_dim(int64_t d) { return D = d, *this; }
+  int64_t Dv() const { return value_dim > 0 ? value_dim : D; }
   CoreCase& lens(int64_t t, int64_t s) { return T = t, S = s, *this; }
   CoreCase& f16(bool h = true) { return q16 = kv16 = h, *this; }
   CoreCase& with_causal(int64_t off = 0) {
@@ -73,14 +76,16 @@ struct CoreCase {
   std::string Describe() const {
     char buf[480];
     snprintf(buf, sizeof(buf),
-             "B%lld T%lld S%lld Hq%lld Hkv%lld D%lld q16%d kv16%d out16%d hm%d "
+             "B%lld T%lld S%lld Hq%lld Hkv%lld D%lld Dv%lld q16%d kv16%d "
+             "out16%d hm%d "
              "causal%d off%lld win%lld kl%d km%d mask%d/%d/%.2f scores%d/%d "
              "pol%d cap%g alibi%d sinks%d bias%d/%d seed%llu",
              (long long)B, (long long)T, (long long)S, (long long)Hq,
-             (long long)Hkv, (long long)D, q16, kv16, out16, head_major, causal,
-             (long long)offset, (long long)window, key_lengths, key_mask, mask,
-             mask_rank_kind, mask_p, scores, scores16, policy, softcap, alibi,
-             sinks, bias_kind, bias_neg_inf, (unsigned long long)seed);
+             (long long)Hkv, (long long)D, (long long)Dv(), q16, kv16, out16,
+             head_major, causal, (long long)offset, (long long)window,
+             key_lengths, key_mask, mask, mask_rank_kind, mask_p, scores,
+             scores16, policy, softcap, alibi, sinks, bias_kind, bias_neg_inf,
+             (unsigned long long)seed);
     return buf;
   }
 
@@ -103,6 +108,7 @@ struct CoreCase {
     reference::AttentionCall a;
     a.batch = B, a.q_len = T, a.kv_len = S;
     a.q_heads = Hq, a.kv_heads = Hkv, a.head_dim = D;
+    a.value_dim = Dv();
     a.q = reference::ToDouble(d.q);
     a.k = reference::ToDouble(d.k);
     a.v = reference::ToDouble(d.v);
@@ -149,10 +155,10 @@ struct CoreCase {
     const CoreData& d = Data();
     std::vector<unsigned char> q, k, v;
     int64_t qs[3], ks[3], vs[3];
-    Store(d.q, q16, T, Hq, &q, qs);
-    Store(d.k, kv16, S, Hkv, &k, ks);
-    Store(d.v, kv16, S, Hkv, &v, vs);
-    const size_t n_out = B * T * Hq * D, n_sc = B * Hq * T * S;
+    Store(d.q, q16, T, Hq, D, &q, qs);
+    Store(d.k, kv16, S, Hkv, D, &k, ks);
+    Store(d.v, kv16, S, Hkv, Dv(), &v, vs);
+    const size_t n_out = B * T * Hq * Dv(), n_sc = B * Hq * T * S;
     // Poison (all-ones bytes: NaN in f32 and f16): every element is written.
     std::vector<unsigned char> o(n_out * (out16 ? 2 : 4), 0xFF);
     std::vector<unsigned char> sc(scores ? n_sc * (scores16 ? 2 : 4) : 0, 0xFF);
@@ -160,6 +166,7 @@ struct CoreCase {
     gqa_attention_params_init(&p);
     p.batch = B, p.q_len = T, p.kv_len = S, p.q_heads = Hq, p.kv_heads = Hkv;
     p.head_dim = D;
+    p.value_dim = value_dim;
     p.q = q.data(), p.k = k.data(), p.v = v.data(), p.out = o.data();
     if (head_major) {
       p.q_stride_batch = qs[0], p.q_stride_token = qs[1];
@@ -228,7 +235,7 @@ struct CoreCase {
     };
     fill(d.q, B * T * Hq * D, q16);
     fill(d.k, B * S * Hkv * D, kv16);
-    fill(d.v, B * S * Hkv * D, kv16);
+    fill(d.v, B * S * Hkv * Dv(), kv16);
     std::bernoulli_distribution coin(mask_p);
     if (key_lengths) {
       std::uniform_int_distribution<int64_t> len(0, S);
@@ -278,23 +285,23 @@ struct CoreCase {
     return d;
   }
 
-  // src [B,L,H,D] logical into raw f16/f32 storage, token- or head-major;
+  // src [B,L,H,n] logical into raw f16/f32 storage, token- or head-major;
   // st: strides b, token, head in elements.
   void Store(const std::vector<float>& src, bool half, int64_t L, int64_t H,
-             std::vector<unsigned char>* raw, int64_t st[3]) const {
+             int64_t n, std::vector<unsigned char>* raw, int64_t st[3]) const {
     raw->assign(src.size() * (half ? 2 : 4), 0);
     if (head_major) {
-      st[0] = H * L * D, st[1] = D, st[2] = L * D;
+      st[0] = H * L * n, st[1] = n, st[2] = L * n;
     } else {
-      st[0] = L * H * D, st[1] = H * D, st[2] = D;
+      st[0] = L * H * n, st[1] = H * n, st[2] = n;
     }
     for (int64_t b = 0; b < B; ++b)
       for (int64_t l = 0; l < L; ++l)
         for (int64_t h = 0; h < H; ++h)
-          for (int64_t x = 0; x < D; ++x) {
+          for (int64_t x = 0; x < n; ++x) {
             const size_t at =
                 static_cast<size_t>(b * st[0] + l * st[1] + h * st[2] + x);
-            reference::StoreAs(src[((b * L + l) * H + h) * D + x], half,
+            reference::StoreAs(src[((b * L + l) * H + h) * n + x], half,
                                raw->data(), at);
           }
   }

@@ -93,6 +93,36 @@ TEST_CASE("each option alone and all together match the oracle") {
   }
 }
 
+TEST_CASE("a value head size other than D (Dv < D, Dv > D, odd Dv)") {
+  for (int shape = 0; shape < 3; ++shape) {
+    for (int64_t dv : {24, 128, 7}) {
+      for (int variant = 0; variant < 3; ++variant) {
+        CoreCase c = Shape(shape);
+        c.value_dim = dv;
+        c.seed = 300 + shape * 10 + variant;
+        if (variant == 0) c.f16();
+        if (variant == 1) {  // head-major views, f16 out, options
+          c.head_major = true;
+          c.out16 = true;
+          c.sinks = true;
+          c.softcap = 8.0;
+        }
+        if (variant == 2) {  // empty rows averaged under the uniform policy
+          c.key_lengths = true;
+          c.policy = GQA_FULLY_MASKED_UNIFORM;
+          c.B = 3;
+        }
+        CAPTURE(variant);
+        CheckAllTargets(c);
+      }
+    }
+  }
+  CoreCase c = Shape(2);
+  c.value_dim = 24;
+  c.with_scores();
+  CheckAllTargets(c);
+}
+
 TEST_CASE("sinks: a row with no allowed key gives 0, whatever the policy") {
   for (int shape = 0; shape < 3; ++shape) {
     for (int32_t policy : {GQA_FULLY_MASKED_UNIFORM, GQA_FULLY_MASKED_ZERO}) {
@@ -274,6 +304,18 @@ TEST_CASE("bad option values are refused and write nothing") {
     const std::vector<float> before(in, in + 4);
     CHECK(c.Run() == GQA_STATUS_INVALID_ARGUMENT);
     CHECK(memcmp(before.data(), in, 16) == 0);
+  }
+  {
+    Call c;
+    c.p.value_dim = -1;
+    CHECK(c.Run() == GQA_STATUS_INVALID_SIZE);
+    CHECK(c.Untouched());
+  }
+  {  // v's view with Dv reaches past 2^48 elements
+    Call c;
+    c.p.value_dim = int64_t{1} << 47;
+    CHECK(c.Run() == GQA_STATUS_SIZE_OVERFLOW);
+    CHECK(c.Untouched());
   }
   {  // the workspace query checks the softcap too
     Call c;

@@ -6,7 +6,8 @@
  *
  * Tensors are strided views, strides in elements (not bytes), the head_dim
  * axis contiguous:
- *   q   [B, T, Hq,  D]   k, v [B, S, Hkv, D]   out [B, T, Hq, D]
+ *   q   [B, T, Hq,  D]   k [B, S, Hkv, D]   v [B, S, Hkv, Dv]
+ *   out [B, T, Hq, Dv]   (Dv = value_dim, or D where it is 0)
  * All three strides 0 means token-major contiguous ([B][T][H][D]); a
  * head-major tensor ([B][H][T][D]) is described by its strides.
  * q, k/v and out may each be f32 or f16 (IEEE binary16); arithmetic, the
@@ -93,6 +94,10 @@ typedef struct gqa_attention_params {
    * row with every key masked gives out = 0 (the fully-masked policy does
    * not apply). Scores exclude the sink. NULL: none. */
   const float* sinks;
+  /* Dv, the head size of v and out (DeepSeek MLA-style models): v is
+   * [B, S, Hkv, Dv] and out [B, T, Hq, Dv]; q and k keep head_dim. 0: Dv =
+   * head_dim. */
+  int64_t value_dim;
 } gqa_attention_params;
 
 /* The standard ALiBi slopes of `heads` heads for max_bias (BLOOM's

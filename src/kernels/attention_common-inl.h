@@ -177,10 +177,10 @@ HWY_INLINE void StoreScore(const AttentionParams& p, uint64_t index,
   }
 }
 
-// out[b, t, u, :] = o[0, D), in out_type.
+// out[b, t, u, :] = o[0, Dv), in out_type.
 HWY_INLINE void StoreOutputRow(const AttentionParams& p, int64_t b, int64_t t,
                                int64_t u, const float* o) {
-  const int64_t D = p.head_dim;
+  const int64_t D = ValueDim(p);
   const int64_t at =
       b * p.out_stride_batch + t * p.out_stride_token + u * p.out_stride_head;
   if (p.out_type == ElemType::kF16) {
@@ -191,14 +191,14 @@ HWY_INLINE void StoreOutputRow(const AttentionParams& p, int64_t b, int64_t t,
   }
 }
 
-// o [D] of row (b, query head u, query t) that may attend no key, under the
+// o [Dv] of row (b, query head u, query t) that may attend no key, under the
 // uniform policy: probabilities 1/S on every key, masked ones included
 // (Keras' fused path), dropout still applied to them, weights applied per
 // key (no overflow of the sum). Writes the row's scores when asked.
 template <typename T>
 void UniformRow(const AttentionParams& p, int64_t b, int64_t u, int64_t t,
                 float* o) {
-  const int64_t D = p.head_dim, S = p.kv_len;
+  const int64_t D = ValueDim(p), S = p.kv_len;
   const int64_t g = u / (p.q_heads / p.kv_heads);
   // Blocked K/V: slots past the ones written (past min(key_lengths[b], S))
   // have no block to read; they weigh in as zero rows.

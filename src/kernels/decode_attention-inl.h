@@ -61,6 +61,7 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
   using V = hn::Vec<decltype(df)>;
   const int64_t N = plan.lanes, Dp = plan.dim_padded, D = p.head_dim,
                 R = plan.rows;
+  const int64_t Dvp = plan.value_dim_padded, Dv = ValueDim(p);
   const int64_t group = p.q_heads / p.kv_heads, q_len = p.q_len, H = p.kv_heads;
   const int64_t rows_per_group = group * q_len;
   const int64_t split = index % plan.splits;
@@ -77,7 +78,7 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
     for (int64_t d = 0; d < D; ++d) dst[d] = ToF32<TQ>(q[d]) * p.scale;
     for (int64_t d = D; d < Dp; ++d) dst[d] = 0.0f;
   }
-  memset(sc.acc, 0, static_cast<size_t>(R * Dp) * 4);
+  memset(sc.acc, 0, static_cast<size_t>(R * Dvp) * 4);
   // Integer q.k (q8 / q4 keys, platforms/qk_int8.h): each row quantized
   // once per item; s_q by slot, 0 in the padding slots.
   const QkInt8Kernels* qk_int8 = IsKvCodes<T>() ? plan.qk_int8 : nullptr;
@@ -161,13 +162,13 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
   const V inv_cap = hn::Set(df, softcap ? 1.0f / p.softcap : 0.0f);
   // Rows are read in place when whole vectors tile the head dim; otherwise
   // each block is packed to f32 with zero padding.
-  const bool in_place = D % N == 0 && !IsKvCodes<T>();
+  const bool in_place = D % N == 0 && Dv % N == 0 && !IsKvCodes<T>();
   // q8 V read in place (codes to f32 in the p.v loads, the row scales
   // folded into p) where whole vectors tile the head dim.
-  const bool v_codes_in_place = hwy::IsSame<T, KvQ8>() && D % N == 0;
+  const bool v_codes_in_place = hwy::IsSame<T, KvQ8>() && Dv % N == 0;
   const int64_t nv = Dp / N;
   const int64_t Bk = plan.keys_per_tile;
-  const int64_t v_row_bytes = D * static_cast<int64_t>(sizeof(TR));
+  const int64_t v_row_bytes = Dv * static_cast<int64_t>(sizeof(TR));
 
   for (int64_t j0 = lo, next = lo; j0 < hi; j0 = next) {
     // Blocked rows are read in place (f32 / f16, q8 V, the integer q.k):
@@ -321,7 +322,7 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
                                 : kDecodePvRows;
           PvRows(df, n, sc.s + slot_head + i, slots, sc.alpha + slot_head + i,
                  vrows + g * vh, vs, vscale ? vscale + g : nullptr, H, keys,
-                 sc.acc + (g * rows_per_group + i) * Dp, Dp);
+                 sc.acc + (g * rows_per_group + i) * Dvp, Dvp);
         }
       }
     };
@@ -333,27 +334,27 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
       }
     }
     if (IsKvCodes<T>()) {
-      DequantBlock<T>(p, true, b, j0, keys, Dp, sc.vb);
-      pv(static_cast<const float*>(sc.vb), H * Dp, Dp, nullptr);
+      DequantBlock<T>(p, true, b, j0, keys, Dvp, sc.vb);
+      pv(static_cast<const float*>(sc.vb), H * Dvp, Dvp, nullptr);
     } else if (in_place) {
       pv(vb, vs, vh, nullptr);
     } else {
-      PackBlock(vb, vs, vh, keys, H, D, Dp, sc.vb);
-      pv(static_cast<const float*>(sc.vb), H * Dp, Dp, nullptr);
+      PackBlock(vb, vs, vh, keys, H, Dv, Dvp, sc.vb);
+      pv(static_cast<const float*>(sc.vb), H * Dvp, Dvp, nullptr);
     }
   }
   // Partial result of this chunk: [R][m, l, acc...].
-  float* out = partials + index * R * (Dp + 2);
+  float* out = partials + index * R * (Dvp + 2);
   for (int64_t slot = 0; slot < slots; ++slot) {
     const int64_t r = slot_row(slot);
     if (r < 0) continue;
     const float l = sc.l[slot];
-    out[r * (Dp + 2) + 0] = sc.m[slot];
-    out[r * (Dp + 2) + 1] = l;
+    out[r * (Dvp + 2) + 0] = sc.m[slot];
+    out[r * (Dvp + 2) + 1] = l;
     // acc / l: the chunk's weighted mean of V (0 with nothing allowed).
     const float f = l == 0.0f ? 0.0f : sc.scale[slot] / l;
-    for (int64_t d = 0; d < Dp; ++d)
-      out[r * (Dp + 2) + 2 + d] = sc.acc[r * Dp + d] * f;
+    for (int64_t d = 0; d < Dvp; ++d)
+      out[r * (Dvp + 2) + 2 + d] = sc.acc[r * Dvp + d] * f;
   }
 }
 

@@ -101,14 +101,16 @@ HWY_INLINE void DecodeBlockQk(DF df, const DecodeScratch& sc,
 }
 
 // Rows [j0, j0 + keys) of a blocked cache, all heads, dequantized (or
-// converted) to f32 and zero padded: dst [keys][Hkv][Dp]. Done once per
+// converted) to f32 and zero padded: dst [keys][Hkv][Dp] (Dp: D or Dv
+// padded). Done once per
 // block for all G*T query rows; the table is read once per cache block.
 template <typename T>
 HWY_INLINE void DequantBlock(const AttentionParams& p, bool value, int64_t b,
                              int64_t j0, int64_t keys, int64_t Dp, float* dst) {
   const hn::ScalableTag<float> df;
   const KvBlocks& kb = p.kv_blocks;
-  const int64_t H = p.kv_heads, D = p.head_dim, bt = kb.block_tokens;
+  const int64_t H = p.kv_heads, bt = kb.block_tokens;
+  const int64_t D = value ? ValueDim(p) : p.head_dim;
   const int64_t row_bytes = value ? kb.v_row_bytes : kb.k_row_bytes;
   const int64_t scale_bytes = 2 * (value ? kb.v_row_scales : kb.k_row_scales);
   const int64_t codes = value ? kb.v_codes : kb.k_codes;

@@ -46,7 +46,7 @@ HWY_INLINE bool DecodeAnyAllowed(const AttentionParams& p, int64_t b,
 template <typename T>
 void DecodeMerge(const AttentionParams& p, const KernelPlan& plan, int64_t b,
                  const float* partials, float* tmp) {
-  const int64_t R = plan.rows, Dp = plan.dim_padded, D = p.head_dim;
+  const int64_t R = plan.rows, Dp = plan.value_dim_padded, D = ValueDim(p);
   for (int64_t r = 0; r < R; ++r) {
     // Chunk c: (m_c, l_c, acc_c = its weighted mean of V). l_c == 0: no
     // allowed key in the chunk; NaN l_c: non-finite logits, kept NaN. The

@@ -74,10 +74,10 @@ HWY_INLINE DecodeShape MakeDecodeShape(const AttentionParams& p, int64_t N) {
 struct DecodeScratch {
   float* q;       // [R][Dp] queries * scale, R = Hq*T rows (row = u*T + t)
   float* kb;      // [Bk][Hkv][Dp] key block, f32 (packed path only)
-  float* vb;      // [Bk][Hkv][Dp] value block (packed path only)
+  float* vb;      // [Bk][Hkv][Dvp] value block (packed path only)
   float* part;    // [Bk][quads_padded][quad_floats] q.k quads
   float* s;       // [Bk][slots] scores, then probabilities
-  float* acc;     // [R][Dp]
+  float* acc;     // [R][Dvp]
   float* m;       // [slots] running max
   float* l;       // [slots] running sum
   float* scale;   // [slots] acc holds sum p v / scale (scale >= l)
@@ -96,16 +96,17 @@ HWY_INLINE DecodeScratch CarveDecodeSlot(const AttentionParams& p,
                                          const KernelPlan& plan,
                                          unsigned char* base) {
   const int64_t R = plan.rows, Dp = plan.dim_padded, N = plan.lanes;
+  const int64_t Dvp = plan.value_dim_padded;
   const int64_t Bk = plan.keys_per_tile, H = p.kv_heads;
   const DecodeShape sh = MakeDecodeShape(p, N);
   ScratchCarver c(base);
   DecodeScratch s;
   s.q = c.Take<float>(R * Dp);
   s.kb = c.Take<float>(Bk * H * Dp);
-  s.vb = c.Take<float>(Bk * H * Dp);
+  s.vb = c.Take<float>(Bk * H * Dvp);
   s.part = c.Take<float>(Bk * sh.quads_padded * sh.quad_floats);
   s.s = c.Take<float>(Bk * sh.slots);
-  s.acc = c.Take<float>(R * Dp);
+  s.acc = c.Take<float>(R * Dvp);
   s.m = c.Take<float>(sh.slots);
   s.l = c.Take<float>(sh.slots);
   s.scale = c.Take<float>(sh.slots);
@@ -123,14 +124,15 @@ HWY_INLINE DecodeScratch CarveDecodeSlot(const AttentionParams& p,
 
 // The workspace's shared part: the partial results of every item.
 struct DecodeShared {
-  float* partials;  // [B * splits][R][2 + Dp]: (max, sum, acc / sum) per row
+  float* partials;  // [B * splits][R][2 + Dvp]: (max, sum, acc / sum) per row
   int64_t bytes;
 };
 HWY_INLINE DecodeShared CarveDecodeShared(const KernelPlan& plan,
                                           unsigned char* base) {
   ScratchCarver c(base);
   DecodeShared s;
-  s.partials = c.Take<float>(plan.items * plan.rows * (plan.dim_padded + 2));
+  s.partials =
+      c.Take<float>(plan.items * plan.rows * (plan.value_dim_padded + 2));
   s.bytes = c.Bytes();
   return s;
 }
@@ -148,6 +150,7 @@ void MakeDecodePlan(const AttentionParams& p, KernelPlan* plan) {
   plan->rows = R;
   plan->rows_padded = R;
   plan->dim_padded = Dp;
+  plan->value_dim_padded = RoundUp(ValueDim(p), N);
   int64_t Bk = kDecodePartFloats / (sh.quads_padded * sh.quad_floats) / 4 * 4;
   if (Bk > kDecodeBlockKeys) Bk = kDecodeBlockKeys;
   if (Bk < 4) Bk = 4;

@@ -66,6 +66,7 @@ void MakeFlashPlan(const AttentionParams& p, KernelPlan* plan) {
   plan->rows = rows;
   plan->rows_padded = RoundUp(rows, gran);
   plan->dim_padded = RoundUp(p.head_dim, tile);
+  plan->value_dim_padded = RoundUp(ValueDim(p), tile);
   plan->keys_per_tile = kKeysPerTile;
   plan->blocks_per_head = (p.q_len + tb - 1) / tb;
   plan->items = p.batch * p.kv_heads * plan->blocks_per_head;
@@ -78,7 +79,7 @@ void RunItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
   const hn::ScalableTag<float> df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   const int64_t group = p.q_heads / p.kv_heads;
-  const int64_t Mp = plan.rows_padded, Dp = plan.dim_padded,
+  const int64_t Mp = plan.rows_padded, Dp = plan.value_dim_padded,
                 Bk = plan.keys_per_tile;
   Item it;
   const int64_t block = index % plan.blocks_per_head;
@@ -216,7 +217,7 @@ void RunItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
     } else if (p.fully_masked_uniform) {
       UniformRow<T>(p, it.b, u, t, o);
     } else {
-      for (int64_t d = 0; d < p.head_dim; ++d) o[d] = 0.0f;
+      for (int64_t d = 0; d < ValueDim(p); ++d) o[d] = 0.0f;
     }
     StoreOutputRow(p, it.b, t, u, o);
   }

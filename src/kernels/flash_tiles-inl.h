@@ -30,9 +30,9 @@ namespace hn = hwy::HWY_NAMESPACE;
 struct Scratch {
   float* qt;          // [D][Mp]   queries * scale, transposed
   float* kt;          // [Bk][D]   key tile (f32)
-  float* vt;          // [Bk][Dp]  value tile (f32), zero padded
+  float* vt;          // [Bk][Dp]  value tile (f32), zero padded (Dp: Dv padded)
   float* s;           // [Bk][Mp]  scores, then probabilities
-  float* o;           // [Mp][Dp]  accumulator
+  float* o;           // [Mp][Dp]  accumulator (Dp: Dv padded)
   float* m;           // [Mp] running max
   float* l;           // [Mp] running sum
   float* alpha;       // [Mp]
@@ -46,7 +46,7 @@ struct Scratch {
 // The one layout of a slot: at base nullptr, only .bytes is meaningful.
 HWY_INLINE Scratch CarveFlashSlot(const KernelPlan& plan, int64_t head_dim,
                                   unsigned char* base) {
-  const int64_t D = head_dim, Mp = plan.rows_padded, Dp = plan.dim_padded,
+  const int64_t D = head_dim, Mp = plan.rows_padded, Dp = plan.value_dim_padded,
                 Bk = plan.keys_per_tile;
   ScratchCarver c(base);
   Scratch s;
@@ -127,14 +127,15 @@ void PackBlockedKvTile(const AttentionParams& p, const KernelPlan& plan,
                        const Item& it, int64_t j0, int64_t keys,
                        const Scratch& sc) {
   const hn::ScalableTag<float> df;
-  const int64_t D = p.head_dim, Dp = plan.dim_padded, Bk = plan.keys_per_tile;
+  const int64_t D = p.head_dim, Dv = ValueDim(p), Dp = plan.value_dim_padded,
+                Bk = plan.keys_per_tile;
   for (int64_t jj = 0; jj < Bk; ++jj) {
     float* kr = sc.kt + jj * D;
     float* vr = sc.vt + jj * Dp;
     if (jj < keys) {
       BlockedRowToF32<T>(df, BlockedRow(p, false, it.b, j0 + jj, it.g), kr, D);
-      BlockedRowToF32<T>(df, BlockedRow(p, true, it.b, j0 + jj, it.g), vr, D);
-      for (int64_t d = D; d < Dp; ++d) vr[d] = 0.0f;
+      BlockedRowToF32<T>(df, BlockedRow(p, true, it.b, j0 + jj, it.g), vr, Dv);
+      for (int64_t d = Dv; d < Dp; ++d) vr[d] = 0.0f;
     } else {
       memset(kr, 0, static_cast<size_t>(D) * 4);
       memset(vr, 0, static_cast<size_t>(Dp) * 4);
@@ -146,7 +147,8 @@ template <typename T>
 void PackKvTile(const AttentionParams& p, const KernelPlan& plan,
                 const Item& it, int64_t j0, int64_t keys, const Scratch& sc) {
   const hn::ScalableTag<float> df;
-  const int64_t D = p.head_dim, Dp = plan.dim_padded, Bk = plan.keys_per_tile;
+  const int64_t D = p.head_dim, Dv = ValueDim(p), Dp = plan.value_dim_padded,
+                Bk = plan.keys_per_tile;
   const T* k = static_cast<const T*>(p.k) + it.b * p.k_stride_batch +
                it.g * p.k_stride_head;
   const T* v = static_cast<const T*>(p.v) + it.b * p.v_stride_batch +
@@ -156,8 +158,8 @@ void PackKvTile(const AttentionParams& p, const KernelPlan& plan,
     float* vr = sc.vt + jj * Dp;
     if (jj < keys) {
       RowToF32(df, k + (j0 + jj) * p.k_stride_token, kr, D);
-      RowToF32(df, v + (j0 + jj) * p.v_stride_token, vr, D);
-      for (int64_t d = D; d < Dp; ++d) vr[d] = 0.0f;
+      RowToF32(df, v + (j0 + jj) * p.v_stride_token, vr, Dv);
+      for (int64_t d = Dv; d < Dp; ++d) vr[d] = 0.0f;
     } else {
       memset(kr, 0, static_cast<size_t>(D) * 4);
       memset(vr, 0, static_cast<size_t>(Dp) * 4);
@@ -182,12 +184,12 @@ HWY_INLINE TileView ViewKvTile(const AttentionParams& p, const KernelPlan& plan,
   // Blocked K/V: always packed to f32, row by row through the table.
   if (IsKvCodes<T>() || p.kv_blocks.pool != nullptr) {
     PackBlockedKvTile<T>(p, plan, it, j0, keys, sc);
-    return TileView{sc.kt, p.head_dim, sc.vt, plan.dim_padded};
+    return TileView{sc.kt, p.head_dim, sc.vt, plan.value_dim_padded};
   }
   // The QK micro-tiles read rows [0, round_up(keys, 4)): in bounds when keys
   // is a multiple of 4.
   if (hwy::IsSame<T, float>() && keys % 4 == 0 &&
-      plan.dim_padded == p.head_dim) {
+      plan.value_dim_padded == ValueDim(p)) {
     const float* k = static_cast<const float*>(p.k) + it.b * p.k_stride_batch +
                      it.g * p.k_stride_head + j0 * p.k_stride_token;
     const float* v = static_cast<const float*>(p.v) + it.b * p.v_stride_batch +
@@ -195,7 +197,7 @@ HWY_INLINE TileView ViewKvTile(const AttentionParams& p, const KernelPlan& plan,
     return TileView{k, p.k_stride_token, v, p.v_stride_token};
   }
   if constexpr (!IsKvCodes<T>()) PackKvTile<T>(p, plan, it, j0, keys, sc);
-  return TileView{sc.kt, p.head_dim, sc.vt, plan.dim_padded};
+  return TileView{sc.kt, p.head_dim, sc.vt, plan.value_dim_padded};
 }
 
 // Softcap, ALiBi and the additive bias on the logits of the tile, in the
@@ -388,7 +390,7 @@ void AccumulateTile(const KernelPlan& plan, int64_t keys, const TileView& view,
                     const Scratch& sc, const float* alpha) {
   const hn::ScalableTag<float> df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-  const int64_t Mp = plan.rows_padded, Dp = plan.dim_padded;
+  const int64_t Mp = plan.rows_padded, Dp = plan.value_dim_padded;
   // d outer: one column chunk of the V tile stays in L1 for all rows.
   for (int64_t d0 = 0; d0 < Dp; d0 += kFlashTileVectors * N) {
     for (int64_t m0 = 0; m0 < Mp; m0 += 4) {

@@ -20,9 +20,10 @@ int64_t RefKeyPosition(const AttentionCall& c, int64_t b, int64_t j) {
 AttentionResult Attention(const AttentionCall& c) {
   const int64_t B = c.batch, T = c.q_len, S = c.kv_len;
   const int64_t Hq = c.q_heads, Hkv = c.kv_heads, D = c.head_dim;
+  const int64_t Dv = c.value_dim > 0 ? c.value_dim : D;
   const int64_t group = Hq / Hkv;
   AttentionResult res;
-  res.out.assign(static_cast<size_t>(B * T * Hq * D), 0.0);
+  res.out.assign(static_cast<size_t>(B * T * Hq * Dv), 0.0);
   if (c.want_scores)
     res.scores.assign(static_cast<size_t>(B * Hq * T * S), 0.0);
 
@@ -104,7 +105,7 @@ AttentionResult Attention(const AttentionCall& c) {
         if (c.want_scores) {
           for (int64_t s = 0; s < S; ++s) res.scores[row + s] = probs[s];
         }
-        double* out = &res.out[((b * T + t) * Hq + u) * D];
+        double* out = &res.out[((b * T + t) * Hq + u) * Dv];
         for (int64_t s = 0; s < S; ++s) {
           double p = probs[s];
           if (dropout) {
@@ -120,8 +121,8 @@ AttentionResult Attention(const AttentionCall& c) {
             }
           }
           if (p == 0.0) continue;  // 0 * a non-finite v is not read
-          const double* v = &c.v[((b * S + s) * Hkv + g) * D];
-          for (int64_t d = 0; d < D; ++d) out[d] += p * v[d];
+          const double* v = &c.v[((b * S + s) * Hkv + g) * Dv];
+          for (int64_t d = 0; d < Dv; ++d) out[d] += p * v[d];
         }
       }
     }

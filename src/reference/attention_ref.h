@@ -22,7 +22,8 @@ struct AttentionCall {
   int64_t q_heads = 0, kv_heads = 0, head_dim = 0;  // Hq, Hkv, D
   std::vector<double> q;                            // [B, T, Hq, D]
   std::vector<double> k;                            // [B, S, Hkv, D]
-  std::vector<double> v;                            // [B, S, Hkv, D]
+  std::vector<double> v;                            // [B, S, Hkv, Dv]
+  int64_t value_dim = 0;                            // Dv; 0: D
   double scale = 1.0;                               // multiplies q.k
 
   // LLM logit options (llm-attention-semantics.md 2.2-3), in this order
@@ -62,7 +63,7 @@ struct AttentionCall {
 };
 
 struct AttentionResult {
-  std::vector<double> out;     // [B, T, Hq, D]
+  std::vector<double> out;     // [B, T, Hq, Dv]
   std::vector<double> scores;  // [B, Hq, T, S] when asked
 };
 
