@@ -87,7 +87,7 @@ std::string LlmCaseKind(const std::string& dir);
 bool LoadLlmCase(const std::string& dir, LlmCase* out, std::string* error);
 
 // Why the KV cache v2 API cannot run a kv case (truncate/keep steps, a tree
-// mask, softcap/alibi/sinks, Dv != D, unknown inputs), or "" when it can.
+// mask, unknown inputs or options), or "" when it can.
 std::string LlmKvUnsupportedReason(const LlmCase& c);
 
 enum class LlmOutcome { kPassed, kFailed, kSkipped };

@@ -246,6 +246,9 @@ std::string KvRunner::Attend(const LlmKvStep& s, gqa_status* st) {
   p.sliding_window = s.window;
   p.fully_masked_policy =
       s.policy == "uniform" ? GQA_FULLY_MASKED_UNIFORM : GQA_FULLY_MASKED_ZERO;
+  p.softcap = static_cast<float>(s.softcap);
+  if (const LlmArray* a = s.Find("alibi")) p.alibi_slopes = a->f32.data();
+  if (const LlmArray* a = s.Find("sinks")) p.sinks = a->f32.data();
   size_t ws_size = 0;
   *st = gqa_block_cache_attend_workspace_size(&cache_, &p, threads_, &ws_size);
   if (*st != GQA_STATUS_OK) return "";
@@ -297,12 +300,8 @@ std::string KvRunner::Read(const LlmKvStep& s, gqa_status* st) {
 std::string LlmKvUnsupportedReason(const LlmCase& c) {
   if (c.kind != "kv") return "kind " + c.kind + " is not a kv case";
   if (c.cache.expect_error) return "";  // only creation is checked
-  if (c.cache.Dv != c.cache.D) {
-    return "Dv " + std::to_string(c.cache.Dv) + " != D " +
-           std::to_string(c.cache.D) + " (the cache takes value_dim = D only)";
-  }
   static const std::set<std::string> kKnown[] = {
-      {"k", "v", "counts"}, {"q", "out"}, {"k_row", "v_row"}};
+      {"k", "v", "counts"}, {"q", "out", "alibi", "sinks"}, {"k_row", "v_row"}};
   for (size_t i = 0; i < c.steps.size(); ++i) {
     const LlmKvStep& s = c.steps[i];
     const std::string at = " (step " + std::to_string(i) + ")";
@@ -318,7 +317,6 @@ std::string LlmKvUnsupportedReason(const LlmCase& c) {
                                 : "attend input '" + f.first + "'") +
              " is not in the API" + at;
     }
-    if (s.softcap != 0.0) return "attend option softcap is not in the API" + at;
     if (!s.other_options.empty()) {
       return "attend option '" + s.other_options[0] + "' is not in the API" +
              at;

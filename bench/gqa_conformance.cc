@@ -8,10 +8,9 @@
 // "PASS|FAIL|SKIP NAME: DETAIL"). Of the LLM kinds, `kv` runs through the KV
 // cache v2 API (include/gqa/block_cache.h) with --block-tokens tokens per
 // block and `attention` through the attention core (include/gqa/attention.h);
-// a case that needs what the API lacks (truncate/keep, a tree mask, cache
-// attend options softcap/ALiBi/sinks, Dv != D), and the `rope` kind, are
-// skipped. --dtype applies to the Keras cases only (an LLM case
-// names its own dtypes).
+// a kv case that needs what the API lacks (truncate/keep, a tree mask) and
+// the `rope` kind are skipped. --dtype applies to the Keras cases only (an LLM
+// case names its own dtypes).
 //
 // f16 (--dtype f16): inputs and weights are rounded to binary16 (relative
 // error up to 2^-11 each), products are accumulated in f32 and the output is

@@ -121,7 +121,7 @@ gqa_status LayoutOf(const gqa_block_cache_config& c,
                 "cache dtype %d is not f32, f16, q8 or q4", c.dtype);
   }
   if ((c.flags & ~(GQA_BLOCK_CACHE_RING | GQA_BLOCK_CACHE_ROTATE |
-                  GQA_BLOCK_CACHE_INT8_QK)) != 0) {
+                   GQA_BLOCK_CACHE_INT8_QK)) != 0) {
     return Fail(GQA_STATUS_INVALID_ARGUMENT, "unknown cache flags 0x%x",
                 c.flags);
   }
@@ -130,12 +130,6 @@ gqa_status LayoutOf(const gqa_block_cache_config& c,
     return Fail(GQA_STATUS_SIZE_OVERFLOW,
                 "cache sizes too large (head_dim, value_dim <= 4096, "
                 "block_tokens <= 4096, capacity <= 2^24)");
-  }
-  if (Dv != D) {
-    return Fail(GQA_STATUS_SHAPE_MISMATCH,
-                "value_dim %lld != head_dim %lld: attention with other value "
-                "heads is not supported yet",
-                static_cast<long long>(Dv), static_cast<long long>(D));
   }
   if (c.dtype == GQA_DTYPE_Q4 && (D % kQ4Group != 0 || Dv % kQ4Group != 0)) {
     return Fail(GQA_STATUS_INVALID_SIZE,

@@ -70,6 +70,7 @@ AttentionParams CoreParams(const BlockCacheView& v,
   p.q_heads = a.q_heads;
   p.kv_heads = cf.kv_heads;
   p.head_dim = cf.head_dim;
+  p.value_dim = v.value_dim;
   p.q_stride_head = cf.head_dim;
   p.q_stride_token = a.q_heads * cf.head_dim;
   p.q_stride_batch = a.q_len * p.q_stride_token;
@@ -92,8 +93,8 @@ AttentionParams CoreParams(const BlockCacheView& v,
   kb.v_row_bytes = l.v_row_bytes;
   kb.k_row_scales = l.k_row_scales;
   kb.v_row_scales = l.v_row_scales;
-  p.out_stride_head = cf.head_dim;
-  p.out_stride_token = a.q_heads * cf.head_dim;
+  p.out_stride_head = v.value_dim;
+  p.out_stride_token = a.q_heads * v.value_dim;
   p.out_stride_batch = a.q_len * p.out_stride_token;
   p.scale = ResolveScale(a.scale, cf.head_dim);
   p.causal = true;
@@ -101,6 +102,9 @@ AttentionParams CoreParams(const BlockCacheView& v,
   p.ring_capacity = v.ring ? cf.capacity : 0;
   p.sliding_window = EffectiveWindow(a.sliding_window);
   p.fully_masked_uniform = UniformFullyMasked(a.fully_masked_policy, false);
+  p.softcap = a.softcap;
+  p.alibi_slopes = a.alibi_slopes;
+  p.sinks = a.sinks;
   return p;
 }
 
@@ -114,6 +118,7 @@ gqa_status ValidateBlockAttend(const BlockCacheView& v,
   CacheShape shape;
   shape.batch = cf.batch, shape.kv_heads = cf.kv_heads;
   shape.head_dim = cf.head_dim, shape.capacity = cf.capacity;
+  shape.value_dim = v.value_dim;
   shape.ring = v.ring;  // dtype f32: q8/q4 take the rules of f32 and f16
   const gqa_status s = ValidateCacheAttendArgs(shape, a, need_pointers);
   if (s != GQA_STATUS_OK || !need_pointers) return s;
@@ -144,8 +149,10 @@ BlockAttendPlan PlanBlockAttend(const BlockCacheView& v,
   ap.plan = PlanAttention(ap.core);
   const gqa_block_cache_config& cf = v.cache->config;
   ap.offsets_bytes = Round64(cf.batch * 8);
+  // Rotated q [B*T][Hq][D] and out [B*T][Hq][Dv] in f32.
+  const int64_t row = cf.head_dim > v.value_dim ? cf.head_dim : v.value_dim;
   ap.rows_bytes =
-      v.rotate ? Round64(cf.batch * a.q_len * a.q_heads * cf.head_dim * 4) : 0;
+      v.rotate ? Round64(cf.batch * a.q_len * a.q_heads * row * 4) : 0;
   ap.need.fixed = ap.offsets_bytes + 2 * ap.rows_bytes + ap.plan.shared_bytes;
   ap.need.slot = ap.plan.slot_bytes;
   ap.q_f16 = a.q_dtype == GQA_DTYPE_F16;
@@ -200,15 +207,16 @@ void RunBlockAttend(const BlockCacheView& v, const BlockAttendPlan& ap,
                pool);
   if (v.rotate) {
     // out = (sum p v H) H, then in out_dtype.
+    const int64_t Dv = v.value_dim;
     for (int64_t r = 0; r < rows; ++r) {
-      float* row = out_rot + r * D;
-      RotateRowF32(row, D);
+      float* row = out_rot + r * Dv;
+      RotateRowF32(row, Dv);
       if (ap.out_f16) {
-        ConvertF32ToF16(row, static_cast<uint16_t*>(out) + r * D,
-                        static_cast<size_t>(D));
+        ConvertF32ToF16(row, static_cast<uint16_t*>(out) + r * Dv,
+                        static_cast<size_t>(Dv));
       } else {
-        memcpy(static_cast<float*>(out) + r * D, row,
-               static_cast<size_t>(D) * 4);
+        memcpy(static_cast<float*>(out) + r * Dv, row,
+               static_cast<size_t>(Dv) * 4);
       }
     }
   }

@@ -55,6 +55,9 @@ AttentionParams CoreParams(const gqa_kv_cache& c,
   p.sliding_window = EffectiveWindow(a.sliding_window);
   // No scores or dropout here: Keras' policy gives uniform rows.
   p.fully_masked_uniform = UniformFullyMasked(a.fully_masked_policy, false);
+  p.softcap = a.softcap;
+  p.alibi_slopes = a.alibi_slopes;
+  p.sinks = a.sinks;
   return p;
 }
 

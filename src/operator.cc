@@ -165,8 +165,13 @@ gqa_status ValidateCacheAttendArgs(const CacheShape& c,
   options.scale = a->scale;
   options.kv_dtype = c.dtype;
   options.sliding_window = a->sliding_window;
-  const gqa_status s = ValidateOptions(options);
+  gqa_status s = ValidateOptions(options);
   if (s != GQA_STATUS_OK) return s;
+  if ((s = ValidateLogitOptions(
+           a->softcap, need_pointers ? a->alibi_slopes : nullptr,
+           need_pointers ? a->sinks : nullptr, a->q_heads)) != GQA_STATUS_OK) {
+    return s;
+  }
   if (a->q_len > kMaxPosition) {
     return Fail(GQA_STATUS_SIZE_OVERFLOW, "q_len must be <= 2^24, got %lld",
                 static_cast<long long>(a->q_len));
@@ -176,12 +181,24 @@ gqa_status ValidateCacheAttendArgs(const CacheShape& c,
         CheckRingWindow(c.capacity, a->sliding_window, a->q_len);
     if (r != GQA_STATUS_OK) return r;
   }
-  int64_t n = 0;
+  const int64_t Dv = c.value_dim > 0 ? c.value_dim : c.head_dim;
+  int64_t n = 0, out_elems = 0;
   if (!CheckedProduct({c.batch, a->q_len, a->q_heads, c.head_dim}, kMaxElements,
                       &n) ||
+      !CheckedProduct({c.batch, a->q_len, a->q_heads, Dv}, kMaxElements,
+                      &out_elems) ||
       !CheckedProduct({c.batch, a->q_heads, a->q_len, c.capacity},
                       INT64_MAX >> 3, &n)) {
     return Fail(GQA_STATUS_SIZE_OVERFLOW, "query sizes overflow");
+  }
+  if (need_pointers) {
+    const ByteRange out = RangeOf(a->out, out_elems, DtypeBytes(a->out_dtype));
+    if (Overlap(out, RangeOf(a->alibi_slopes, a->q_heads, 4)) ||
+        Overlap(out, RangeOf(a->sinks, a->q_heads, 4))) {
+      return Fail(GQA_STATUS_INVALID_ARGUMENT,
+                  "`out` overlaps alibi_slopes or sinks (outputs must not "
+                  "alias inputs)");
+    }
   }
   return GQA_STATUS_OK;
 }

@@ -64,6 +64,7 @@ gqa_status CheckRingWindow(int64_t capacity, int64_t window, int64_t q_len);
 // caller then checks aliasing and, with pointers, CachedQueriesFit.
 struct CacheShape {
   int64_t batch = 0, kv_heads = 0, head_dim = 0, capacity = 0;
+  int64_t value_dim = 0;          // Dv; 0: head_dim
   int32_t dtype = GQA_DTYPE_F32;  // of k/v for ValidateOptions (f32 or f16)
   bool ring = false;
 };

@@ -21,8 +21,10 @@ namespace test {
 
 struct Config {
   int64_t B = 2, Hkv = 2, D = 64, capacity = 40, bt = 16;
+  int64_t value_dim = 0;  // Dv; 0: D
   int32_t dtype = GQA_DTYPE_F32;
   bool ring = false, rotate = false;
+  int64_t Dv() const { return value_dim > 0 ? value_dim : D; }
 };
 
 // A cache with its caller memory, blocks handed out in a shuffled order.
@@ -36,6 +38,7 @@ struct Cache {
     c.config.batch = k.B;
     c.config.kv_heads = k.Hkv;
     c.config.head_dim = k.D;
+    c.config.value_dim = k.value_dim;
     c.config.capacity = k.capacity;
     c.config.block_tokens = k.bt;
     c.config.dtype = k.dtype;

@@ -156,8 +156,12 @@ TEST_CASE("block cache configurations the format refuses") {
   c.dtype = 7;
   CHECK(gqa_block_cache_layout_of(&c, &l) == GQA_STATUS_INVALID_ENUM);
   c.dtype = GQA_DTYPE_F32;
-  c.value_dim = 32;
-  CHECK(gqa_block_cache_layout_of(&c, &l) == GQA_STATUS_SHAPE_MISMATCH);
+  c.value_dim = 32;  // Dv != D is a format the attend reads
+  CHECK(gqa_block_cache_layout_of(&c, &l) == GQA_STATUS_OK);
+  c.value_dim = -1;
+  CHECK(gqa_block_cache_layout_of(&c, &l) == GQA_STATUS_INVALID_SIZE);
+  c.value_dim = 5000;
+  CHECK(gqa_block_cache_layout_of(&c, &l) == GQA_STATUS_SIZE_OVERFLOW);
   c.value_dim = 0;
   c.block_tokens = 0;
   CHECK(gqa_block_cache_layout_of(&c, &l) == GQA_STATUS_INVALID_SIZE);

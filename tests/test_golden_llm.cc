@@ -47,10 +47,14 @@ const std::set<std::string> kPublicSupported = {
     "31_kv_f32_ring_wrap_window",
     "32_kv_f16_ring_gqa",
     "33_kv_q8_chunks",
+    "34_kv_q4_dv_ne_d",
+    "35_kv_q8_rotate",
     "36_kv_q4_rotate",
     "37_kv_f32_rotate",
     "38_kv_f16_rotate_ring",
     "43_kv_ring_long_append",
+    "44_kv_attend_options_f32",
+    "45_kv_attend_options_q8_ring",
     "47_kv_create_error_q4_d48",
     "48_kv_create_error_rotate_d24"};
 constexpr size_t kPublicKvCases = 20;

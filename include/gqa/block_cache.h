@@ -62,8 +62,9 @@
  * must use a sliding window W with W + T - 1 <= capacity. Capacity and
  * positions stay below 2^24; k_new and v_new must not be NULL (also for
  * new_tokens 0). Calls never allocate; on error nothing is written (lengths
- * included). Value heads of another size than the key heads (Dv != D) are
- * stored by the format but not yet attended: today value_dim must be 0 or D.
+ * included). Value heads may have another size than the key heads
+ * (value_dim Dv != D, MLA-style): v_new is [B, n, Hkv, Dv] and an attend's
+ * out [B, T, Hq, Dv].
  *
  * Threads: the cache is caller memory and is never locked. An append
  * writes blocks and lengths: it must not run concurrently with any other
@@ -80,15 +81,15 @@
 extern "C" {
 #endif
 
-#define GQA_BLOCK_CACHE_RING 1u   /* ring of `capacity` slots per sequence */
-#define GQA_BLOCK_CACHE_ROTATE 2u /* Hadamard rotation of stored rows */
+#define GQA_BLOCK_CACHE_RING 1u    /* ring of `capacity` slots per sequence */
+#define GQA_BLOCK_CACHE_ROTATE 2u  /* Hadamard rotation of stored rows */
 #define GQA_BLOCK_CACHE_INT8_QK 4u /* q8/q4: int8 q, integer q.k */
 
 typedef struct gqa_block_cache_config {
   int64_t batch;        /* B sequences */
   int64_t kv_heads;     /* Hkv */
   int64_t head_dim;     /* D */
-  int64_t value_dim;    /* Dv; 0 means D (today it must equal D) */
+  int64_t value_dim;    /* Dv; 0 means D */
   int64_t capacity;     /* slots per sequence: a linear limit, a ring size */
   int64_t block_tokens; /* token slots per block, in [1, 4096] */
   int32_t dtype;        /* GQA_DTYPE_F32, F16, Q8 or Q4 */

@@ -59,11 +59,17 @@ typedef struct gqa_kv_attend_params {
   int64_t q_heads; /* Hq, a multiple of the cache's Hkv */
   const void* q;   /* [B, T, Hq, D] */
   int32_t q_dtype;
-  void* out; /* [B, T, Hq, D] */
+  void* out; /* [B, T, Hq, Dv] (Dv: the cache's value_dim, D in v1) */
   int32_t out_dtype;
   float scale;            /* 0: 1/sqrt(D) */
   int64_t sliding_window; /* 0: none */
   int32_t fully_masked_policy;
+  /* LLM logit options, as in gqa_attention_params (gqa/attention.h): a
+   * softcap (0: off), [Hq] finite ALiBi slopes over token positions, [Hq]
+   * finite learned sinks; NULL / 0: off. */
+  float softcap;
+  const float* alibi_slopes;
+  const float* sinks;
 } gqa_kv_attend_params;
 
 /* Workspace of an attend on this cache: it depends on the cache's B,
