@@ -213,19 +213,22 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
   const bool rotate = cf.flags & GQA_BLOCK_CACHE_ROTATE;
   const int32_t dt = cf.dtype;
 
-  // The header's configuration rules.
+  // The header's configuration rules (value_dim Dv != D is a valid format).
+  const int64_t Dv = cf.value_dim > 0 ? cf.value_dim : D;
   bool bad_cfg = B <= 0 || Hkv <= 0 || D <= 0 || cap <= 0 || bt <= 0 ||
-                 bt > 4096 || (cf.value_dim != 0 && cf.value_dim != D) ||
-                 dt < 0 || dt > 3 || (cf.flags & ~7u) != 0 ||
-                 (dt == GQA_DTYPE_Q4 && D % 32 != 0) || (rotate && !Pow2(D));
+                 bt > 4096 || cf.value_dim < 0 || dt < 0 || dt > 3 ||
+                 (cf.flags & ~7u) != 0 ||
+                 (dt == GQA_DTYPE_Q4 && (D % 32 != 0 || Dv % 32 != 0)) ||
+                 (rotate && (!Pow2(D) || !Pow2(Dv)));
   // Not documented either way: capacities past the position limit.
   bool may_fail = cap > kMaxPos;
   if (!bad_cfg) {
     // A block or table that cannot exist must be refused; between the
     // harness' allocation limit and that, the harness cannot tell.
-    int64_t rb0, rs0;
+    int64_t rb0, rs0, rbv, rsv;
     RowShape(dt, D, &rb0, &rs0);
-    const i128 blk = Prod({bt, Hkv, 2 * rb0 + 4 * rs0});
+    RowShape(dt, Dv, &rbv, &rsv);
+    const i128 blk = Prod({bt, Hkv, rb0 + rbv + 2 * rs0 + 2 * rsv});
     const i128 tab = Prod({B, CeilDiv(cap, bt), 4});
     const i128 big = blk > tab ? blk : tab;
     if (big > kImpossibleBytes) bad_cfg = true;
@@ -256,6 +259,9 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
             cf.flags);
     Finding("gqa_block_cache_layout_of accepted an invalid config");
   }
+  // The rest of this family builds k and v rows of D: a valid Dv != D
+  // configuration is checked up to its layout (the suites attend it).
+  if (Dv != D) return;
   // The documented layout: row shapes, ordered 64-byte aligned regions of
   // [bt][Hkv] rows within a block of a multiple of 64 bytes.
   {
