@@ -30,7 +30,7 @@ namespace gqa_fuzz {
 namespace bc {
 
 constexpr int64_t kMaxPos = int64_t{1} << 24;  // positions stay below 2^24
-constexpr int64_t kMaxRow = 64;                 // the largest D tried
+constexpr int64_t kMaxRow = 64;                // the largest D tried
 
 inline bool Pow2(int64_t n) { return n > 0 && (n & (n - 1)) == 0; }
 inline int64_t CeilDiv(int64_t a, int64_t b) {
@@ -177,11 +177,13 @@ inline void RefuseBadConfig(Reader& r, const gqa_block_cache_config& cf) {
   }
   ExpectErrorMessage(st);
   if (st == GQA_STATUS_OK) {
-    fprintf(stderr, "call %d, B=%lld Hkv=%lld D=%lld Dv=%lld cap=%lld "
-            "bt=%lld dtype=%d flags=%u\n", which, (long long)cf.batch,
-            (long long)cf.kv_heads, (long long)cf.head_dim,
-            (long long)cf.value_dim, (long long)cf.capacity,
-            (long long)cf.block_tokens, cf.dtype, cf.flags);
+    fprintf(stderr,
+            "call %d, B=%lld Hkv=%lld D=%lld Dv=%lld cap=%lld "
+            "bt=%lld dtype=%d flags=%u\n",
+            which, (long long)cf.batch, (long long)cf.kv_heads,
+            (long long)cf.head_dim, (long long)cf.value_dim,
+            (long long)cf.capacity, (long long)cf.block_tokens, cf.dtype,
+            cf.flags);
     Finding("a block cache call accepted an invalid configuration");
   }
   if (raw != raw0 || table != table0 || len != len0 || out != out0)
@@ -203,8 +205,10 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
     cf.head_dim = 32;
   if (fix && (cf.flags & GQA_BLOCK_CACHE_ROTATE) && !Pow2(cf.head_dim))
     cf.head_dim = cf.head_dim < 8 ? 4 : 8;
-  if (r.hostile && r.U8() >= 240) cf.value_dim = r.Dim(0, 9);
-  else if (r.Bit()) cf.value_dim = cf.head_dim;
+  if (r.hostile && r.U8() >= 240)
+    cf.value_dim = r.Dim(0, 9);
+  else if (r.Bit())
+    cf.value_dim = cf.head_dim;
   if (r.hostile && r.U8() >= 248) cf.dtype = r.Bit() ? 4 : -1;
   if (r.hostile && r.U8() >= 248) cf.flags |= r.Bit() ? 8u : 0x80000000u;
   const int64_t B = cf.batch, Hkv = cf.kv_heads, D = cf.head_dim;
@@ -219,7 +223,7 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
                  bt > 4096 || cf.value_dim < 0 || dt < 0 || dt > 3 ||
                  (cf.flags & ~7u) != 0 ||
                  (dt == GQA_DTYPE_Q4 && (D % 32 != 0 || Dv % 32 != 0)) ||
-                 (rotate && (!Pow2(D) || !Pow2(Dv)));
+                 (rotate && (!Pow2(D) || !Pow2(Dv))) || D > 4096 || Dv > 4096;
   // Not documented either way: capacities past the position limit.
   bool may_fail = cap > kMaxPos;
   if (!bad_cfg) {
@@ -231,8 +235,10 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
     const i128 blk = Prod({bt, Hkv, rb0 + rbv + 2 * rs0 + 2 * rsv});
     const i128 tab = Prod({B, CeilDiv(cap, bt), 4});
     const i128 big = blk > tab ? blk : tab;
-    if (big > kImpossibleBytes) bad_cfg = true;
-    else if (big > kMaxAlloc) may_fail = true;
+    if (big > kImpossibleBytes)
+      bad_cfg = true;
+    else if (big > kMaxAlloc)
+      may_fail = true;
   }
   gqa_block_cache_layout lay;
   memset(&lay, 0x5A, sizeof lay);
@@ -243,20 +249,23 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
     if (memcmp(&lay, &lay0, sizeof lay) != 0)
       Finding("failed gqa_block_cache_layout_of wrote the layout");
     if (!bad_cfg && !may_fail) {
-      fprintf(stderr, "B=%lld Hkv=%lld D=%lld Dv=%lld cap=%lld bt=%lld "
-              "dtype=%d flags=%u\n", (long long)B, (long long)Hkv,
-              (long long)D, (long long)cf.value_dim, (long long)cap,
-              (long long)bt, dt, cf.flags);
+      fprintf(stderr,
+              "B=%lld Hkv=%lld D=%lld Dv=%lld cap=%lld bt=%lld "
+              "dtype=%d flags=%u\n",
+              (long long)B, (long long)Hkv, (long long)D,
+              (long long)cf.value_dim, (long long)cap, (long long)bt, dt,
+              cf.flags);
       Finding("gqa_block_cache_layout_of rejected a valid config");
     }
     if (bad_cfg) RefuseBadConfig(r, cf);
     return;
   }
   if (bad_cfg) {
-    fprintf(stderr, "B=%lld Hkv=%lld D=%lld Dv=%lld cap=%lld bt=%lld "
-            "dtype=%d flags=%u\n", (long long)B, (long long)Hkv, (long long)D,
-            (long long)cf.value_dim, (long long)cap, (long long)bt, dt,
-            cf.flags);
+    fprintf(stderr,
+            "B=%lld Hkv=%lld D=%lld Dv=%lld cap=%lld bt=%lld "
+            "dtype=%d flags=%u\n",
+            (long long)B, (long long)Hkv, (long long)D, (long long)cf.value_dim,
+            (long long)cap, (long long)bt, dt, cf.flags);
     Finding("gqa_block_cache_layout_of accepted an invalid config");
   }
   // The rest of this family builds k and v rows of D: a valid Dv != D
@@ -277,14 +286,16 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
                             lay.v_scales};
     const i128 len[4] = {kc, ks, kc, ks};
     for (int i = 0; i < 4; ++i) {
-      ok &= off[i] % 64 == 0 && off[i] >= 0 && off[i] + len[i] <= lay.block_bytes;
+      ok &=
+          off[i] % 64 == 0 && off[i] >= 0 && off[i] + len[i] <= lay.block_bytes;
       if (i > 0) ok &= off[i] >= off[i - 1] + len[i - 1];
     }
     if (!ok) {
-      fprintf(stderr, "layout: block %lld offs %lld %lld %lld %lld rows "
-              "%lld/%lld %lld/%lld cols %lld\n", (long long)lay.block_bytes,
-              (long long)off[0], (long long)off[1], (long long)off[2],
-              (long long)off[3], (long long)lay.k_row_bytes,
+      fprintf(stderr,
+              "layout: block %lld offs %lld %lld %lld %lld rows "
+              "%lld/%lld %lld/%lld cols %lld\n",
+              (long long)lay.block_bytes, (long long)off[0], (long long)off[1],
+              (long long)off[2], (long long)off[3], (long long)lay.k_row_bytes,
               (long long)lay.k_row_scales, (long long)lay.v_row_bytes,
               (long long)lay.v_row_scales, (long long)lay.table_columns);
       Finding("gqa_block_cache_layout_of: layout not as documented");
@@ -309,7 +320,8 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
   if (Prod({real_blocks, BB}) > kMaxAlloc / 4) return;  // keep runs quick
   const size_t pool_bytes = (size_t)(real_blocks * BB);
   std::vector<uint8_t> pool_raw(pool_bytes + 128);
-  uint8_t* pool = (uint8_t*)(((uintptr_t)pool_raw.data() + 63) & ~uintptr_t{63});
+  uint8_t* pool =
+      (uint8_t*)(((uintptr_t)pool_raw.data() + 63) & ~uintptr_t{63});
   if (hmod == 3) pool += 8, bad_cache = true;  // misaligned
   // History: every row of every block holds an encoded random row.
   auto kc_at = [&](uint8_t* blk, int64_t row) {
@@ -424,8 +436,10 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
     // hostile), T new tokens.
     int64_t LD = D, LH = Hkv;
     if (r.hostile && r.U8() >= 240) {
-      if (r.Bit()) LD = D == 1 ? 2 : D - 1;
-      else LH = Hkv + 1;
+      if (r.Bit())
+        LD = D == 1 ? 2 : D - 1;
+      else
+        LH = Hkv + 1;
     }
     const int64_t Hq = Group(LH, r.U8() % 2), Fq = r.Dim(1, 4);
     const int64_t Fv = r.Dim(1, 4);
@@ -437,24 +451,18 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
     lc.dtype = r.U8() % 2;
     const bool half = lc.dtype == 1;
     if (Fq < 1 || Fq > 4 || Fv < 1 || Fv > 4 || lc.sliding_window < 0 ||
-        Hq < 1 || Hq > 64 ||
-        LH > 64)
+        Hq < 1 || Hq > 64 || LH > 64)
       return;  // layer creation is FuzzLayer's
     const int64_t nq = Hq * LD, nkv = LH * LD;
-    Tensor w[10] = {MakeTensor(Fq * nq, half, rng, 0.5),
-                    MakeTensor(nq, half, rng, 0.5),
-                    MakeTensor(Fv * nkv, half, rng, 0.5),
-                    MakeTensor(nkv, half, rng, 0.5),
-                    MakeTensor(Fv * nkv, half, rng, 0.5),
-                    MakeTensor(nkv, half, rng, 0.5),
-                    MakeTensor(Fq * nq, half, rng, 0.5),
-                    MakeTensor(nq, half, rng, 0.5),
-                    MakeTensor(nq * Fq, half, rng, 0.5),
-                    MakeTensor(Fq, half, rng, 0.5)};
-    gqa_layer_weights lw = {w[0].data(), w[1].data(), w[2].data(),
-                            w[3].data(), w[4].data(), w[5].data(),
-                            w[6].data(), w[7].data(), w[8].data(),
-                            w[9].data()};
+    Tensor w[10] = {
+        MakeTensor(Fq * nq, half, rng, 0.5),  MakeTensor(nq, half, rng, 0.5),
+        MakeTensor(Fv * nkv, half, rng, 0.5), MakeTensor(nkv, half, rng, 0.5),
+        MakeTensor(Fv * nkv, half, rng, 0.5), MakeTensor(nkv, half, rng, 0.5),
+        MakeTensor(Fq * nq, half, rng, 0.5),  MakeTensor(nq, half, rng, 0.5),
+        MakeTensor(nq * Fq, half, rng, 0.5),  MakeTensor(Fq, half, rng, 0.5)};
+    gqa_layer_weights lw = {w[0].data(), w[1].data(), w[2].data(), w[3].data(),
+                            w[4].data(), w[5].data(), w[6].data(), w[7].data(),
+                            w[8].data(), w[9].data()};
     gqa_layer_t layer = nullptr;
     if (gqa_layer_create(&lc, &lw, &layer) != GQA_STATUS_OK) return;
     struct Destroy {
@@ -518,14 +526,14 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
                                         use_pool ? Pool() : nullptr);
     ExpectErrorMessage(st);
     if (getenv("GQA_FUZZ_DEBUG"))
-      fprintf(stderr, "block layer: %s (must_fail %d) B=%lld Hkv=%lld D=%lld "
+      fprintf(stderr,
+              "block layer: %s (must_fail %d) B=%lld Hkv=%lld D=%lld "
               "cap=%lld bt=%lld dt=%d flags=%u len=%lld T=%lld Hq=%lld "
               "Fq=%lld Fv=%lld W=%lld bias=%d gate=%d dtype=%d\n",
               gqa_status_name(st), must_fail, (long long)B, (long long)Hkv,
               (long long)D, (long long)cap, (long long)bt, dt, cf.flags,
               (long long)len0[0], (long long)T, (long long)Hq, (long long)Fq,
-              (long long)Fv, (long long)W, lc.use_bias, lc.use_gate,
-              lc.dtype);
+              (long long)Fv, (long long)W, lc.use_bias, lc.use_gate, lc.dtype);
     ExpectUnchanged(query.bytes, q0, "query (block cached)");
     if (table != table0) Finding("forward_block_cached changed the table");
     if (st != GQA_STATUS_OK) {
@@ -541,9 +549,11 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
       return;
     }
     if (must_fail) {
-      fprintf(stderr, "layer T=%lld W=%lld len=%lld LD=%lld LH=%lld "
-              "ws_bad=%d\n", (long long)T, (long long)W, (long long)len0[0],
-              (long long)LD, (long long)LH, ws.bad);
+      fprintf(stderr,
+              "layer T=%lld W=%lld len=%lld LD=%lld LH=%lld "
+              "ws_bad=%d\n",
+              (long long)T, (long long)W, (long long)len0[0], (long long)LD,
+              (long long)LH, ws.bad);
       Finding("gqa_layer_forward_block_cached accepted an invalid call");
     }
     for (int64_t b = 0; b < B; ++b)
@@ -584,7 +594,7 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
               (long long)out.elems);
     return;
   }
-  bool shadow_ok = true;      // the pool is as the encoder says
+  bool shadow_ok = true;  // the pool is as the encoder says
   if (op == 0 || op == 2) {
     int64_t n = r.Dim(0, ring && cap <= 64 ? 2 * cap + 1 : 4);
     const bool use_counts = r.Bit();
@@ -610,8 +620,10 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
     }
     if (!bad_cache && held_missing()) may = true;
     const i128 n_src = Prod({B, n, Hkv, D});
-    if (Prod({n_src, 4}) > kImpossibleBytes) must_fail = true;
-    else if (Prod({n_src, 4}) > kMaxAlloc) return;
+    if (Prod({n_src, 4}) > kImpossibleBytes)
+      must_fail = true;
+    else if (Prod({n_src, 4}) > kMaxAlloc)
+      return;
     const int32_t sdt = src_dtype == 1 ? 1 : 0;
     Tensor kn = MakeTensor(n_src, sdt, rng, 1.0);
     Tensor vn = MakeTensor(n_src, sdt, rng, 1.0);
@@ -649,10 +661,11 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
       return;
     }
     if (must_fail) {
-      fprintf(stderr, "append n=%lld counts=%d,%lld src=%d len=%lld cap=%lld "
-              "ring=%d nb=%lld\n", (long long)n, use_counts,
-              (long long)counts[0], src_dtype, (long long)len0[0],
-              (long long)cap, ring, (long long)num_blocks);
+      fprintf(stderr,
+              "append n=%lld counts=%d,%lld src=%d len=%lld cap=%lld "
+              "ring=%d nb=%lld\n",
+              (long long)n, use_counts, (long long)counts[0], src_dtype,
+              (long long)len0[0], (long long)cap, ring, (long long)num_blocks);
       Finding("gqa_block_cache_append accepted an invalid call");
     }
     // Lengths advance by the counts; the pool is the old one with the
@@ -683,9 +696,11 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
     if (shadow_ok && (finite || Strict() || dt >= GQA_DTYPE_Q8)) {
       for (size_t i = 0; i < pool_bytes; ++i)
         if (pool[i] != want[i]) {
-          fprintf(stderr, "pool byte %zu (block %zu, offset %zu): got 0x%02x, "
-                  "want 0x%02x (was 0x%02x)\n", i, i / (size_t)BB,
-                  i % (size_t)BB, pool[i], want[i], pool0[i]);
+          fprintf(stderr,
+                  "pool byte %zu (block %zu, offset %zu): got 0x%02x, "
+                  "want 0x%02x (was 0x%02x)\n",
+                  i, i / (size_t)BB, i % (size_t)BB, pool[i], want[i],
+                  pool0[i]);
           Finding("append: pool bytes differ from the documented encoding");
         }
     }
@@ -714,9 +729,11 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
           stored(pool, b, slot_of(p), g, ke.data(), ve.data());
           for (int64_t i = 0; i < D; ++i)
             if (!SameFloat(kr[i], ke[i]) || !SameFloat(vr[i], ve[i])) {
-              fprintf(stderr, "b=%lld p=%lld g=%lld i=%lld: k %.9g/%.9g v "
-                      "%.9g/%.9g\n", (long long)b, (long long)p, (long long)g,
-                      (long long)i, kr[i], ke[i], vr[i], ve[i]);
+              fprintf(stderr,
+                      "b=%lld p=%lld g=%lld i=%lld: k %.9g/%.9g v "
+                      "%.9g/%.9g\n",
+                      (long long)b, (long long)p, (long long)g, (long long)i,
+                      kr[i], ke[i], vr[i], ve[i]);
               Finding("read-back differs from the encoder");
             }
         }
@@ -727,7 +744,9 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
     const int64_t b = r.Dim(0, B - 1);
     const int64_t lb = b >= 0 && b < B ? len[b] : 0;
     const int64_t first = ring && lb > cap ? lb - cap : 0;
-    const int64_t held = lb - first <= 0 ? 0 : lb - first < 64 ? lb - first : 64;
+    const int64_t held = lb - first <= 0   ? 0
+                         : lb - first < 64 ? lb - first
+                                           : 64;
     int64_t p = (int64_t)(i128{first} - 1 + r.U8() % (held + 2));
     if (r.hostile && r.U8() >= 240) p = r.Dim(0, 3);
     const int64_t g = r.Dim(0, Hkv - 1);
@@ -813,8 +832,10 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
     if (held_missing()) may = true;
   }
   const i128 n_q = Prod({B, T, Hq, D});
-  if (Prod({n_q, 4}) > kImpossibleBytes) must_fail = true;
-  else if (Prod({n_q, 4}) > kMaxAlloc) return;
+  if (Prod({n_q, 4}) > kImpossibleBytes)
+    must_fail = true;
+  else if (Prod({n_q, 4}) > kMaxAlloc)
+    return;
   Tensor q = MakeTensor(n_q, a.q_dtype == 1, rng, 1.0);
   Tensor out = MakeTensor(n_q, a.out_dtype, rng, 0);
   finite &= !MaybeNonFinite(r, q);
@@ -844,7 +865,8 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
   const std::vector<int32_t> table0 = table;
   const std::vector<int64_t> len0 = len;
   if (getenv("GQA_FUZZ_DEBUG")) {
-    fprintf(stderr, "block attend: B=%lld Hkv=%lld D=%lld cap=%lld bt=%lld "
+    fprintf(stderr,
+            "block attend: B=%lld Hkv=%lld D=%lld cap=%lld bt=%lld "
             "dt=%d flags=%u T=%lld Hq=%lld W=%lld len=%lld,%lld nb=%lld\n",
             (long long)B, (long long)Hkv, (long long)D, (long long)cap,
             (long long)bt, dt, cf.flags, (long long)T, (long long)Hq,
@@ -893,7 +915,7 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
   // held ones; q and out rotated in float64 where the cache rotates.
   int64_t S = 0;
   for (int64_t x : len) S = x > S ? x : S;
-  CoreRef ref{B, T, S, Hq, Hkv, D, 0, a.fully_masked_policy != 1,
+  CoreRef ref{B,  T,  S,  Hq, Hkv, D, 0, a.fully_masked_policy != 1,
               {}, {}, {}, {}};
   if (RefWork(ref) > kRefBudget) return;
   ref.scale = a.scale > 0 ? a.scale : 1.0 / sqrt((double)D);
@@ -957,8 +979,8 @@ inline void FuzzBlockCache(Reader& r, Rng& rng) {
   for (int64_t i = 0; i < (int64_t)want.size(); ++i)
     ExpectClose(out.Get(i), want[i], tol, "block attend out", i);
   if (getenv("GQA_FUZZ_DEBUG"))
-    fprintf(stderr, "block attend: %zu values checked (tol %g)\n",
-            want.size(), tol);
+    fprintf(stderr, "block attend: %zu values checked (tol %g)\n", want.size(),
+            tol);
 }
 
 }  // namespace gqa_fuzz
