@@ -35,9 +35,7 @@ AttentionResult Attention(const AttentionCall& c) {
   // Whether query (b, u, t) may see key slot s.
   auto allowed = [&](int64_t b, int64_t u, int64_t t, int64_t s) {
     if (!c.key_lengths.empty() && s >= c.key_lengths[b]) return false;
-    const int64_t qpos = (c.position_offsets.empty() ? c.position_offset
-                                                     : c.position_offsets[b]) +
-                         t;
+    const int64_t qpos = qpos_of(b, t);
     const int64_t kpos = RefKeyPosition(c, b, s);
     if (c.causal && kpos > qpos) return false;
     if (c.sliding_window > 0 && llabs(qpos - kpos) >= c.sliding_window)
