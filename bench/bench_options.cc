@@ -52,10 +52,13 @@ const char kBenchUsage[] =
     "  --kv-heads N --head-dim N --q-len N --kv-len N [--causal]]\n"
     "  [--dtype f32|f16] [--threads N] [--reps N] [--cold] [--json FILE]\n"
     "  [--cache [--block-tokens N] [--chunk N]] [--accuracy]\n"
+    "  [--softcap C] [--sinks]\n"
     "  --cache: the decode presets (or those named) through the v2 block\n"
     "  cache in f32/f16/q8/q4, with and without rotation, T = 1 and 4, and\n"
     "  a chunked prefill (T = S = 1024, D 128) against q8 and f16 caches;\n"
-    "  --accuracy: q8/q4 (+rotation) output error and softmax KL vs f32.\n";
+    "  --accuracy: q8/q4 (+rotation) output error and softmax KL vs f32.\n"
+    "  --softcap C (C > 0), --sinks (0.5 per head): the core cases run with\n"
+    "  these logit options (the oracle check too).\n";
 
 bool ParseBenchArgs(int argc, char** argv, Options* o, std::string* error) {
   Shape custom;
@@ -68,10 +71,11 @@ bool ParseBenchArgs(int argc, char** argv, Options* o, std::string* error) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--causal" || a == "--cold" || a == "--cache" ||
-        a == "--accuracy") {
+        a == "--accuracy" || a == "--sinks") {
       (a == "--cold"       ? o->cold
        : a == "--cache"    ? o->cache
        : a == "--accuracy" ? o->accuracy
+       : a == "--sinks"    ? o->sinks
                            : custom.causal) = true;
       continue;
     }
@@ -81,7 +85,7 @@ bool ParseBenchArgs(int argc, char** argv, Options* o, std::string* error) {
     }
     if (!dim && a != "--preset" && a != "--dtype" && a != "--threads" &&
         a != "--reps" && a != "--json" && a != "--block-tokens" &&
-        a != "--chunk") {
+        a != "--chunk" && a != "--softcap") {
       *error = (a.empty() || a[0] != '-' ? "unexpected argument '"
                                          : "unknown option '") +
                a + "'";
@@ -125,6 +129,14 @@ bool ParseBenchArgs(int argc, char** argv, Options* o, std::string* error) {
     } else if (a == "--block-tokens" || a == "--chunk") {
       if (!number(a == "--chunk" ? int64_t{1} << 24 : 4096, &n)) return false;
       (a == "--chunk" ? o->chunk : o->block_tokens) = n;
+    } else if (a == "--softcap") {
+      char* end = nullptr;
+      const double c = strtod(v.c_str(), &end);
+      if (end == v.c_str() || *end != '\0' || !(c > 0.0) || c > 1e30) {
+        *error = "--softcap: '" + v + "' is not a number > 0";
+        return false;
+      }
+      o->softcap = static_cast<float>(c);
     } else {
       o->json = v;  // --json
     }

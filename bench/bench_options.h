@@ -35,6 +35,10 @@ struct Options {
   bool accuracy = false;
   int64_t block_tokens = 32;  // --block-tokens
   int64_t chunk = 256;        // --chunk: prefill chunk (T of each attend)
+  // LLM logit options on the core cases (issue 13's speed goals): --softcap
+  // C (C > 0) and --sinks (one sink logit of 0.5 per query head).
+  float softcap = 0.0f;
+  bool sinks = false;
 };
 
 // The decode presets D1, D2, D3.

@@ -110,6 +110,9 @@ Record BenchCore(const Shape& s, const Options& o, pthreadpool_t pool) {
   p.out = out.data();
   p.scale = static_cast<float>(1.0 / sqrt(static_cast<double>(s.head_dim)));
   p.causal = s.causal;
+  p.softcap = o.softcap;
+  const std::vector<float> sinks(static_cast<size_t>(s.q_heads), 0.5f);
+  if (o.sinks) p.sinks = sinks.data();
   if (s.decode)
     p.position_offset =
         s.kv_len - s.q_len;  // the queries are the newest tokens
@@ -168,6 +171,8 @@ Record BenchCore(const Shape& s, const Options& o, pthreadpool_t pool) {
     }
     a.scale = 1.0 / sqrt(static_cast<double>(D));
     a.causal = s.causal;
+    a.softcap = o.softcap;
+    if (o.sinks) a.sinks = {0.5};  // the row's head, alone in the call
     a.position_offset = s.decode ? s.kv_len - s.q_len + t : t;
     const std::vector<double> want = reference::Attention(a).out;
     want_rows.insert(want_rows.end(), want.begin(), want.end());
@@ -323,9 +328,12 @@ int main(int argc, char** argv) {
     if (!pool) roofs.bw_1t = roofs.bw;
     ++probes;
   };
-  printf("gqa-bench: target %s, %d thread(s), dtype %s%s\n",
+  printf("gqa-bench: target %s, %d thread(s), dtype %s%s%s%s\n",
          DispatchedTargetName(), o.threads, o.f16 ? "f16" : "f32",
-         o.cold ? ", cold" : "");
+         o.cold ? ", cold" : "",
+         o.softcap > 0.0f ? (", softcap " + std::to_string(o.softcap)).c_str()
+                          : "",
+         o.sinks ? ", sinks" : "");
   fflush(stdout);
   std::vector<Record> records;
   bool all_pass = true;
