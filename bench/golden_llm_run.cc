@@ -85,6 +85,8 @@ class KvRunner {
   std::string Append(const LlmKvStep& s, gqa_status* st);
   std::string Attend(const LlmKvStep& s, gqa_status* st);
   std::string Read(const LlmKvStep& s, gqa_status* st);
+  std::string Truncate(const LlmKvStep& s, gqa_status* st);
+  std::string Keep(const LlmKvStep& s, gqa_status* st);
 
   const LlmCase& c_;
   int64_t block_tokens_;
@@ -94,7 +96,7 @@ class KvRunner {
   AlignedBuffer pool_;
   size_t pool_bytes_ = 0;
   std::vector<int32_t> table_;
-  std::vector<int64_t> lengths_;
+  std::vector<int64_t> lengths_, held_from_;
   gqa_block_cache cache_{};
   std::unique_ptr<pthreadpool, PoolDeleter> threadpool_;
   double max_abs_err_ = 0.0;
@@ -147,6 +149,8 @@ std::string KvRunner::Run(double* max_abs_err) {
   cache_.num_blocks = blocks;
   cache_.block_table = table_.data();
   cache_.lengths = lengths_.data();
+  held_from_.assign(static_cast<size_t>(k.B), 0);
+  cache_.held_from = held_from_.data();
   threadpool_.reset(pthreadpool_create(static_cast<size_t>(threads_)));
   if (!threadpool_) return "cannot create a pthreadpool";
   for (size_t i = 0; i < c_.steps.size(); ++i) {
@@ -164,7 +168,8 @@ std::string KvRunner::Step(const LlmKvStep& s) {
   const std::vector<int64_t> before = lengths_;
   const std::vector<int32_t> table_before = table_;
   std::vector<unsigned char> pool_before;
-  const bool read_only = s.op != "append";
+  // Only append and keep write rows (truncate changes lengths only).
+  const bool read_only = s.op != "append" && s.op != "keep";
   if (s.expect_error || read_only) {
     pool_before.assign(pool_.get(), pool_.get() + pool_bytes_);
   }
@@ -176,6 +181,10 @@ std::string KvRunner::Step(const LlmKvStep& s) {
     why = Attend(s, &st);
   } else if (s.op == "read") {
     why = Read(s, &st);
+  } else if (s.op == "truncate") {
+    why = Truncate(s, &st);
+  } else if (s.op == "keep") {
+    why = Keep(s, &st);
   } else {
     return "op " + s.op + " is not in the API";  // LlmKvUnsupportedReason
   }
@@ -249,6 +258,7 @@ std::string KvRunner::Attend(const LlmKvStep& s, gqa_status* st) {
   p.softcap = static_cast<float>(s.softcap);
   if (const LlmArray* a = s.Find("alibi")) p.alibi_slopes = a->f32.data();
   if (const LlmArray* a = s.Find("sinks")) p.sinks = a->f32.data();
+  if (const LlmArray* a = s.Find("tree")) p.tree_mask = a->u8.data();
   size_t ws_size = 0;
   *st = gqa_block_cache_attend_workspace_size(&cache_, &p, threads_, &ws_size);
   if (*st != GQA_STATUS_OK) return "";
@@ -267,6 +277,18 @@ std::string KvRunner::Attend(const LlmKvStep& s, gqa_status* st) {
       reference::Compare(got, want, s.tolerance.rtol, s.tolerance.atol);
   if (!(cmp.max_abs_err <= max_abs_err_)) max_abs_err_ = cmp.max_abs_err;
   return cmp.pass() ? "" : cmp.Describe("out");
+}
+
+std::string KvRunner::Truncate(const LlmKvStep& s, gqa_status* st) {
+  *st = gqa_block_cache_truncate(&cache_, s.Find("lengths")->i64.data());
+  return "";
+}
+
+std::string KvRunner::Keep(const LlmKvStep& s, gqa_status* st) {
+  const LlmArray& idx = *s.Find("indices");
+  *st = gqa_block_cache_keep(&cache_, s.batch, s.T, idx.i64.data(),
+                             static_cast<int64_t>(idx.i64.size()));
+  return "";
 }
 
 std::string KvRunner::Read(const LlmKvStep& s, gqa_status* st) {
@@ -301,21 +323,22 @@ std::string LlmKvUnsupportedReason(const LlmCase& c) {
   if (c.kind != "kv") return "kind " + c.kind + " is not a kv case";
   if (c.cache.expect_error) return "";  // only creation is checked
   static const std::set<std::string> kKnown[] = {
-      {"k", "v", "counts"}, {"q", "out", "alibi", "sinks"}, {"k_row", "v_row"}};
+      {"k", "v", "counts"},
+      {"q", "out", "alibi", "sinks", "tree"},
+      {"k_row", "v_row"},
+      {"lengths"},
+      {"indices"}};
   for (size_t i = 0; i < c.steps.size(); ++i) {
     const LlmKvStep& s = c.steps[i];
     const std::string at = " (step " + std::to_string(i) + ")";
-    if (s.op == "truncate" || s.op == "keep") {
-      return s.op + " steps are not in the API" + at;
-    }
-    const std::set<std::string>& known = kKnown[s.op == "append"   ? 0
-                                                : s.op == "attend" ? 1
-                                                                   : 2];
+    const std::set<std::string>& known = kKnown[s.op == "append"     ? 0
+                                                : s.op == "attend"   ? 1
+                                                : s.op == "read"     ? 2
+                                                : s.op == "truncate" ? 3
+                                                                     : 4];
     for (const auto& f : s.files) {
       if (known.count(f.first)) continue;
-      return (f.first == "tree" ? std::string("a tree mask")
-                                : "attend input '" + f.first + "'") +
-             " is not in the API" + at;
+      return s.op + " input '" + f.first + "' is not in the API" + at;
     }
     if (!s.other_options.empty()) {
       return "attend option '" + s.other_options[0] + "' is not in the API" +

@@ -90,6 +90,12 @@ inline int64_t KeyPosition(const AttentionParams& p, int64_t b, int64_t j) {
          ((last - j) % p.ring_capacity + p.ring_capacity) % p.ring_capacity;
 }
 
+// Draft d of batch b's tree row t is visible (p.tree_mask set).
+inline bool TreeOpen(const AttentionParams& p, int64_t b, int64_t t,
+                     int64_t d) {
+  return p.tree_mask[b * p.tree_stride_batch + t * p.q_len + d] != 0;
+}
+
 // Computes out (and scores) for p with at most `slots` workers, with the
 // plan PlanAttention made for p's shapes (any flags; the workspace holds
 // AttentionWorkspaceBytes(plan, slots), 64-byte aligned). One dynamic

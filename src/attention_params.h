@@ -92,6 +92,16 @@ struct AttentionParams {
   // (kv_len == ring_capacity). 0: keys are positions 0..S-1.
   int64_t ring_capacity = 0;
   int64_t sliding_window = 0;  // 0: none; else |t + offset - s| < window
+  // Draft verification (KV cache, spec 4.4): the keys at the queries' own
+  // positions QueryPosition(b, 0) + d, d in [0, T), are the drafts; query t
+  // sees draft d iff tree_mask[b * tree_stride_batch + t * T + d] != 0, in
+  // place of causality among them (older keys stay causal). [B|1, T, T].
+  const uint8_t* tree_mask = nullptr;
+  int64_t tree_stride_batch = 0;
+  // Ring caches that truncated: positions below held_from[b] are no longer
+  // held (their slots are not keys of a uniform row's average). Null: all
+  // filled slots are held.
+  const int64_t* held_from = nullptr;
   const int64_t* key_lengths = nullptr;  // [B]: keys >= length never seen
   const uint8_t* query_mask = nullptr;   // [B, T] contiguous
   const uint8_t* key_mask = nullptr;     // [B, S] contiguous

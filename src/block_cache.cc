@@ -90,6 +90,16 @@ void StoreRow(const BlockCacheView& v, const void* src, int32_t src_dtype,
 
 }  // namespace
 
+CachePositions PositionsOf(const BlockCacheView& v) {
+  CachePositions p;
+  p.batch = v.cache->config.batch;
+  p.capacity = v.cache->config.capacity;
+  p.ring = v.ring;
+  p.lengths = v.cache->lengths;
+  p.held_from = v.cache->held_from;
+  return p;
+}
+
 unsigned char* BlockOf(const BlockCacheView& v, int64_t b, int64_t col) {
   const gqa_block_cache& c = *v.cache;
   const int64_t index = c.block_table[b * v.layout.table_columns + col];
@@ -203,9 +213,13 @@ gqa_status ValidateBlockCache(const gqa_block_cache* c, BlockCacheView* v) {
   if (Overlap(pool_range, RangeOf(c->block_table, B * cols, 4)) ||
       Overlap(pool_range, RangeOf(c->lengths, B, 8)) ||
       Overlap(RangeOf(c->block_table, B * cols, 4),
-              RangeOf(c->lengths, B, 8))) {
+              RangeOf(c->lengths, B, 8)) ||
+      (v->ring && (Overlap(pool_range, RangeOf(c->held_from, B, 8)) ||
+                   Overlap(RangeOf(c->block_table, B * cols, 4),
+                           RangeOf(c->held_from, B, 8))))) {
     return Fail(GQA_STATUS_INVALID_ARGUMENT,
-                "the cache's blocks, block_table and lengths overlap");
+                "the cache's blocks, block_table, lengths and held_from "
+                "overlap");
   }
   for (int64_t b = 0; b < B; ++b) {
     const int64_t len = c->lengths[b];
@@ -236,7 +250,7 @@ gqa_status ValidateBlockCache(const gqa_block_cache* c, BlockCacheView* v) {
       }
     }
   }
-  return GQA_STATUS_OK;
+  return ValidateHeldFrom(PositionsOf(*v));
 }
 
 gqa_status ValidateBlockAppend(const BlockCacheView& v, int64_t new_tokens,
@@ -310,9 +324,10 @@ gqa_status ValidateBlockAppend(const BlockCacheView& v, int64_t new_tokens,
   const ByteRange srcs[3] = {RangeOf(k_new, k_elems, se),
                              RangeOf(v_new, v_elems, se),
                              RangeOf(counts, cf.batch, 8)};
-  const ByteRange dsts[3] = {RangeOf(c.blocks, pool, 1),
-                             RangeOf(c.block_table, cf.batch * cols, 4),
-                             RangeOf(c.lengths, cf.batch, 8)};
+  const ByteRange dsts[4] = {
+      RangeOf(c.blocks, pool, 1), RangeOf(c.block_table, cf.batch * cols, 4),
+      RangeOf(c.lengths, cf.batch, 8),
+      RangeOf(v.ring ? c.held_from : nullptr, cf.batch, 8)};
   for (const ByteRange& src : srcs) {
     for (const ByteRange& dst : dsts) {
       if (Overlap(src, dst)) {
@@ -358,6 +373,7 @@ void AppendBlockRows(const BlockCacheView& v, gqa_block_cache* c,
     }
     c->lengths[b] += n;
   }
+  RaiseHeldFrom(PositionsOf(v));
 }
 
 }  // namespace gqa

@@ -11,6 +11,7 @@
 
 #include "gqa/block_cache.h"
 #include "src/attention_core.h"
+#include "src/cache_positions.h"
 #include "src/operator.h"
 
 namespace gqa {
@@ -27,6 +28,9 @@ struct BlockCacheView {
   int64_t value_dim = 0;  // Dv resolved (0 -> D)
   bool ring = false, rotate = false;
 };
+
+// The held positions' view of the cache (src/cache_positions.h).
+CachePositions PositionsOf(const BlockCacheView& v);
 
 // The configuration's rules and its layout.
 gqa_status LayoutOf(const gqa_block_cache_config& config,

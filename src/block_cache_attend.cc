@@ -105,6 +105,9 @@ AttentionParams CoreParams(const BlockCacheView& v,
   p.softcap = a.softcap;
   p.alibi_slopes = a.alibi_slopes;
   p.sinks = a.sinks;
+  p.tree_mask = a.tree_mask;
+  p.tree_stride_batch = a.q_len * a.q_len;
+  p.held_from = v.ring ? c.held_from : nullptr;
   return p;
 }
 
@@ -139,7 +142,10 @@ gqa_status ValidateBlockAttend(const BlockCacheView& v,
                   "inputs)");
     }
   }
-  return CachedQueriesFit(c.lengths, cf.batch, a->q_len);
+  const gqa_status fit = CachedQueriesFit(c.lengths, cf.batch, a->q_len);
+  if (fit != GQA_STATUS_OK) return fit;
+  return CheckAttendHeld(PositionsOf(v), a->q_len,
+                         EffectiveWindow(a->sliding_window));
 }
 
 BlockAttendPlan PlanBlockAttend(const BlockCacheView& v,
@@ -279,8 +285,8 @@ gqa_status gqa_block_cache_read(const gqa_block_cache* cache, int64_t batch,
                      static_cast<long long>(head));
   }
   const int64_t len = cache->lengths[batch];
-  // A ring holds the last `capacity` positions.
-  const int64_t first = v.ring && len > cf.capacity ? len - cf.capacity : 0;
+  // A ring holds the last `capacity` positions, or fewer (held_from).
+  const int64_t first = gqa::HeldFrom(gqa::PositionsOf(v), batch);
   if (position < first || position >= len) {
     return gqa::Fail(
         GQA_STATUS_INVALID_ARGUMENT,

@@ -55,6 +55,9 @@ AttentionParams CoreParams(const gqa_kv_cache& c,
   p.sliding_window = EffectiveWindow(a.sliding_window);
   // No scores or dropout here: Keras' policy gives uniform rows.
   p.fully_masked_uniform = UniformFullyMasked(a.fully_masked_policy, false);
+  p.tree_mask = a.tree_mask;
+  p.tree_stride_batch = a.q_len * a.q_len;
+  p.held_from = c.ring ? c.held_from : nullptr;
   p.softcap = a.softcap;
   p.alibi_slopes = a.alibi_slopes;
   p.sinks = a.sinks;
@@ -62,6 +65,20 @@ AttentionParams CoreParams(const gqa_kv_cache& c,
 }
 
 }  // namespace
+
+CachePositions PositionsOf(const gqa_kv_cache& c) {
+  CachePositions p;
+  p.batch = c.batch;
+  p.capacity = c.capacity;
+  p.ring = c.ring != 0;
+  p.lengths = c.lengths;
+  p.held_from = c.held_from;
+  return p;
+}
+
+int64_t CacheBytes(const gqa_kv_cache& c) {
+  return CacheElements(c) * DtypeBytes(c.dtype);
+}
 
 gqa_status ValidateCache(const gqa_kv_cache* c) {
   NotifyDebugHook("validate_cache");
@@ -105,7 +122,15 @@ gqa_status ValidateCache(const gqa_kv_cache* c) {
                   c->ring ? "2^24" : "capacity");
     }
   }
-  return GQA_STATUS_OK;
+  if (c->ring) {
+    const ByteRange held = RangeOf(c->held_from, c->batch, 8);
+    if (Overlap(held, RangeOf(c->k, CacheElements(*c), DtypeBytes(c->dtype))) ||
+        Overlap(held, RangeOf(c->v, CacheElements(*c), DtypeBytes(c->dtype)))) {
+      return Fail(GQA_STATUS_INVALID_ARGUMENT,
+                  "the cache's held_from overlaps its k or v");
+    }
+  }
+  return ValidateHeldFrom(PositionsOf(*c));
 }
 
 gqa_status ValidateAppendTo(const gqa_kv_cache& cache, int64_t new_tokens,
@@ -161,9 +186,10 @@ gqa_status ValidateAppendTo(const gqa_kv_cache& cache, int64_t new_tokens,
                              RangeOf(v_new, src_elems, se),
                              RangeOf(counts, c->batch, 8)};
   const int64_t cached = CacheElements(*c);
-  const ByteRange dsts[3] = {RangeOf(c->k, cached, ce),
-                             RangeOf(c->v, cached, ce),
-                             RangeOf(c->lengths, c->batch, 8)};
+  const ByteRange dsts[4] = {
+      RangeOf(c->k, cached, ce), RangeOf(c->v, cached, ce),
+      RangeOf(c->lengths, c->batch, 8),
+      RangeOf(c->ring ? c->held_from : nullptr, c->batch, 8)};
   for (const ByteRange& src : srcs) {
     for (const ByteRange& dst : dsts) {
       if (Overlap(src, dst)) {
@@ -213,6 +239,7 @@ void AppendRows(gqa_kv_cache* c, int64_t new_tokens, const int64_t* counts,
     }
     c->lengths[b] += n;
   }
+  RaiseHeldFrom(PositionsOf(*c));
 }
 
 gqa_status ValidateAttendTo(const gqa_kv_cache& cache,
@@ -239,7 +266,10 @@ gqa_status ValidateAttendTo(const gqa_kv_cache& cache,
                   "inputs)");
     }
   }
-  return CachedQueriesFit(c->lengths, c->batch, a->q_len);
+  const gqa_status fit = CachedQueriesFit(c->lengths, c->batch, a->q_len);
+  if (fit != GQA_STATUS_OK) return fit;
+  return CheckAttendHeld(PositionsOf(*c), a->q_len,
+                         EffectiveWindow(a->sliding_window));
 }
 
 AttendPlan PlanAttend(const gqa_kv_cache& c, const gqa_kv_attend_params& a) {

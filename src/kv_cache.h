@@ -9,9 +9,15 @@
 
 #include "gqa/kv_cache.h"
 #include "src/attention_core.h"
+#include "src/cache_positions.h"
 #include "src/operator.h"
 
 namespace gqa {
+
+// The held positions' view of the cache (src/cache_positions.h).
+CachePositions PositionsOf(const gqa_kv_cache& cache);
+// Bytes of k (and of v): [B, capacity, Hkv, D] in the cache's dtype.
+int64_t CacheBytes(const gqa_kv_cache& cache);
 
 // The cache's own fields: sizes, dtype, pointers, lengths. Every operation
 // calls it once; the checks below take the cache as already validated.

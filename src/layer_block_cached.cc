@@ -52,10 +52,13 @@ gqa_status ValidateBlockCached(const gqa_layer* L, const gqa_forward_args* a,
     return s;
   }
   if (v->ring) {
-    return CheckRingWindow(cache->config.capacity, L->config.sliding_window,
-                           a->query_len);
+    s = CheckRingWindow(cache->config.capacity, L->config.sliding_window,
+                        a->query_len);
+    if (s != GQA_STATUS_OK) return s;
   }
-  return GQA_STATUS_OK;
+  return CheckAttendHeld(PositionsOf(*v), a->query_len,
+                         EffectiveWindow(L->config.sliding_window),
+                         a->query_len);
 }
 
 }  // namespace
@@ -102,8 +105,10 @@ gqa_status gqa_layer_forward_block_cached(
   if (s != GQA_STATUS_OK) return s;
   const gqa_forward_args& a = *args;
   const int64_t T = a.query_len;
-  const gqa::BlockAttendPlan attend =
+  gqa::BlockAttendPlan attend =
       gqa::PlanBlockAttend(v, gqa::CachedAttendParams(*L, T, nullptr, nullptr));
+  gqa::CachedTreeMask(a, &attend.core.tree_mask,
+                      &attend.core.tree_stride_batch);
   gqa::LayerPlan plan;
   if (!gqa::PlanCachedRegions(*L, a.batch, T, attend.need, &plan)) {
     return Fail(GQA_STATUS_SIZE_OVERFLOW, "workspace size overflows");

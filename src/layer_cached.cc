@@ -67,13 +67,36 @@ gqa_status ValidateCachedArgs(const gqa_layer* L,
         static_cast<long long>(a.query_len),
         static_cast<long long>(a.value_len));
   }
-  if (a.attention_mask || a.query_mask || a.value_mask || a.key_mask ||
-      a.scores || a.training) {
-    return Fail(
-        GQA_STATUS_INVALID_ARGUMENT,
-        "a cached forward is causal inference: masks, scores and training "
-        "are not taken");
+  if (a.query_mask || a.value_mask || a.key_mask || a.scores || a.training) {
+    return Fail(GQA_STATUS_INVALID_ARGUMENT,
+                "a cached forward is causal inference: query/value/key masks, "
+                "scores and training are not taken (an attention_mask is "
+                "the draft tree)");
   }
+  const uint8_t* tree = nullptr;
+  int64_t stride = 0;
+  return CachedTreeMask(a, &tree, &stride);
+}
+
+gqa_status CachedTreeMask(const gqa_forward_args& a, const uint8_t** tree,
+                          int64_t* stride_batch) {
+  *tree = nullptr;
+  *stride_batch = 0;
+  if (!a.attention_mask) return GQA_STATUS_OK;
+  const int64_t T = a.query_len;
+  const int32_t rank = a.attention_mask_rank;
+  const int64_t* dims = a.attention_mask_dims;
+  const bool square = rank >= 2 && dims[rank - 2] == T && dims[rank - 1] == T;
+  const bool batch_ok =
+      rank == 2 || (rank == 3 && (dims[0] == 1 || dims[0] == a.batch));
+  if (!square || !batch_ok) {
+    return Fail(GQA_STATUS_SHAPE_MISMATCH,
+                "a cached forward's attention_mask is the draft tree of its "
+                "%lld new tokens: (T, T) or (B|1, T, T)",
+                static_cast<long long>(T));
+  }
+  *tree = a.attention_mask;
+  *stride_batch = rank == 3 && dims[0] == a.batch ? T * T : 0;
   return GQA_STATUS_OK;
 }
 
@@ -100,10 +123,12 @@ gqa_status ValidateCached(const gqa_layer* L, const gqa_forward_args* args,
     return s;
   }
   if (cache->ring) {
-    return CheckRingWindow(cache->capacity, L->config.sliding_window,
-                           a.query_len);
+    s = CheckRingWindow(cache->capacity, L->config.sliding_window, a.query_len);
+    if (s != GQA_STATUS_OK) return s;
   }
-  return GQA_STATUS_OK;
+  return CheckAttendHeld(PositionsOf(*cache), a.query_len,
+                         EffectiveWindow(L->config.sliding_window),
+                         a.query_len);
 }
 
 }  // namespace
@@ -148,8 +173,10 @@ gqa_status gqa_layer_forward_cached(gqa_layer_t L, const gqa_forward_args* args,
   if (s != GQA_STATUS_OK) return s;
   const gqa_forward_args& a = *args;
   const int64_t T = a.query_len;
-  const gqa::AttendPlan attend =
+  gqa::AttendPlan attend =
       gqa::PlanAttend(*cache, gqa::CachedAttendParams(*L, T, nullptr, nullptr));
+  gqa::CachedTreeMask(a, &attend.core.tree_mask,
+                      &attend.core.tree_stride_batch);
   gqa::LayerPlan plan;
   if (!gqa::PlanCachedRegions(*L, cache->batch, T, attend.need, &plan)) {
     return Fail(GQA_STATUS_SIZE_OVERFLOW, "workspace size overflows");

@@ -72,6 +72,11 @@ gqa_status FitAndProject(const gqa_layer& L, const gqa_forward_args& a,
 // scores or training), the attend parameters of T new tokens, and the
 // workspace: projection regions for T tokens, then the attend's `need`.
 gqa_status ValidateCachedArgs(const gqa_layer* L, const gqa_forward_args* a);
+// A cached forward's attention_mask, when given, is the draft tree of its
+// T new tokens: rank 2 (T, T) or rank 3 (B|1, T, T); *stride_batch is the
+// tree's batch stride (0: broadcast). No mask: *tree null.
+gqa_status CachedTreeMask(const gqa_forward_args& a, const uint8_t** tree,
+                          int64_t* stride_batch);
 gqa_kv_attend_params CachedAttendParams(const gqa_layer& L, int64_t T,
                                         const void* q, void* out);
 bool PlanCachedRegions(const gqa_layer& L, int64_t B, int64_t T,

@@ -188,16 +188,18 @@ gqa_status ValidateCacheAttendArgs(const CacheShape& c,
       !CheckedProduct({c.batch, a->q_len, a->q_heads, Dv}, kMaxElements,
                       &out_elems) ||
       !CheckedProduct({c.batch, a->q_heads, a->q_len, c.capacity},
-                      INT64_MAX >> 3, &n)) {
+                      INT64_MAX >> 3, &n) ||
+      !CheckedProduct({c.batch, a->q_len, a->q_len}, kMaxElements, &n)) {
     return Fail(GQA_STATUS_SIZE_OVERFLOW, "query sizes overflow");
   }
   if (need_pointers) {
     const ByteRange out = RangeOf(a->out, out_elems, DtypeBytes(a->out_dtype));
     if (Overlap(out, RangeOf(a->alibi_slopes, a->q_heads, 4)) ||
-        Overlap(out, RangeOf(a->sinks, a->q_heads, 4))) {
+        Overlap(out, RangeOf(a->sinks, a->q_heads, 4)) ||
+        Overlap(out, RangeOf(a->tree_mask, c.batch * a->q_len * a->q_len, 1))) {
       return Fail(GQA_STATUS_INVALID_ARGUMENT,
-                  "`out` overlaps alibi_slopes or sinks (outputs must not "
-                  "alias inputs)");
+                  "`out` overlaps alibi_slopes, sinks or tree_mask (outputs "
+                  "must not alias inputs)");
     }
   }
   return GQA_STATUS_OK;

@@ -174,7 +174,7 @@ TEST_CASE(
     std::vector<unsigned char> k(B * cap * Hkv * D * 4), v(k.size());
     std::vector<int64_t> lengths(B, 0);
     gqa_kv_cache cache{B,        cap,      Hkv,           D, dtype, 0,
-                       k.data(), v.data(), lengths.data()};
+                       k.data(), v.data(), lengths.data(), nullptr};
     std::vector<float> kn(B * 3 * Hkv * D, 0.5f), q(B * 3 * Hq * D, 0.25f),
         out(q.size());
     gqa_kv_attend_params ap;

@@ -71,7 +71,7 @@ TEST_CASE("block cache errors write nothing") {
     std::vector<float> kc(k.B * 8 * row), vc(kc.size());
     std::vector<int64_t> len1(k.B, 0);
     gqa_kv_cache v1{k.B, 8,         k.Hkv,     k.D,        GQA_DTYPE_F32,
-                    0,   kc.data(), vc.data(), len1.data()};
+                    0,   kc.data(), vc.data(), len1.data(), nullptr};
     CHECK(gqa_kv_cache_append(&v1, 2, len1.data(), a.data(), b.data(),
                               GQA_DTYPE_F32) == GQA_STATUS_INVALID_ARGUMENT);
     CHECK(gqa_kv_cache_append(&v1, 2, reinterpret_cast<int64_t*>(kc.data()),

@@ -35,7 +35,8 @@ struct Cache {
                      ring ? 1 : 0,
                      k.data(),
                      v.data(),
-                     lengths.data()};
+                     lengths.data(),
+                     nullptr};
     // Written slots hold small values, the rest stays 9.
     for (int64_t j = 0; j < filled && j < C; ++j) {
       for (int64_t d = 0; d < D; ++d) {
@@ -398,7 +399,8 @@ TEST_CASE("f16 Inf and NaN convert exactly on every target (fuzz finding)") {
     std::vector<float> k(32, 9.0f), v(32, 9.0f);
     std::vector<int64_t> lengths(1, 0);
     gqa_kv_cache c{
-        1, 4, 1, 8, GQA_DTYPE_F32, 0, k.data(), v.data(), lengths.data()};
+        1,      4, 1, 8, GQA_DTYPE_F32, 0, k.data(), v.data(), lengths.data(),
+        nullptr};
     REQUIRE(gqa_kv_cache_append(&c, 4, nullptr, src.data(), src.data(),
                                 GQA_DTYPE_F16) == GQA_STATUS_OK);
     for (size_t i = 0; i < k.size(); ++i) {

@@ -217,7 +217,7 @@ void Setup(Worker* w, gqa_layer_t layer, bool f16, uint64_t seed,
                      0,
                      w->k_cache.data(),
                      w->v_cache.data(),
-                     w->lengths.data()};
+                     w->lengths.data(), nullptr};
   for (int64_t s : kSteps) {
     size_t bytes = 0;
     REQUIRE(gqa_layer_cached_workspace_size(layer, &cache, s, threads,
@@ -256,7 +256,7 @@ bool Round(Worker* w, gqa_layer_t layer) {
                      0,
                      w->k_cache.data(),
                      w->v_cache.data(),
-                     w->lengths.data()};
+                     w->lengths.data(), nullptr};
   int64_t total = 0;
   for (int64_t s : kSteps) total += s;
   const unsigned char* steps =
@@ -369,7 +369,7 @@ TEST_CASE("concurrent attends on one shared kv cache read it only") {
                        0,
                        kc.data(),
                        vc.data(),
-                       lengths.data()};
+                       lengths.data(), nullptr};
     const int64_t fill = 50;
     const Tensor kn = Random(rng, B * fill * kvh * d, 1.0f),
                  vn = Random(rng, B * fill * kvh * d, 1.0f);

@@ -66,9 +66,10 @@
  * (value_dim Dv != D, MLA-style): v_new is [B, n, Hkv, Dv] and an attend's
  * out [B, T, Hq, Dv].
  *
- * Threads: the cache is caller memory and is never locked. An append
- * writes blocks and lengths: it must not run concurrently with any other
- * call on the same cache (or on a cache sharing its blocks). Attends, the
+ * Threads: the cache is caller memory and is never locked. An append, a
+ * truncate and a keep write blocks and lengths: each must not run
+ * concurrently with any other call on the same cache (or on a cache
+ * sharing its blocks). Attends, the
  * read-back and the size queries only read: any number may run at once.
  */
 #ifndef GQA_BLOCK_CACHE_H_
@@ -116,6 +117,10 @@ typedef struct gqa_block_cache {
   int64_t num_blocks;   /* blocks in the pool (< 2^31) */
   int32_t* block_table; /* [B][table_columns]: pool index, or -1 */
   int64_t* lengths;     /* [B] tokens appended so far (0 for a new cache) */
+  /* [B] the oldest position each sequence still holds, or NULL; as in
+   * gqa_kv_cache (gqa/kv_cache.h): only a ring reads it, and needs it to
+   * truncate or keep. */
+  int64_t* held_from;
 } gqa_block_cache;
 
 /* Appends k_new [B, new_tokens, Hkv, D] and v_new [B, new_tokens, Hkv, Dv]
@@ -145,6 +150,17 @@ GQA_API gqa_status gqa_block_cache_attend(const gqa_block_cache* cache,
                                           void* workspace,
                                           size_t workspace_size,
                                           pthreadpool_t threadpool);
+
+/* Draft verification (spec 4.4), as gqa_kv_cache_truncate and
+ * gqa_kv_cache_keep: truncate forgets the newest tokens; keep moves an
+ * accepted path of drafts down (codes and scales copied as stored, through
+ * to every sequence sharing the block). Attends take a tree mask in
+ * gqa_kv_attend_params. Both write; no other call may run at once. */
+GQA_API gqa_status gqa_block_cache_truncate(gqa_block_cache* cache,
+                                            const int64_t* new_lengths);
+GQA_API gqa_status gqa_block_cache_keep(gqa_block_cache* cache, int64_t batch,
+                                        int64_t drafts, const int64_t* indices,
+                                        int64_t count);
 
 /* The stored rows of the token at `position` of sequence `batch`, kv head
  * `head`, dequantized to f32 (rotated where the cache rotates): k_row [D],

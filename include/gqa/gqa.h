@@ -199,7 +199,12 @@ GQA_API gqa_status gqa_layer_forward(gqa_layer_t layer,
  * appended to `cache` (its Hkv and D must match the layer), and the queries
  * attend causally to everything cached (with the layer's sliding window);
  * then gate and output projection as in gqa_layer_forward. args->value_len
- * must equal args->query_len; masks, scores and training are not taken.
+ * must equal args->query_len; query/value/key masks, scores and training
+ * are not taken. Draft verification: an attention_mask of rank 2 (T, T) or
+ * 3 (B|1, T, T) is the tree of the T new tokens (gqa_kv_attend_params'
+ * tree_mask: query t sees new token t' where it is nonzero, every older
+ * token as before); then gqa_kv_cache_truncate / _keep drop the rejected
+ * drafts.
  * Running a sequence token by token equals gqa_layer_forward on the whole
  * sequence with use_causal_mask (to float rounding). */
 struct gqa_kv_cache;

@@ -214,6 +214,16 @@ class KvCache {
     return Attend(params, workspace.data(), workspace.size(), threadpool);
   }
 
+  // Draft verification: forget the newest tokens; keep an accepted path
+  // (indices among the newest `drafts`, ascending).
+  Status Truncate(const int64_t* new_lengths) {
+    return Status(gqa_kv_cache_truncate(&cache_, new_lengths));
+  }
+  Status Keep(int64_t batch, int64_t drafts, const int64_t* indices,
+              int64_t count) {
+    return Status(gqa_kv_cache_keep(&cache_, batch, drafts, indices, count));
+  }
+
   gqa_kv_cache* get() { return &cache_; }
   const gqa_kv_cache& descriptor() const { return cache_; }
 
@@ -262,6 +272,15 @@ class BlockCache {
               float* v_row) const {
     return Status(
         gqa_block_cache_read(&cache_, batch, position, head, k_row, v_row));
+  }
+
+  // Draft verification, as KvCache::Truncate and KvCache::Keep.
+  Status Truncate(const int64_t* new_lengths) {
+    return Status(gqa_block_cache_truncate(&cache_, new_lengths));
+  }
+  Status Keep(int64_t batch, int64_t drafts, const int64_t* indices,
+              int64_t count) {
+    return Status(gqa_block_cache_keep(&cache_, batch, drafts, indices, count));
   }
 
   gqa_block_cache* get() { return &cache_; }

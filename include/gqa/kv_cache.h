@@ -15,9 +15,9 @@
  * nothing is written (lengths included).
  *
  * Threads: the cache is caller memory and is never locked. An append
- * (gqa_kv_cache_append, or gqa_layer_forward_cached, which appends) writes
- * k, v and lengths: it must not run concurrently with any other call on
- * the same cache. Attends (gqa_kv_cache_attend) and the workspace size
+ * (gqa_kv_cache_append, or gqa_layer_forward_cached, which appends), a
+ * truncate and a keep write k, v, lengths and held_from: each must not run
+ * concurrently with any other call on the same cache. Attends (gqa_kv_cache_attend) and the workspace size
  * queries only read the cache: any number may run at once on one cache,
  * each with its own q, out and workspace. Distinct caches are independent.
  */
@@ -40,6 +40,12 @@ typedef struct gqa_kv_cache {
   void* k;          /* [B, capacity, Hkv, D] */
   void* v;          /* [B, capacity, Hkv, D] */
   int64_t* lengths; /* [B] tokens written so far */
+  /* [B] the oldest position each sequence still holds, or NULL. Only a
+   * ring reads it, and a ring needs it to truncate or keep drafts (after
+   * that it may hold fewer than its last `capacity` positions); the calls
+   * keep it (zeros for a new cache). NULL: a ring holds its last
+   * `capacity` positions. */
+  int64_t* held_from;
 } gqa_kv_cache;
 
 /* Appends new tokens: k_new, v_new [B, new_tokens, Hkv, D] in src_dtype
@@ -70,6 +76,14 @@ typedef struct gqa_kv_attend_params {
   float softcap;
   const float* alibi_slopes;
   const float* sinks;
+  /* Draft verification (speculative decoding): [B, T, T] uint8 or NULL.
+   * The newest T tokens are drafts; query t sees draft t' iff
+   * tree_mask[(b * T + t) * T + t'] != 0, in place of causality among
+   * them (a chain is the lower triangle; a tree gives each draft its
+   * ancestors and itself). Older tokens stay visible (window permitting;
+   * the window applies to drafts too). A row with no visible key follows
+   * the policy, `uniform` averaging the tokens the cache holds. */
+  const uint8_t* tree_mask;
 } gqa_kv_attend_params;
 
 /* Workspace of an attend on this cache: it depends on the cache's B,
@@ -86,6 +100,25 @@ GQA_API gqa_status gqa_kv_cache_attend(const gqa_kv_cache* cache,
                                        const gqa_kv_attend_params* params,
                                        void* workspace, size_t workspace_size,
                                        pthreadpool_t threadpool);
+
+/* Forgets the newest tokens (rejected drafts): lengths[b] = new_lengths[b],
+ * with 0 <= new_lengths[b] <= lengths[b]. A ring then holds the positions
+ * [max(0, old length - capacity), new length): an attend whose window
+ * reaches an older position is an error. A ring needs held_from. Writes
+ * lengths (and held_from) only. */
+GQA_API gqa_status gqa_kv_cache_truncate(gqa_kv_cache* cache,
+                                         const int64_t* new_lengths);
+
+/* Keeps an accepted path of drafts: among the newest `drafts` tokens of
+ * batch `batch`, the `count` ones at `indices` (strictly ascending in
+ * [0, drafts)) move down to positions len - drafts + j, their stored rows
+ * unchanged; the others are forgotten; lengths[batch] becomes
+ * len - drafts + count. The drafts must all be held. A ring needs
+ * held_from. Like an append, it must not run concurrently with other
+ * calls on the cache. */
+GQA_API gqa_status gqa_kv_cache_keep(gqa_kv_cache* cache, int64_t batch,
+                                     int64_t drafts, const int64_t* indices,
+                                     int64_t count);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -152,7 +152,10 @@ HWY_INLINE void VisibleKeys(const AttentionParams& p, int64_t b,
     // Slots filled so far; positions come from KeyPosition per key.
     if (*hi > p.ring_capacity) *hi = p.ring_capacity;
   } else {
-    if (p.causal && last_pos + 1 < *hi) *hi = last_pos + 1;
+    // A tree mask may show a query any draft: causality stops at the last.
+    const int64_t causal_last =
+        p.tree_mask ? QueryPosition(p, b, p.q_len - 1) : last_pos;
+    if (p.causal && causal_last + 1 < *hi) *hi = causal_last + 1;
     if (p.sliding_window > 0) {
       if (first_pos - p.sliding_window + 1 > *lo)
         *lo = first_pos - p.sliding_window + 1;
@@ -206,8 +209,19 @@ void UniformRow(const AttentionParams& p, int64_t b, int64_t u, int64_t t,
   if (p.kv_blocks.pool != nullptr && p.key_lengths != nullptr &&
       p.key_lengths[b] < S)
     readable = p.key_lengths[b];
+  // Draft verification over a cache: the average is over the tokens the
+  // cache holds (spec 4.3), slots past the written ones and positions below
+  // held_from left out.
+  const bool held_only = p.tree_mask != nullptr && p.key_lengths != nullptr;
+  int64_t floor = 0, held = S;
+  if (held_only) {
+    const int64_t len = p.key_lengths[b];
+    if (len < readable) readable = len;
+    floor = p.held_from ? p.held_from[b] : 0;
+    held = len - floor < readable ? len - floor : readable;
+  }
   const uint64_t base = ScoreRow(p, b, u, t);
-  const float uniform = 1.0f / static_cast<float>(S);
+  const float uniform = held > 0 ? 1.0f / static_cast<float>(held) : 0.0f;
   const float keep_scale =
       p.dropout_rate >= 1.0f ? 0.0f : 1.0f / (1.0f - p.dropout_rate);
   for (int64_t d = 0; d < D; ++d) o[d] = 0.0f;
@@ -221,6 +235,7 @@ void UniformRow(const AttentionParams& p, int64_t b, int64_t u, int64_t t,
     }
     if (p.scores) StoreScore(p, base + j, uniform);
     if (w == 0.0f || j >= readable) continue;
+    if (held_only && KeyPosition(p, b, j) < floor) continue;
     if (p.kv_blocks.pool != nullptr) {
       const KvRowRef vr = BlockedRow(p, true, b, j, g);
       for (int64_t d = 0; d < D; ++d) o[d] += w * BlockedElement<T>(vr, d);

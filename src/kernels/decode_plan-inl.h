@@ -39,10 +39,11 @@ HWY_INLINE bool DecodeServesShape(const AttentionParams& p) {
 }
 // The flags it serves: none of the outputs, masks or the additive bias it
 // lacks (a bias is a [B, Hq, T, S] read per logit, which the flash kernel
-// does at the same cost).
+// does at the same cost; a tree mask is T > 1 draft verification, a
+// prefill-like shape).
 HWY_INLINE bool DecodeServesFlags(const AttentionParams& p) {
   return p.scores == nullptr && p.mask == nullptr && !p.apply_dropout &&
-         p.query_mask == nullptr && p.bias == nullptr;
+         p.query_mask == nullptr && p.bias == nullptr && p.tree_mask == nullptr;
 }
 
 // Score slots: the rows of each kv head are cut into tiles of up to 4; tile

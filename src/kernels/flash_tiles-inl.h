@@ -267,6 +267,10 @@ TileView ScoreTile(const AttentionParams& p, const KernelPlan& plan,
   const float j_first = static_cast<float>(j0),
               j_last = static_cast<float>(j0 + keys - 1);
   const bool ring = p.ring_capacity > 0;  // key positions not monotonic
+  // Tree mask: keys from the first query's position on are drafts, masked
+  // by the tree instead of causally (below).
+  const int64_t draft0 = p.tree_mask ? QueryPosition(p, it.b, 0) : INT64_MAX;
+  const bool tree_cut = p.tree_mask && (ring || j0 + keys - 1 >= draft0);
   const bool causal_cut = p.causal && (ring || j_last > it.pos_min);
   const float w = static_cast<float>(p.sliding_window);
   const bool window_cut =
@@ -276,13 +280,14 @@ TileView ScoreTile(const AttentionParams& p, const KernelPlan& plan,
     const auto vw = hn::Set(df, w);
     const auto zero = hn::Zero(df);
     for (int64_t jj = 0; jj < keys; ++jj) {
-      const auto jv =
-          hn::Set(df, static_cast<float>(KeyPosition(p, it.b, j0 + jj)));
+      const int64_t kpos = KeyPosition(p, it.b, j0 + jj);
+      const auto jv = hn::Set(df, static_cast<float>(kpos));
+      const bool causal_key = causal_cut && kpos < draft0;
       float* row = sc.s + jj * Mp;
       for (int64_t m0 = 0; m0 < Mp; m0 += N) {
         const auto pos = hn::LoadU(df, sc.pos + m0);
         auto x = hn::LoadU(df, row + m0);
-        if (causal_cut) x = hn::IfThenElse(hn::Gt(jv, pos), neg_inf, x);
+        if (causal_key) x = hn::IfThenElse(hn::Gt(jv, pos), neg_inf, x);
         if (window_cut) {
           x = hn::IfThenElse(hn::Ge(hn::Sub(pos, jv), vw), neg_inf, x);
           x = hn::IfThenElse(hn::Ge(hn::Sub(jv, pos), vw), neg_inf, x);
@@ -291,6 +296,19 @@ TileView ScoreTile(const AttentionParams& p, const KernelPlan& plan,
           x = hn::IfThenElse(hn::Eq(hn::LoadU(df, sc.open + m0), zero), neg_inf,
                              x);
         hn::StoreU(x, df, row + m0);
+      }
+    }
+  }
+  // Drafts: query t sees draft d where the tree says so.
+  if (tree_cut) {
+    const int64_t rows = (p.q_heads / p.kv_heads) * it.tb;
+    for (int64_t jj = 0; jj < keys; ++jj) {
+      const int64_t d = KeyPosition(p, it.b, j0 + jj) - draft0;
+      if (d < 0) continue;
+      for (int64_t m = 0; m < rows; ++m) {
+        int64_t u, t;
+        RowOf(p, plan, it, m, &u, &t);
+        if (!TreeOpen(p, it.b, t, d)) sc.s[jj * Mp + m] = -INFINITY;
       }
     }
   }

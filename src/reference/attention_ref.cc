@@ -37,7 +37,10 @@ AttentionResult Attention(const AttentionCall& c) {
     if (!c.key_lengths.empty() && s >= c.key_lengths[b]) return false;
     const int64_t qpos = qpos_of(b, t);
     const int64_t kpos = RefKeyPosition(c, b, s);
-    if (c.causal && kpos > qpos) return false;
+    const bool draft = !c.tree_mask.empty() && kpos >= qpos_of(b, 0);
+    if (draft && !c.tree_mask[(b * T + t) * T + (kpos - qpos_of(b, 0))])
+      return false;
+    if (c.causal && !draft && kpos > qpos) return false;
     if (c.sliding_window > 0 && llabs(qpos - kpos) >= c.sliding_window)
       return false;
     if (!c.query_mask.empty() && !c.query_mask[b * T + t]) return false;
@@ -91,12 +94,21 @@ AttentionResult Attention(const AttentionCall& c) {
         for (int64_t s = 0; s < S; ++s) {
           if (ok[s]) sum += (probs[s] = exp(probs[s] - mx));
         }
+        // The uniform policy's keys: every slot, or a cache's held ones.
+        auto uniform_key = [&](int64_t s) {
+          if (c.tree_mask.empty() || c.key_lengths.empty()) return true;
+          const int64_t floor = c.held_from.empty() ? 0 : c.held_from[b];
+          return s < c.key_lengths[b] && RefKeyPosition(c, b, s) >= floor;
+        };
+        double uniform_keys = 0.0;
+        for (int64_t s = 0; s < S; ++s) uniform_keys += uniform_key(s);
         for (int64_t s = 0; s < S; ++s) {
           if (any || sink) {
             probs[s] = ok[s] ? probs[s] / sum : 0.0;
           } else {
-            probs[s] =
-                c.fully_masked_uniform ? 1.0 / static_cast<double>(S) : 0.0;
+            probs[s] = c.fully_masked_uniform && uniform_key(s)
+                           ? 1.0 / uniform_keys
+                           : 0.0;
           }
         }
         const int64_t row = ((b * Hq + u) * T + t) * S;  // [B, Hq, T, S]

@@ -1,8 +1,8 @@
 // Float64 oracle of the attention core: grouped attention over dense
 // double q/k/v with every mask the core knows (causal with per-batch query
 // positions, ring retention, key lengths, sliding window, query/key/general
-// masks), the fully-masked-row policies, probabilities and dropout, and the
-// LLM options (softcap, ALiBi, bias, sinks). Written from
+// masks, draft trees), the fully-masked-row policies, probabilities and
+// dropout, and the LLM options (softcap, ALiBi, bias, sinks). Written from
 // shared/spec/keras-gqa-semantics.md and llm-attention-semantics.md, not
 // from the kernels: the one
 // truth of the layer reference, the tests and the bench.
@@ -48,6 +48,13 @@ struct AttentionCall {
   std::vector<uint8_t> query_mask;        // [B, T]
   std::vector<std::vector<uint8_t>> key_masks;  // each [B, S], ANDed
   std::vector<uint8_t> mask;                    // [B, Hq, T, S]
+  // Draft verification (a KV cache's attend): keys at positions from query
+  // 0's on are drafts d = kpos - qpos(b, 0), seen by query t iff
+  // tree_mask[(b * T + t) * T + d] (not causally); under the uniform policy
+  // a row with no allowed key averages the held keys (slots < L_b at
+  // positions >= held_from[b], empty: 0).
+  std::vector<uint8_t> tree_mask;  // [B, T, T]
+  std::vector<int64_t> held_from;  // [B]
 
   // Rows with no allowed key: probabilities 1/S (true) or 0 (false).
   bool fully_masked_uniform = false;
