@@ -1,6 +1,7 @@
 // The Keras layer decoding through a KV cache v2 (gqa::Layer::ForwardCached
 // over a gqa_block_cache): token by token equals the whole causal sequence,
-// in every cache element type, with rotation and rings; and its errors.
+// in every cache element type, with rotation and rings; draft verification
+// with a tree equals each path alone; and its errors.
 #include <stdlib.h>
 #include <string.h>
 
@@ -177,4 +178,129 @@ TEST_CASE("layer cached forward over a v2 cache: mismatches are refused") {
         GQA_STATUS_CACHE_OVERFLOW);  // 9 tokens, 8 slots
   CHECK(len[0] == 0);
   free(pool);
+}
+
+namespace {
+
+// A v2 f32 cache of one sequence in owned memory, with held_from.
+struct OwnedCache {
+  gqa_block_cache c{};
+  std::vector<int32_t> table;
+  std::vector<int64_t> lengths{0}, held{0};
+  void* pool = nullptr;
+  OwnedCache(int64_t Hkv, int64_t D, int64_t capacity) {
+    c.config.batch = 1, c.config.kv_heads = Hkv, c.config.head_dim = D;
+    c.config.capacity = capacity, c.config.block_tokens = 3;
+    c.config.dtype = GQA_DTYPE_F32;
+    gqa_block_cache_layout l{};
+    REQUIRE(gqa::BlockCache::Layout(c.config, &l).ok());
+    table.resize(static_cast<size_t>(l.table_columns));
+    for (size_t i = 0; i < table.size(); ++i)
+      table[i] = static_cast<int32_t>(table.size() - 1 - i);
+    pool = aligned_alloc(64, table.size() * l.block_bytes);
+    c.blocks = pool;
+    c.num_blocks = static_cast<int64_t>(table.size());
+    c.block_table = table.data();
+    c.lengths = lengths.data();
+    c.held_from = held.data();
+  }
+  ~OwnedCache() { free(pool); }
+};
+
+}  // namespace
+
+TEST_CASE("layer cached forward verifies a draft tree like each path alone") {
+  // Prefix of 6 tokens, then drafts d0, d1, d2 with d1 and d2 children of
+  // d0. One tree forward must give each draft what a causal forward of its
+  // own path gives; after keeping the path d0, d2 the next token matches a
+  // cache that only ever saw that path.
+  const int64_t F = 24, Hq = 4, Hkv = 2, D = 16, P = 6;
+  std::mt19937_64 rng(17);
+  std::uniform_real_distribution<float> u(-0.5f, 0.5f);
+  auto make = [&](size_t n) {
+    std::vector<float> f(n);
+    for (float& x : f) x = u(rng);
+    return f;
+  };
+  const auto wq = make(F * Hq * D), wk = make(F * Hkv * D),
+             wv = make(F * Hkv * D), wo = make(Hq * D * F);
+  gqa_layer_config cfg;
+  gqa_layer_config_init(&cfg, D, Hq, Hkv, F, F);
+  cfg.use_bias = 0;
+  gqa_layer_weights w{wq.data(), nullptr, wk.data(), nullptr,   wv.data(),
+                      nullptr,   nullptr, nullptr,   wo.data(), nullptr};
+  Layer layer;
+  REQUIRE(Layer::Create(cfg, w, &layer).ok());
+  const auto prefix = make(P * F), drafts = make(3 * F), next = make(F);
+  auto forward = [&](OwnedCache* cache, const float* x, int64_t n,
+                     const uint8_t* tree) {
+    size_t bytes = 0;
+    REQUIRE(layer.CachedWorkspaceSize(cache->c, n, &bytes).ok());
+    Workspace ws(bytes);
+    std::vector<float> out(static_cast<size_t>(n * F), -7.0f);
+    gqa_forward_args s{};
+    s.batch = 1, s.query_len = n, s.value_len = n;
+    s.query = s.value = x;
+    s.output = out.data();
+    if (tree) {
+      s.attention_mask = tree;
+      s.attention_mask_rank = 3;
+      s.attention_mask_dims[0] = 1;
+      s.attention_mask_dims[1] = s.attention_mask_dims[2] = n;
+    }
+    const gqa::Status st = layer.ForwardCached(s, &cache->c, ws);
+    REQUIRE_MESSAGE(st.ok(), st.message());
+    return out;
+  };
+  OwnedCache tree_cache(Hkv, D, 16);
+  forward(&tree_cache, prefix.data(), P, nullptr);
+  const uint8_t tree[9] = {1, 0, 0, 1, 1, 0, 1, 0, 1};
+  const std::vector<float> got = forward(&tree_cache, drafts.data(), 3, tree);
+  for (int64_t leaf : {1, 2}) {
+    INFO("path d0, d" << leaf);
+    OwnedCache path(Hkv, D, 16);
+    forward(&path, prefix.data(), P, nullptr);
+    std::vector<float> x(drafts.begin(), drafts.begin() + F);
+    x.insert(x.end(), drafts.begin() + leaf * F,
+             drafts.begin() + (leaf + 1) * F);
+    const std::vector<float> want = forward(&path, x.data(), 2, nullptr);
+    const std::vector<float> got0(got.begin(), got.begin() + F);
+    const std::vector<float> got_leaf(got.begin() + leaf * F,
+                                      got.begin() + (leaf + 1) * F);
+    gqa::test::CheckClose(got0,
+                          std::vector<double>(want.begin(), want.begin() + F),
+                          1e-5, 1e-5, "d0");
+    gqa::test::CheckClose(got_leaf,
+                          std::vector<double>(want.begin() + F, want.end()),
+                          1e-5, 1e-5, "leaf");
+  }
+  // Keep d0, d2 (through the C ABI on the cache the layer wrote).
+  const int64_t keep[2] = {0, 2};
+  REQUIRE(gqa_block_cache_keep(&tree_cache.c, 0, 3, keep, 2) == GQA_STATUS_OK);
+  CHECK(tree_cache.lengths[0] == P + 2);
+  OwnedCache path(Hkv, D, 16);
+  forward(&path, prefix.data(), P, nullptr);
+  std::vector<float> x(drafts.begin(), drafts.begin() + F);
+  x.insert(x.end(), drafts.begin() + 2 * F, drafts.end());
+  forward(&path, x.data(), 2, nullptr);
+  const std::vector<float> a = forward(&tree_cache, next.data(), 1, nullptr);
+  const std::vector<float> b = forward(&path, next.data(), 1, nullptr);
+  gqa::test::CheckClose(a, std::vector<double>(b.begin(), b.end()), 1e-5, 1e-5,
+                        "after keep");
+  // A tree that is not (T, T) is refused.
+  OwnedCache other(Hkv, D, 16);
+  size_t bytes = 0;
+  REQUIRE(layer.CachedWorkspaceSize(other.c, 3, &bytes).ok());
+  Workspace ws(bytes);
+  std::vector<float> out(3 * F);
+  gqa_forward_args s{};
+  s.batch = 1, s.query_len = 3, s.value_len = 3;
+  s.query = s.value = drafts.data();
+  s.output = out.data();
+  s.attention_mask = tree;
+  s.attention_mask_rank = 3;
+  s.attention_mask_dims[0] = 1, s.attention_mask_dims[1] = 3;
+  s.attention_mask_dims[2] = 2;
+  CHECK(!layer.ForwardCached(s, &other.c, ws).ok());
+  CHECK(other.lengths[0] == 0);
 }
