@@ -18,6 +18,7 @@
 #include "tests/block_cache_util.h"
 #include "tests/check.h"
 #include "tests/kv_drafts_util.h"
+#include "tests/layer_case.h"
 
 namespace {
 
@@ -69,20 +70,22 @@ void RunDrafts(const Config& k, int64_t window, uint32_t seed) {
 }  // namespace
 
 TEST_CASE("block cache: tree attend, keep, truncate against the oracle") {
-  Config k;
-  k.B = 2, k.Hkv = 2, k.D = 32, k.capacity = 48, k.bt = 5;
-  for (int32_t dtype :
-       {GQA_DTYPE_F32, GQA_DTYPE_F16, GQA_DTYPE_Q8, GQA_DTYPE_Q4}) {
-    k.dtype = dtype;
-    k.ring = false, k.rotate = false;
-    RunDrafts(k, 0, 3);
-    RunDrafts(k, 9, 4);
-    k.ring = true, k.capacity = 20;  // W + T - 1 <= C
-    RunDrafts(k, 12, 5);
-    k.rotate = true;
-    RunDrafts(k, 16, 6);
-    k.capacity = 48;
-  }
+  gqa::test::ForEachTarget([](int64_t) {
+    Config k;
+    k.B = 2, k.Hkv = 2, k.D = 32, k.capacity = 48, k.bt = 5;
+    for (int32_t dtype :
+         {GQA_DTYPE_F32, GQA_DTYPE_F16, GQA_DTYPE_Q8, GQA_DTYPE_Q4}) {
+      k.dtype = dtype;
+      k.ring = false, k.rotate = false;
+      RunDrafts(k, 0, 3);
+      RunDrafts(k, 9, 4);
+      k.ring = true, k.capacity = 20;  // W + T - 1 <= C
+      RunDrafts(k, 12, 5);
+      k.rotate = true;
+      RunDrafts(k, 16, 6);
+      k.capacity = 48;
+    }
+  });
 }
 
 TEST_CASE("block cache: a tree row without its diagonal follows the policy") {
