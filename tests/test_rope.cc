@@ -197,6 +197,9 @@ TEST_CASE("rope: head_dim 4096 and odd head counts, B, T, H > 1") {
   RopeCase().shape(1, 2, 2, 4096).rotary(4094).interleave().Check();
   RopeCase().shape(3, 5, 7, 48).rotary(16).llama3(32, 2, 3, 1000).Check();
   RopeCase().shape(1, 1, 1, 8).Check();
+  RopeCase big_eps = RopeCase().rms();  // eps counts, not only its presence
+  big_eps.eps = 0.25f;
+  big_eps.Check();
 }
 
 TEST_CASE("rope: f16 in and out, and in place") {
