@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "doctest/doctest.h"
+#include "gqa/gqa.hpp"
 #include "gqa/rope.h"
 #include "src/reference/f16_util.h"
 #include "src/reference/rope_ref.h"
@@ -295,6 +296,23 @@ TEST_CASE("rope plan: frequencies equal the oracle's; the row pass strides") {
   CHECK(PlanRope(bad, 128, &plan) == GQA_STATUS_INVALID_ARGUMENT);
   CHECK(plan.rotary_dim == 128);
   CHECK(plan.inv_freq[5] == doctest::Approx(f[5]).epsilon(1e-15));
+}
+
+TEST_CASE("rope through the C++ API (gqa.hpp) equals the C call") {
+  std::vector<float> x(2 * 3 * 32), y(x.size());
+  for (size_t i = 0; i < x.size(); ++i) x[i] = float(i % 11) * 0.25f - 1.0f;
+  const std::vector<int64_t> pos = {4, 40000};
+  gqa_rope_params p = Rope::Params();
+  p.style = GQA_ROPE_INTERLEAVED;
+  REQUIRE(gqa_rope(&p, 1, 2, 3, 32, pos.data(), x.data(), GQA_DTYPE_F32,
+                   y.data(), GQA_DTYPE_F32) == GQA_STATUS_OK);
+  CHECK(Rope::RunInPlace(p, 1, 2, 3, 32, pos.data(), x.data()).ok());
+  CHECK(memcmp(x.data(), y.data(), x.size() * 4) == 0);
+  p.rotary_dim = 3;
+  const Status s = Rope::Run(p, 1, 2, 3, 32, pos.data(), x.data(),
+                             GQA_DTYPE_F32, y.data(), GQA_DTYPE_F32);
+  CHECK(s.code() == GQA_STATUS_INVALID_ARGUMENT);
+  CHECK(s.message().find("rotary_dim") != std::string::npos);
 }
 
 TEST_CASE("rope: a NaN propagates, never becomes a number") {
