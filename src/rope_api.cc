@@ -131,31 +131,11 @@ void Run(const RopePlan& plan, int64_t rows_of_tokens, int64_t heads,
   }
 }
 
-}  // namespace
-}  // namespace gqa
-
-extern "C" {
-
-void gqa_rope_params_init(gqa_rope_params* params) {
-  if (!params) return;
-  memset(params, 0, sizeof(*params));
-  params->rotary_dim = 0;
-  params->style = GQA_ROPE_HALF;
-  params->scaling = GQA_ROPE_SCALING_NONE;
-  params->theta = 10000.0;
-  params->factor = 1.0;
-  params->low_freq_factor = 1.0;
-  params->high_freq_factor = 4.0;
-  params->original_max_position = 8192.0;
-  params->norm_weight = nullptr;
-  params->norm_eps = 1e-6f;
-}
-
-gqa_status gqa_rope(const gqa_rope_params* params, int64_t batch,
+// gqa_rope: every check before the first write.
+gqa_status RopeCall(const gqa_rope_params* params, int64_t batch,
                     int64_t tokens, int64_t heads, int64_t head_dim,
                     const int64_t* positions, const void* x, int32_t x_dtype,
                     void* y, int32_t y_dtype) {
-  using namespace gqa;  // NOLINT: the front door's own namespace
   if (!params) return Fail(GQA_STATUS_NULL_POINTER, "rope params is NULL");
   int64_t elements = 0;
   gqa_status s = CheckSizes(batch, tokens, heads, head_dim, &elements);
@@ -183,6 +163,34 @@ gqa_status gqa_rope(const gqa_rope_params* params, int64_t batch,
   if (s != GQA_STATUS_OK) return s;
   Run(plan, token_count, heads, positions, x, x_dtype, y, y_dtype);
   return GQA_STATUS_OK;
+}
+
+}  // namespace
+}  // namespace gqa
+
+extern "C" {
+
+void gqa_rope_params_init(gqa_rope_params* params) {
+  if (!params) return;
+  memset(params, 0, sizeof(*params));
+  params->rotary_dim = 0;
+  params->style = GQA_ROPE_HALF;
+  params->scaling = GQA_ROPE_SCALING_NONE;
+  params->theta = 10000.0;
+  params->factor = 1.0;
+  params->low_freq_factor = 1.0;
+  params->high_freq_factor = 4.0;
+  params->original_max_position = 8192.0;
+  params->norm_weight = nullptr;
+  params->norm_eps = 1e-6f;
+}
+
+gqa_status gqa_rope(const gqa_rope_params* params, int64_t batch,
+                    int64_t tokens, int64_t heads, int64_t head_dim,
+                    const int64_t* positions, const void* x, int32_t x_dtype,
+                    void* y, int32_t y_dtype) {
+  return gqa::RopeCall(params, batch, tokens, heads, head_dim, positions, x,
+                       x_dtype, y, y_dtype);
 }
 
 }  // extern "C"

@@ -26,7 +26,9 @@
  * a row makes its outputs NaN (the norm spreads it over the row).
  *
  * Calls never allocate and never keep a pointer. On error nothing is
- * written and gqa_last_error_message() says why.
+ * written and gqa_last_error_message() says why (per thread). Stateless:
+ * any number of threads may call gqa_rope at once (on outputs that do not
+ * overlap).
  */
 #ifndef GQA_ROPE_H_
 #define GQA_ROPE_H_
