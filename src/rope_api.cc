@@ -172,7 +172,7 @@ extern "C" {
 
 void gqa_rope_params_init(gqa_rope_params* params) {
   if (!params) return;
-  memset(params, 0, sizeof(*params));
+  *params = gqa_rope_params();
   params->rotary_dim = 0;
   params->style = GQA_ROPE_HALF;
   params->scaling = GQA_ROPE_SCALING_NONE;
