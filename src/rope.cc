@@ -143,14 +143,24 @@ void RopeAnglesAt(const RopePlan& plan, int64_t position, RopeAngles* angles) {
 void RopeRowF32(const RopePlan& plan, const RopeAngles& angles, float* row) {
   const int64_t D = plan.head_dim;
   if (plan.norm_weight) {
-    double sum = 0.0;
-    for (int64_t i = 0; i < D; ++i) {
-      const double v = row[i];
-      sum += v * v;
+    // Four partial sums merged in a fixed order: four independent add
+    // chains instead of one (the same result on every call).
+    double part[4] = {0.0, 0.0, 0.0, 0.0};
+    int64_t i = 0;
+    for (; i + 4 <= D; i += 4) {
+      for (int j = 0; j < 4; ++j) {
+        const double v = row[i + j];
+        part[j] += v * v;
+      }
     }
+    for (; i < D; ++i) {
+      const double v = row[i];
+      part[0] += v * v;
+    }
+    const double sum = (part[0] + part[1]) + (part[2] + part[3]);
     const double inv_rms = 1.0 / sqrt(sum / static_cast<double>(D) +
                                       static_cast<double>(plan.norm_eps));
-    for (int64_t i = 0; i < D; ++i) {
+    for (i = 0; i < D; ++i) {
       row[i] = static_cast<float>(static_cast<double>(row[i]) * inv_rms) *
                plan.norm_weight[i];
     }
