@@ -1,8 +1,9 @@
 // Golden cases of the LLM format (shared/spec/llm-attention-semantics.md
 // section 6, shared/golden-llm/): loading any case folder of the three kinds
 // (attention, kv, rope) with strict size checks, running `kv` cases through
-// the public KV cache v2 API (include/gqa/block_cache.h) and `attention`
-// cases through the attention core (include/gqa/attention.h).
+// the public KV cache v2 API (include/gqa/block_cache.h), `attention`
+// cases through the attention core (include/gqa/attention.h) and `rope`
+// cases through the RoPE helper (include/gqa/rope.h).
 #ifndef GQA_BENCH_GOLDEN_LLM_H_
 #define GQA_BENCH_GOLDEN_LLM_H_
 
@@ -120,6 +121,12 @@ std::string LlmAttentionUnsupportedReason(const LlmCase& c);
 // output is copied there (for determinism checks across thread counts).
 LlmResult RunAttentionCase(const LlmCase& c, int threads,
                            std::vector<float>* out_copy = nullptr);
+
+// Runs a rope case through gqa_rope, f32 in and out (f16 would not meet the
+// cases' 1e-4), once into a poisoned y and once in place on a copy of x;
+// checks y to the case's tolerance (NaN == NaN) and that both runs agree
+// bit for bit. An unknown option or style/scaling name fails the case.
+LlmResult RunRopeCase(const LlmCase& c);
 
 }  // namespace gqa
 

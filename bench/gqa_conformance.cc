@@ -7,10 +7,11 @@
 // shared/spec/llm-attention-semantics.md section 6, a "kind"; line
 // "PASS|FAIL|SKIP NAME: DETAIL"). Of the LLM kinds, `kv` runs through the KV
 // cache v2 API (include/gqa/block_cache.h) with --block-tokens tokens per
-// block and `attention` through the attention core (include/gqa/attention.h);
-// a kv case that needs what the API lacks (truncate/keep, a tree mask) and
-// the `rope` kind are skipped. --dtype applies to the Keras cases only (an LLM
-// case names its own dtypes).
+// block, `attention` through the attention core (include/gqa/attention.h) and
+// `rope` through the RoPE helper (include/gqa/rope.h, f32, out of place and
+// in place); a kv case that needs what the API lacks (truncate/keep, a tree
+// mask) is skipped. --dtype applies to the Keras cases only (an LLM case
+// names its own dtypes).
 //
 // f16 (--dtype f16): inputs and weights are rounded to binary16 (relative
 // error up to 2^-11 each), products are accumulated in f32 and the output is
@@ -84,14 +85,10 @@ gqa::LlmOutcome RunLlmCase(const std::string& dir, int64_t block_tokens,
     printf("FAIL %s: load error: %s\n", dir.c_str(), error.c_str());
     return gqa::LlmOutcome::kFailed;
   }
-  if (c.kind == "rope") {
-    printf("SKIP %s: kind %s is not run by this tool yet\n", c.name.c_str(),
-           c.kind.c_str());
-    return gqa::LlmOutcome::kSkipped;
-  }
-  const gqa::LlmResult r = c.kind == "kv"
-                               ? gqa::RunKvCase(c, block_tokens, threads)
-                               : gqa::RunAttentionCase(c, threads);
+  const gqa::LlmResult r =
+      c.kind == "kv"     ? gqa::RunKvCase(c, block_tokens, threads)
+      : c.kind == "rope" ? gqa::RunRopeCase(c)
+                         : gqa::RunAttentionCase(c, threads);
   const char* tag = r.outcome == gqa::LlmOutcome::kPassed   ? "PASS"
                     : r.outcome == gqa::LlmOutcome::kFailed ? "FAIL"
                                                             : "SKIP";

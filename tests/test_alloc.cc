@@ -14,6 +14,7 @@
 #include "gqa/attention.h"
 #include "gqa/gqa.hpp"
 #include "gqa/kv_cache.h"
+#include "gqa/rope.h"
 
 extern "C" {
 void* __libc_malloc(size_t);
@@ -288,6 +289,33 @@ TEST_CASE(
       CHECK(g_allocs.load() - before == 0);
     }
     pthreadpool_destroy(pool);
+  }
+}
+
+TEST_CASE("gqa_rope allocates nothing: f32, f16, in place, norm, scaling") {
+  const int64_t B = 2, T = 3, H = 4, D = 128;
+  const size_t n = B * T * H * D;
+  std::vector<float> x(n, 0.5f), y(n), w(D, 1.0f);
+  std::vector<uint16_t> xh(n, 0x3800), yh(n);
+  std::vector<int64_t> pos = {0, 5, 70000, 3, 1 << 20, 16777215};
+  gqa_rope_params p;
+  gqa_rope_params_init(&p);
+  p.scaling = GQA_ROPE_SCALING_LLAMA3, p.factor = 8, p.theta = 500000;
+  for (int run = 0; run < 2; ++run) {  // the second: nothing lazily set up
+    for (const float* weight : {static_cast<const float*>(nullptr),
+                                static_cast<const float*>(w.data())}) {
+      p.norm_weight = weight;
+      const long before = g_allocs.load();
+      CHECK(gqa_rope(&p, B, T, H, D, pos.data(), x.data(), GQA_DTYPE_F32,
+                     y.data(), GQA_DTYPE_F32) == GQA_STATUS_OK);
+      CHECK(gqa_rope(&p, B, T, H, D, pos.data(), y.data(), GQA_DTYPE_F32,
+                     y.data(), GQA_DTYPE_F32) == GQA_STATUS_OK);
+      CHECK(gqa_rope(&p, B, T, H, D, pos.data(), xh.data(), GQA_DTYPE_F16,
+                     yh.data(), GQA_DTYPE_F16) == GQA_STATUS_OK);
+      CHECK(gqa_rope(&p, B, T, H, D, pos.data(), x.data(), GQA_DTYPE_F32,
+                     yh.data(), GQA_DTYPE_F16) == GQA_STATUS_OK);
+      CHECK(g_allocs.load() - before == 0);
+    }
   }
 }
 

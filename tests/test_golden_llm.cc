@@ -1,5 +1,6 @@
 // The attention cases of the LLM golden set (shared/golden-llm, spec
-// section 6) through the attention core, and its kv cases
+// section 6) through the attention core, its rope cases through gqa_rope,
+// and its kv cases
 // through the KV cache v2 API (include/gqa/block_cache.h): every supported
 // case passes with blocks of 16 and of 3 tokens, 1 and 2 threads, and every
 // Highway target; the unsupported ones are skipped (and listed), never
@@ -154,6 +155,44 @@ TEST_CASE("golden-llm: the attention runner fails wrong expectations") {
   wrong = c;
   wrong.files.erase("sinks");
   CHECK(RunAttentionCase(wrong, 1).outcome == LlmOutcome::kFailed);
+}
+
+TEST_CASE("golden-llm: rope cases through gqa_rope") {
+  const std::vector<LlmCase> cases = LoadKind("rope");
+  CHECK(cases.size() == 10);
+  for (const LlmCase& c : cases) {
+    const LlmResult r = RunRopeCase(c);
+    INFO(c.name << ": " << r.message);
+    CHECK(r.outcome == LlmOutcome::kPassed);
+    CHECK(r.max_abs_err < 1e-5);  // f64 angles: ~4e-7 in the set's notes
+  }
+}
+
+TEST_CASE("golden-llm: the rope runner fails wrong expectations") {
+  LlmCase c;
+  std::string error;
+  REQUIRE(LoadLlmCase(GQA_GOLDEN_LLM_DIR
+                      "/58_rope_rmsnorm_interleaved_partial_linear",
+                      &c, &error));
+  REQUIRE(RunRopeCase(c).outcome == LlmOutcome::kPassed);
+  LlmCase wrong = c;
+  wrong.files["y"].f32[9] += 1e-3f;  // above atol + rtol * |want|
+  CHECK(RunRopeCase(wrong).outcome == LlmOutcome::kFailed);
+  wrong = c;
+  wrong.string_options["style"] = "half";  // the options matter
+  CHECK(RunRopeCase(wrong).outcome == LlmOutcome::kFailed);
+  wrong = c;
+  wrong.numeric_options["factor"] = 1.0;
+  CHECK(RunRopeCase(wrong).outcome == LlmOutcome::kFailed);
+  wrong = c;
+  wrong.files.erase("norm_weight");
+  CHECK(RunRopeCase(wrong).outcome == LlmOutcome::kFailed);
+  wrong = c;
+  wrong.numeric_options["rope_alpha"] = 2.0;  // an option it cannot honour
+  CHECK(RunRopeCase(wrong).outcome == LlmOutcome::kFailed);
+  wrong = c;
+  wrong.string_options["scaling"] = "yarn";
+  CHECK(RunRopeCase(wrong).outcome == LlmOutcome::kFailed);
 }
 
 // A supported kv case with each kind of expectation perturbed must fail.

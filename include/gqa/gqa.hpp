@@ -1,7 +1,8 @@
-// gqa C++ API: RAII and Status over the C ABI of gqa.h, attention.h and
-// kv_cache.h, one class a level: Layer (the Keras layer, plain and cached
-// forward), Attention (the core over pre-projected q/k/v), KvCache (a
-// cache in caller memory: append, attend) and BlockCache (KV cache v2).
+// gqa C++ API: RAII and Status over the C ABI of gqa.h, attention.h,
+// kv_cache.h, block_cache.h and rope.h, one class a level: Layer (the Keras
+// layer, plain and cached forward), Attention (the core over pre-projected
+// q/k/v), Rope (RoPE and Q/K norm), KvCache (a cache in caller memory:
+// append, attend) and BlockCache (KV cache v2).
 // Header-only, so the shared library exports only C symbols. Thread safety is
 // that of the C objects (see the C headers).
 #ifndef GQA_GQA_HPP_
@@ -18,6 +19,7 @@
 #include "gqa/block_cache.h"
 #include "gqa/gqa.h"
 #include "gqa/kv_cache.h"
+#include "gqa/rope.h"
 
 namespace gqa {
 
@@ -179,6 +181,33 @@ class Attention {
                     const Workspace& workspace,
                     pthreadpool_t threadpool = nullptr) {
     return Run(params, workspace.data(), workspace.size(), threadpool);
+  }
+};
+
+// RoPE with an optional RMS norm first (gqa/rope.h): stateless functions.
+class Rope {
+ public:
+  // Parameters with every default set (gqa_rope_params_init).
+  static gqa_rope_params Params() {
+    gqa_rope_params p;
+    gqa_rope_params_init(&p);
+    return p;
+  }
+  // x [B, T, H, D] at positions [B, T] into y (y == x with the same dtype:
+  // in place).
+  static Status Run(const gqa_rope_params& params, int64_t batch,
+                    int64_t tokens, int64_t heads, int64_t head_dim,
+                    const int64_t* positions, const void* x, int32_t x_dtype,
+                    void* y, int32_t y_dtype) {
+    return Status(gqa_rope(&params, batch, tokens, heads, head_dim, positions,
+                           x, x_dtype, y, y_dtype));
+  }
+  // f32 rows rotated in place.
+  static Status RunInPlace(const gqa_rope_params& params, int64_t batch,
+                           int64_t tokens, int64_t heads, int64_t head_dim,
+                           const int64_t* positions, float* rows) {
+    return Run(params, batch, tokens, heads, head_dim, positions, rows,
+               GQA_DTYPE_F32, rows, GQA_DTYPE_F32);
   }
 };
 
