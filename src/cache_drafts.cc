@@ -29,6 +29,18 @@ void MoveKept(int64_t base, const int64_t* indices, int64_t count,
   }
 }
 
+// What the caller's arrays must not overlap: the cache's rows (and table).
+void StorageOf(const gqa_kv_cache& c, ByteRange out[2]) {
+  const int64_t bytes = CacheBytes(c);
+  out[0] = RangeOf(c.k, bytes, 1);
+  out[1] = RangeOf(c.v, bytes, 1);
+}
+void StorageOf(const BlockCacheView& v, ByteRange out[2]) {
+  const gqa_block_cache& c = *v.cache;
+  out[0] = RangeOf(c.blocks, c.num_blocks * v.layout.block_bytes, 1);
+  out[1] = RangeOf(c.block_table, c.config.batch * v.layout.table_columns, 4);
+}
+
 }  // namespace
 }  // namespace gqa
 
@@ -38,9 +50,8 @@ gqa_status gqa_kv_cache_truncate(gqa_kv_cache* cache,
                                  const int64_t* new_lengths) {
   gqa_status s = gqa::ValidateCache(cache);
   if (s != GQA_STATUS_OK) return s;
-  const int64_t bytes = gqa::CacheBytes(*cache);
-  const gqa::ByteRange storage[2] = {gqa::RangeOf(cache->k, bytes, 1),
-                                     gqa::RangeOf(cache->v, bytes, 1)};
+  gqa::ByteRange storage[2];
+  gqa::StorageOf(*cache, storage);
   const gqa::CachePositions pos = gqa::PositionsOf(*cache);
   s = gqa::ValidateTruncate(pos, new_lengths, storage, 2);
   if (s != GQA_STATUS_OK) return s;
@@ -52,9 +63,8 @@ gqa_status gqa_kv_cache_keep(gqa_kv_cache* cache, int64_t batch, int64_t drafts,
                              const int64_t* indices, int64_t count) {
   gqa_status s = gqa::ValidateCache(cache);
   if (s != GQA_STATUS_OK) return s;
-  const int64_t bytes = gqa::CacheBytes(*cache);
-  const gqa::ByteRange storage[2] = {gqa::RangeOf(cache->k, bytes, 1),
-                                     gqa::RangeOf(cache->v, bytes, 1)};
+  gqa::ByteRange storage[2];
+  gqa::StorageOf(*cache, storage);
   const gqa::CachePositions pos = gqa::PositionsOf(*cache);
   s = gqa::ValidateKeep(pos, batch, drafts, indices, count, storage, 2);
   if (s != GQA_STATUS_OK) return s;
@@ -82,10 +92,8 @@ gqa_status gqa_block_cache_truncate(gqa_block_cache* cache,
   gqa::BlockCacheView v;
   gqa_status s = gqa::ValidateBlockCache(cache, &v);
   if (s != GQA_STATUS_OK) return s;
-  const gqa::ByteRange storage[2] = {
-      gqa::RangeOf(cache->blocks, cache->num_blocks * v.layout.block_bytes, 1),
-      gqa::RangeOf(cache->block_table,
-                   cache->config.batch * v.layout.table_columns, 4)};
+  gqa::ByteRange storage[2];
+  gqa::StorageOf(v, storage);
   const gqa::CachePositions pos = gqa::PositionsOf(v);
   s = gqa::ValidateTruncate(pos, new_lengths, storage, 2);
   if (s != GQA_STATUS_OK) return s;
@@ -99,10 +107,8 @@ gqa_status gqa_block_cache_keep(gqa_block_cache* cache, int64_t batch,
   gqa::BlockCacheView v;
   gqa_status s = gqa::ValidateBlockCache(cache, &v);
   if (s != GQA_STATUS_OK) return s;
-  const gqa::ByteRange storage[2] = {
-      gqa::RangeOf(cache->blocks, cache->num_blocks * v.layout.block_bytes, 1),
-      gqa::RangeOf(cache->block_table,
-                   cache->config.batch * v.layout.table_columns, 4)};
+  gqa::ByteRange storage[2];
+  gqa::StorageOf(v, storage);
   const gqa::CachePositions pos = gqa::PositionsOf(v);
   s = gqa::ValidateKeep(pos, batch, drafts, indices, count, storage, 2);
   if (s != GQA_STATUS_OK) return s;
