@@ -41,6 +41,28 @@ void StorageOf(const BlockCacheView& v, ByteRange out[2]) {
   out[1] = RangeOf(c.block_table, c.config.batch * v.layout.table_columns, 4);
 }
 
+// truncate on a validated cache: checked in full, then applied.
+gqa_status TruncateIn(const CachePositions& pos, const ByteRange storage[2],
+                      const int64_t* new_lengths) {
+  const gqa_status s = ValidateTruncate(pos, new_lengths, storage, 2);
+  if (s != GQA_STATUS_OK) return s;
+  ApplyTruncate(pos, new_lengths);
+  return GQA_STATUS_OK;
+}
+
+// keep on a validated cache: checked in full, then the kept rows moved by
+// move(from_position, to_position) and the length set.
+template <class MoveRow>
+gqa_status KeepIn(const CachePositions& pos, const ByteRange storage[2],
+                  int64_t b, int64_t drafts, const int64_t* indices,
+                  int64_t count, MoveRow move) {
+  const gqa_status s = ValidateKeep(pos, b, drafts, indices, count, storage, 2);
+  if (s != GQA_STATUS_OK) return s;
+  MoveKept(pos.lengths[b] - drafts, indices, count, move);
+  ApplyKeep(pos, b, drafts, count);
+  return GQA_STATUS_OK;
+}
+
 }  // namespace
 }  // namespace gqa
 
@@ -52,11 +74,7 @@ gqa_status gqa_kv_cache_truncate(gqa_kv_cache* cache,
   if (s != GQA_STATUS_OK) return s;
   gqa::ByteRange storage[2];
   gqa::StorageOf(*cache, storage);
-  const gqa::CachePositions pos = gqa::PositionsOf(*cache);
-  s = gqa::ValidateTruncate(pos, new_lengths, storage, 2);
-  if (s != GQA_STATUS_OK) return s;
-  gqa::ApplyTruncate(pos, new_lengths);
-  return GQA_STATUS_OK;
+  return gqa::TruncateIn(gqa::PositionsOf(*cache), storage, new_lengths);
 }
 
 gqa_status gqa_kv_cache_keep(gqa_kv_cache* cache, int64_t batch, int64_t drafts,
@@ -66,8 +84,6 @@ gqa_status gqa_kv_cache_keep(gqa_kv_cache* cache, int64_t batch, int64_t drafts,
   gqa::ByteRange storage[2];
   gqa::StorageOf(*cache, storage);
   const gqa::CachePositions pos = gqa::PositionsOf(*cache);
-  s = gqa::ValidateKeep(pos, batch, drafts, indices, count, storage, 2);
-  if (s != GQA_STATUS_OK) return s;
   // Row of a token: [Hkv, D] in the cache's dtype, at slot of batch b.
   const int64_t row =
       cache->kv_heads * cache->head_dim * gqa::DtypeBytes(cache->dtype);
@@ -82,9 +98,7 @@ gqa_status gqa_kv_cache_keep(gqa_kv_cache* cache, int64_t batch, int64_t drafts,
     memmove(k + dst, k + src, static_cast<size_t>(row));
     memmove(v + dst, v + src, static_cast<size_t>(row));
   };
-  gqa::MoveKept(cache->lengths[batch] - drafts, indices, count, move);
-  gqa::ApplyKeep(pos, batch, drafts, count);
-  return GQA_STATUS_OK;
+  return gqa::KeepIn(pos, storage, batch, drafts, indices, count, move);
 }
 
 gqa_status gqa_block_cache_truncate(gqa_block_cache* cache,
@@ -94,11 +108,7 @@ gqa_status gqa_block_cache_truncate(gqa_block_cache* cache,
   if (s != GQA_STATUS_OK) return s;
   gqa::ByteRange storage[2];
   gqa::StorageOf(v, storage);
-  const gqa::CachePositions pos = gqa::PositionsOf(v);
-  s = gqa::ValidateTruncate(pos, new_lengths, storage, 2);
-  if (s != GQA_STATUS_OK) return s;
-  gqa::ApplyTruncate(pos, new_lengths);
-  return GQA_STATUS_OK;
+  return gqa::TruncateIn(gqa::PositionsOf(v), storage, new_lengths);
 }
 
 gqa_status gqa_block_cache_keep(gqa_block_cache* cache, int64_t batch,
@@ -110,8 +120,6 @@ gqa_status gqa_block_cache_keep(gqa_block_cache* cache, int64_t batch,
   gqa::ByteRange storage[2];
   gqa::StorageOf(v, storage);
   const gqa::CachePositions pos = gqa::PositionsOf(v);
-  s = gqa::ValidateKeep(pos, batch, drafts, indices, count, storage, 2);
-  if (s != GQA_STATUS_OK) return s;
   // A token's rows: Hkv consecutive rows in each of the four regions of
   // its block (codes and scales of k and v), copied as stored.
   const gqa_block_cache_config& cf = cache->config;
@@ -135,9 +143,7 @@ gqa_status gqa_block_cache_keep(gqa_block_cache* cache, int64_t batch,
               static_cast<size_t>(H * r.row_bytes));
     }
   };
-  gqa::MoveKept(cache->lengths[batch] - drafts, indices, count, move);
-  gqa::ApplyKeep(pos, batch, drafts, count);
-  return GQA_STATUS_OK;
+  return gqa::KeepIn(pos, storage, batch, drafts, indices, count, move);
 }
 
 }  // extern "C"
