@@ -69,6 +69,7 @@ class CacheSet {
     cache.num_blocks = blocks_;
     cache.block_table = table_.data();
     cache.lengths = lengths_.data();
+    cache.held_from = nullptr;  // linear caches only
     return cache;
   }
   // Copies pool 0 into the others (after the appends).

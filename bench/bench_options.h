@@ -39,6 +39,9 @@ struct Options {
   // C (C > 0) and --sinks (one sink logit of 0.5 per query head).
   float softcap = 0.0f;
   bool sinks = false;
+  // --rope: whole decode steps (append 1 token + attend) of the decode
+  // shapes through the block cache with RoPE fused and without.
+  bool rope = false;
 };
 
 // The decode presets D1, D2, D3.

@@ -25,6 +25,7 @@
 
 #include "bench/bench_block_cache.h"
 #include "bench/bench_options.h"
+#include "bench/bench_rope_step.h"
 #include "bench/bench_util.h"
 #include "gqa/gqa.hpp"
 #include "platforms/machine_peak.h"
@@ -361,6 +362,11 @@ int main(int argc, char** argv) {
   }
   std::vector<AccuracyRecord> accuracy;
   if (o.accuracy) accuracy = BenchAccuracy(o, pool);
+  std::vector<RopeStepRecord> rope_steps;
+  if (o.rope) {
+    rope_steps = BenchRopeSteps(o, pool);
+    for (const RopeStepRecord& r : rope_steps) all_pass = all_pass && r.pass;
+  }
   free(probe);
   const double peak = roofs.peak_gflops, bw = roofs.bw.best_gbps;
   printf(
@@ -402,6 +408,7 @@ int main(int argc, char** argv) {
   }
   if (o.cache) PrintCacheTable(cache_records, roofs);
   if (o.accuracy) PrintAccuracyTable(accuracy);
+  if (o.rope) PrintRopeStepTable(rope_steps);
   if (pool) pthreadpool_destroy(pool);
   if (!o.json.empty()) {
     FILE* f = fopen(o.json.c_str(), "w");
@@ -440,6 +447,7 @@ int main(int argc, char** argv) {
     }
     WriteCacheJson(f, cache_records, roofs, &first);
     WriteAccuracyJson(f, accuracy, &first);
+    WriteRopeStepJson(f, rope_steps, &first);
     fprintf(f, "\n]\n");
     fclose(f);
   }

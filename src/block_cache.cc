@@ -49,20 +49,32 @@ int64_t HeldSlots(const BlockCacheView& v, int64_t len) {
   return len < c ? len : c;
 }
 
-// One source row [n] (f32 or f16) stored as a cache row: rotated, then
-// converted or quantized into codes / scales.
+// One source row [n] (f32 or f16) stored as a cache row: normed and
+// rotated by RoPE (a key row with `rope`: the plan and the token's
+// angles), Hadamard-rotated, then converted or quantized into codes /
+// scales.
+struct RowRope {
+  const RopePlan* plan = nullptr;  // null: no RoPE
+  const RopeAngles* angles = nullptr;
+};
 void StoreRow(const BlockCacheView& v, const void* src, int32_t src_dtype,
-              int64_t n, unsigned char* codes, unsigned char* scales) {
+              int64_t n, unsigned char* codes, unsigned char* scales,
+              const RowRope& rope = RowRope()) {
   const int32_t dtype = v.cache->config.dtype;
   float row[kMaxCacheRow];
   const float* x = static_cast<const float*>(src);
   if (src_dtype == GQA_DTYPE_F16) {
-    if (dtype == GQA_DTYPE_F16 && !v.rotate) {
+    if (dtype == GQA_DTYPE_F16 && !v.rotate && !rope.plan) {
       memcpy(codes, src, static_cast<size_t>(n) * 2);
       return;
     }
     ConvertF16ToF32(static_cast<const uint16_t*>(src), row,
                     static_cast<size_t>(n));
+    x = row;
+  }
+  if (rope.plan) {
+    if (x != row) memcpy(row, x, static_cast<size_t>(n) * 4);
+    RopeRowF32(*rope.plan, *rope.angles, row);
     x = row;
   }
   if (v.rotate) {
@@ -340,11 +352,32 @@ gqa_status ValidateBlockAppend(const BlockCacheView& v, int64_t new_tokens,
   return GQA_STATUS_OK;
 }
 
+gqa_status BlockRopePositionsApart(const BlockCacheView& v,
+                                   const int64_t* positions,
+                                   int64_t new_tokens) {
+  const gqa_block_cache& c = *v.cache;
+  const int64_t B = c.config.batch;
+  const ByteRange pos = RangeOf(positions, B * new_tokens, 8);
+  if (Overlap(pos, RangeOf(c.blocks, c.num_blocks * v.layout.block_bytes, 1)) ||
+      Overlap(pos, RangeOf(c.block_table, B * v.layout.table_columns, 4)) ||
+      Overlap(pos, RangeOf(c.lengths, B, 8)) ||
+      Overlap(pos, RangeOf(v.ring ? c.held_from : nullptr, B, 8))) {
+    return Fail(GQA_STATUS_INVALID_ARGUMENT,
+                "positions overlap the cache's blocks, table, lengths or "
+                "held_from");
+  }
+  return GQA_STATUS_OK;
+}
+
 void AppendBlockRows(const BlockCacheView& v, gqa_block_cache* c,
                      int64_t new_tokens, const int64_t* counts,
                      const void* k_new, const void* v_new, int32_t src_dtype,
-                     int64_t k_row_stride, int64_t v_row_stride) {
+                     int64_t k_row_stride, int64_t v_row_stride,
+                     const CacheRope* k_rope) {
   const gqa_block_cache_config& cf = c->config;
+  RopeAngles angles;  // of the token being stored (with k_rope)
+  RowRope rope;
+  if (k_rope && k_rope->on) rope.plan = &k_rope->plan, rope.angles = &angles;
   const gqa_block_cache_layout& l = v.layout;
   const int64_t H = cf.kv_heads, D = cf.head_dim, Dv = v.value_dim;
   const int64_t ks = k_row_stride > 0 ? k_row_stride : H * D;
@@ -361,11 +394,16 @@ void AppendBlockRows(const BlockCacheView& v, gqa_block_cache* c,
       unsigned char* blk = BlockOf(v, b, slot / bt);
       const int64_t row0 = (slot % bt) * H;
       const int64_t src = b * new_tokens + i;
+      if (rope.plan) {
+        RopeAnglesAt(*rope.plan,
+                     RopePositionOf(*k_rope, b, new_tokens, i, c->lengths[b]),
+                     &angles);
+      }
       for (int64_t g = 0; g < H; ++g) {
         const int64_t r = row0 + g;
         StoreRow(v, kn + (src * ks + g * D) * se, src_dtype, D,
                  blk + l.k_codes + r * l.k_row_bytes,
-                 blk + l.k_scales + r * l.k_row_scales * 2);
+                 blk + l.k_scales + r * l.k_row_scales * 2, rope);
         StoreRow(v, vn + (src * vs + g * Dv) * se, src_dtype, Dv,
                  blk + l.v_codes + r * l.v_row_bytes,
                  blk + l.v_scales + r * l.v_row_scales * 2);
@@ -391,13 +429,32 @@ gqa_status gqa_block_cache_layout_of(const gqa_block_cache_config* config,
 gqa_status gqa_block_cache_append(gqa_block_cache* cache, int64_t new_tokens,
                                   const int64_t* counts, const void* k_new,
                                   const void* v_new, int32_t src_dtype) {
+  return gqa_block_cache_append_rope(cache, new_tokens, counts, k_new, v_new,
+                                     src_dtype, nullptr, nullptr);
+}
+
+gqa_status gqa_block_cache_append_rope(gqa_block_cache* cache,
+                                       int64_t new_tokens,
+                                       const int64_t* counts, const void* k_new,
+                                       const void* v_new, int32_t src_dtype,
+                                       const gqa_rope_params* rope,
+                                       const int64_t* positions) {
   gqa::BlockCacheView v;
   gqa_status s = gqa::ValidateBlockCache(cache, &v);
   if (s != GQA_STATUS_OK) return s;
   s = gqa::ValidateBlockAppend(v, new_tokens, counts, k_new, v_new, src_dtype);
   if (s != GQA_STATUS_OK) return s;
+  gqa::CacheRope k_rope;
+  s = gqa::ValidateCacheRope(rope, positions, cache->config.batch, new_tokens,
+                             counts, cache->config.head_dim, true, "k_rope",
+                             &k_rope);
+  if (s != GQA_STATUS_OK) return s;
+  if ((s = gqa::BlockRopePositionsApart(v, positions, new_tokens)) !=
+      GQA_STATUS_OK) {
+    return s;
+  }
   gqa::AppendBlockRows(v, cache, new_tokens, counts, k_new, v_new, src_dtype, 0,
-                       0);
+                       0, &k_rope);
   return GQA_STATUS_OK;
 }
 

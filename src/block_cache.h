@@ -12,6 +12,7 @@
 #include "gqa/block_cache.h"
 #include "src/attention_core.h"
 #include "src/cache_positions.h"
+#include "src/cache_rope.h"
 #include "src/operator.h"
 
 namespace gqa {
@@ -49,30 +50,44 @@ unsigned char* BlockOf(const BlockCacheView& v, int64_t b, int64_t col);
 gqa_status ValidateBlockAppend(const BlockCacheView& v, int64_t new_tokens,
                                const int64_t* counts, const void* k_new,
                                const void* v_new, int32_t src_dtype);
+// An append's positions [B, new_tokens] (or null) must not overlap what it
+// writes.
+gqa_status BlockRopePositionsApart(const BlockCacheView& v,
+                                   const int64_t* positions,
+                                   int64_t new_tokens);
 // Writes validated rows [B, new_tokens, Hkv, D|Dv] (k rows `k_row_stride`
-// elements apart, v rows `v_row_stride`; 0: packed) and advances lengths.
+// elements apart, v rows `v_row_stride`; 0: packed) and advances lengths;
+// with k_rope (validated, on) each key row is normed and rotated at its
+// position first.
 void AppendBlockRows(const BlockCacheView& v, gqa_block_cache* cache,
                      int64_t new_tokens, const int64_t* counts,
                      const void* k_new, const void* v_new, int32_t src_dtype,
-                     int64_t k_row_stride, int64_t v_row_stride);
+                     int64_t k_row_stride, int64_t v_row_stride,
+                     const CacheRope* k_rope = nullptr);
 
+// Fills *q_rope (params->q_rope validated).
 gqa_status ValidateBlockAttend(const BlockCacheView& v,
                                const gqa_kv_attend_params* params,
-                               bool need_pointers);
+                               bool need_pointers, CacheRope* q_rope);
 
 // A validated attend, planned once. Workspace: [B] int64 query offsets,
-// then (rotating caches) the rotated queries and outputs [B*T*Hq][D] f32,
+// then the staged queries [B*T*Hq][D] f32 (rotating caches, or q_rope:
+// RoPE then Hadamard), then (rotating caches) the outputs [B*T*Hq][Dv] f32,
 // each rounded to 64 bytes, then the core's.
 struct BlockAttendPlan {
   AttentionParams core;  // q, out and offsets bound by RunBlockAttend
   AttentionPlan plan;
   int64_t offsets_bytes = 0;
-  int64_t rows_bytes = 0;  // one of the two rotation buffers (0: none)
+  int64_t q_rows_bytes = 0;             // staged queries (0: none)
+  int64_t out_rows_bytes = 0;           // rotated outputs (0: none)
+  const CacheRope* q_rope = nullptr;    // the caller's; null: off
   bool q_f16 = false, out_f16 = false;  // the caller's q and out dtypes
   WorkspaceNeed need;
 };
+// q_rope (may be null or off) must outlive the plan's runs.
 BlockAttendPlan PlanBlockAttend(const BlockCacheView& v,
-                                const gqa_kv_attend_params& params);
+                                const gqa_kv_attend_params& params,
+                                const CacheRope* q_rope = nullptr);
 // q [B, T, Hq, D] rows `q_token_stride` elements apart (0: packed), out
 // packed [B, T, Hq, D] in out_dtype.
 void RunBlockAttend(const BlockCacheView& v, const BlockAttendPlan& plan,

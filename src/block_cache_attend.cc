@@ -115,7 +115,7 @@ AttentionParams CoreParams(const BlockCacheView& v,
 
 gqa_status ValidateBlockAttend(const BlockCacheView& v,
                                const gqa_kv_attend_params* a,
-                               bool need_pointers) {
+                               bool need_pointers, CacheRope* q_rope) {
   const gqa_block_cache& c = *v.cache;
   const gqa_block_cache_config& cf = c.config;
   CacheShape shape;
@@ -123,23 +123,30 @@ gqa_status ValidateBlockAttend(const BlockCacheView& v,
   shape.head_dim = cf.head_dim, shape.capacity = cf.capacity;
   shape.value_dim = v.value_dim;
   shape.ring = v.ring;  // dtype f32: q8/q4 take the rules of f32 and f16
-  const gqa_status s = ValidateCacheAttendArgs(shape, a, need_pointers);
-  if (s != GQA_STATUS_OK || !need_pointers) return s;
+  gqa_status s = ValidateCacheAttendArgs(shape, a, need_pointers);
+  if (s != GQA_STATUS_OK) return s;
+  if ((s = ValidateCacheRope(a->q_rope, a->q_positions, cf.batch, a->q_len,
+                             nullptr, cf.head_dim, need_pointers, "q_rope",
+                             q_rope)) != GQA_STATUS_OK ||
+      !need_pointers) {
+    return s;
+  }
   // out is written while q and the cache are read.
   const int64_t q_elems = cf.batch * a->q_len * a->q_heads * cf.head_dim;
   const int64_t o_elems = cf.batch * a->q_len * a->q_heads * v.value_dim;
   const int64_t cols = v.layout.table_columns;
   const ByteRange out = RangeOf(a->out, o_elems, DtypeBytes(a->out_dtype));
-  const ByteRange ins[4] = {
+  const ByteRange ins[5] = {
       RangeOf(a->q, q_elems, DtypeBytes(a->q_dtype)),
       RangeOf(c.blocks, c.num_blocks * v.layout.block_bytes, 1),
       RangeOf(c.block_table, cf.batch * cols, 4),
-      RangeOf(c.lengths, cf.batch, 8)};
+      RangeOf(c.lengths, cf.batch, 8),
+      RangeOf(a->q_positions, cf.batch * a->q_len, 8)};
   for (const ByteRange& in : ins) {
     if (Overlap(out, in)) {
       return Fail(GQA_STATUS_INVALID_ARGUMENT,
-                  "`out` overlaps q or the cache (outputs must not alias "
-                  "inputs)");
+                  "`out` overlaps q, q_positions or the cache (outputs must "
+                  "not alias inputs)");
     }
   }
   const gqa_status fit = CachedQueriesFit(c.lengths, cf.batch, a->q_len);
@@ -149,17 +156,22 @@ gqa_status ValidateBlockAttend(const BlockCacheView& v,
 }
 
 BlockAttendPlan PlanBlockAttend(const BlockCacheView& v,
-                                const gqa_kv_attend_params& a) {
+                                const gqa_kv_attend_params& a,
+                                const CacheRope* q_rope) {
   BlockAttendPlan ap;
   ap.core = CoreParams(v, a);
+  ap.q_rope = q_rope && q_rope->on ? q_rope : nullptr;
+  // Staged queries are packed f32.
+  if (ap.q_rope) ap.core.q_type = ElemType::kF32;
   ap.plan = PlanAttention(ap.core);
   const gqa_block_cache_config& cf = v.cache->config;
   ap.offsets_bytes = Round64(cf.batch * 8);
-  // Rotated q [B*T][Hq][D] and out [B*T][Hq][Dv] in f32.
-  const int64_t row = cf.head_dim > v.value_dim ? cf.head_dim : v.value_dim;
-  ap.rows_bytes =
-      v.rotate ? Round64(cf.batch * a.q_len * a.q_heads * row * 4) : 0;
-  ap.need.fixed = ap.offsets_bytes + 2 * ap.rows_bytes + ap.plan.shared_bytes;
+  // Staged q [B*T][Hq][D] and rotated out [B*T][Hq][Dv] in f32.
+  const int64_t rows = cf.batch * a.q_len * a.q_heads;
+  ap.q_rows_bytes = v.rotate || ap.q_rope ? Round64(rows * cf.head_dim * 4) : 0;
+  ap.out_rows_bytes = v.rotate ? Round64(rows * v.value_dim * 4) : 0;
+  ap.need.fixed = ap.offsets_bytes + ap.q_rows_bytes + ap.out_rows_bytes +
+                  ap.plan.shared_bytes;
   ap.need.slot = ap.plan.slot_bytes;
   ap.q_f16 = a.q_dtype == GQA_DTYPE_F16;
   ap.out_f16 = a.out_dtype == GQA_DTYPE_F16;
@@ -181,8 +193,16 @@ void RunBlockAttend(const BlockCacheView& v, const BlockAttendPlan& ap,
   const int64_t qs = q_token_stride > 0 ? q_token_stride : Hq * D;
   float* q_rot = reinterpret_cast<float*>(ws + ap.offsets_bytes);
   float* out_rot =
-      reinterpret_cast<float*>(ws + ap.offsets_bytes + ap.rows_bytes);
-  if (v.rotate) {
+      reinterpret_cast<float*>(ws + ap.offsets_bytes + ap.q_rows_bytes);
+  if (ap.q_rope) {
+    // q [B*T][Hq][D] -> RoPE(q) (H), packed f32.
+    StageRopeQueries(*ap.q_rope, c.lengths, p.batch, p.q_len, Hq, q, ap.q_f16,
+                     q_token_stride, q_rot);
+    if (v.rotate) {
+      for (int64_t r = 0; r < rows; ++r) RotateRowF32(q_rot + r * D, D);
+    }
+    p.q = q_rot;
+  } else if (v.rotate) {
     // q [B*T][Hq][D] -> q H, packed f32.
     for (int64_t bt = 0; bt < p.batch * p.q_len; ++bt) {
       for (int64_t u = 0; u < Hq; ++u) {
@@ -199,18 +219,18 @@ void RunBlockAttend(const BlockCacheView& v, const BlockAttendPlan& ap,
       }
     }
     p.q = q_rot;
-    p.out = out_rot;
   } else {
     p.q = q;
     if (q_token_stride > 0) {
       p.q_stride_token = q_token_stride;
       p.q_stride_batch = p.q_len * q_token_stride;
     }
-    p.out = out;
   }
+  p.out = v.rotate ? static_cast<void*>(out_rot) : out;
   p.position_offsets = offsets;
-  RunAttention(p, ap.plan, ws + ap.offsets_bytes + 2 * ap.rows_bytes, slots,
-               pool);
+  RunAttention(p, ap.plan,
+               ws + ap.offsets_bytes + ap.q_rows_bytes + ap.out_rows_bytes,
+               slots, pool);
   if (v.rotate) {
     // out = (sum p v H) H, then in out_dtype.
     const int64_t Dv = v.value_dim;
@@ -242,9 +262,10 @@ gqa_status gqa_block_cache_attend_workspace_size(
   gqa::BlockCacheView v;
   gqa_status s = gqa::ValidateBlockCache(cache, &v);
   if (s != GQA_STATUS_OK) return s;
-  s = gqa::ValidateBlockAttend(v, params, /*need_pointers=*/false);
+  gqa::CacheRope q_rope;
+  s = gqa::ValidateBlockAttend(v, params, /*need_pointers=*/false, &q_rope);
   if (s != GQA_STATUS_OK) return s;
-  const gqa::BlockAttendPlan plan = gqa::PlanBlockAttend(v, *params);
+  const gqa::BlockAttendPlan plan = gqa::PlanBlockAttend(v, *params, &q_rope);
   return gqa::WorkspaceSizeFor(plan.need, max_threads, size_out);
 }
 
@@ -255,9 +276,10 @@ gqa_status gqa_block_cache_attend(const gqa_block_cache* cache,
   gqa::BlockCacheView v;
   gqa_status s = gqa::ValidateBlockCache(cache, &v);
   if (s != GQA_STATUS_OK) return s;
-  s = gqa::ValidateBlockAttend(v, params, /*need_pointers=*/true);
+  gqa::CacheRope q_rope;
+  s = gqa::ValidateBlockAttend(v, params, /*need_pointers=*/true, &q_rope);
   if (s != GQA_STATUS_OK) return s;
-  const gqa::BlockAttendPlan plan = gqa::PlanBlockAttend(v, *params);
+  const gqa::BlockAttendPlan plan = gqa::PlanBlockAttend(v, *params, &q_rope);
   int64_t slots = 0;
   if ((s = gqa::FitWorkspace(plan.need, workspace, workspace_size, threadpool,
                              &slots)) != GQA_STATUS_OK) {

@@ -7,6 +7,7 @@
 
 #include "gqa/kv_cache.h"
 #include "src/attention_core.h"
+#include "src/cache_rope.h"
 #include "src/debug_hook.h"
 #include "src/elementwise.h"
 #include "src/operator.h"
@@ -20,8 +21,33 @@ int64_t CacheElements(const gqa_kv_cache& c) {
   return c.batch * c.capacity * c.kv_heads * c.head_dim;
 }
 
-// Offsets region at the front of the attend workspace: B int64, rounded.
-int64_t OffsetsBytes(int64_t batch) { return (batch * 8 + 63) / 64 * 64; }
+int64_t Round64(int64_t x) { return (x + 63) / 64 * 64; }
+
+// The key rows of one token [Hkv][D] from src (f32 or f16) into dst (the
+// cache's dtype), each normed and rotated at `position` on the way.
+void StoreRopeRows(const CacheRope& r, int64_t position, const void* src,
+                   int32_t src_dtype, void* dst, int32_t dtype, int64_t heads) {
+  const int64_t D = r.plan.head_dim;
+  RopeAngles angles;
+  RopeAnglesAt(r.plan, position, &angles);
+  float row[kMaxRopeHeadDim];
+  for (int64_t h = 0; h < heads; ++h) {
+    if (src_dtype == GQA_DTYPE_F16) {
+      ConvertF16ToF32(static_cast<const uint16_t*>(src) + h * D, row,
+                      static_cast<size_t>(D));
+    } else {
+      memcpy(row, static_cast<const float*>(src) + h * D,
+             static_cast<size_t>(D) * 4);
+    }
+    RopeRowF32(r.plan, angles, row);
+    if (dtype == GQA_DTYPE_F16) {
+      ConvertF32ToF16(row, static_cast<uint16_t*>(dst) + h * D,
+                      static_cast<size_t>(D));
+    } else {
+      memcpy(static_cast<float*>(dst) + h * D, row, static_cast<size_t>(D) * 4);
+    }
+  }
+}
 
 // The core's view of the attend call; q, out and the query offsets are
 // bound by RunAttend.
@@ -65,6 +91,20 @@ AttentionParams CoreParams(const gqa_kv_cache& c,
 }
 
 }  // namespace
+
+gqa_status RopePositionsApart(const gqa_kv_cache& c, const int64_t* positions,
+                              int64_t new_tokens) {
+  const ByteRange pos = RangeOf(positions, c.batch * new_tokens, 8);
+  const int64_t ce = DtypeBytes(c.dtype);
+  if (Overlap(pos, RangeOf(c.k, CacheElements(c), ce)) ||
+      Overlap(pos, RangeOf(c.v, CacheElements(c), ce)) ||
+      Overlap(pos, RangeOf(c.lengths, c.batch, 8)) ||
+      Overlap(pos, RangeOf(c.ring ? c.held_from : nullptr, c.batch, 8))) {
+    return Fail(GQA_STATUS_INVALID_ARGUMENT,
+                "positions overlap the cache's k, v, lengths or held_from");
+  }
+  return GQA_STATUS_OK;
+}
 
 CachePositions PositionsOf(const gqa_kv_cache& c) {
   CachePositions p;
@@ -204,7 +244,8 @@ gqa_status ValidateAppendTo(const gqa_kv_cache& cache, int64_t new_tokens,
 
 void AppendRows(gqa_kv_cache* c, int64_t new_tokens, const int64_t* counts,
                 const void* k_new, const void* v_new, int32_t src_dtype,
-                int64_t src_row_stride) {
+                int64_t src_row_stride, const CacheRope* k_rope) {
+  const bool rope = k_rope && k_rope->on;
   const int64_t row = c->kv_heads * c->head_dim;
   const int64_t src_stride = src_row_stride > 0 ? src_row_stride : row;
   const size_t src_elem = static_cast<size_t>(DtypeBytes(src_dtype)),
@@ -224,7 +265,11 @@ void AppendRows(gqa_kv_cache* c, int64_t new_tokens, const int64_t* counts,
             static_cast<const unsigned char*>(srcs[which]) + src_at * src_elem;
         unsigned char* dst =
             static_cast<unsigned char*>(dsts[which]) + dst_at * dst_elem;
-        if (src_dtype == c->dtype) {
+        if (which == 0 && rope) {
+          StoreRopeRows(
+              *k_rope, RopePositionOf(*k_rope, b, new_tokens, i, c->lengths[b]),
+              src, src_dtype, dst, c->dtype, c->kv_heads);
+        } else if (src_dtype == c->dtype) {
           memcpy(dst, src, static_cast<size_t>(row) * dst_elem);
         } else if (c->dtype == GQA_DTYPE_F16) {
           ConvertF32ToF16(reinterpret_cast<const float*>(src),
@@ -243,27 +288,35 @@ void AppendRows(gqa_kv_cache* c, int64_t new_tokens, const int64_t* counts,
 }
 
 gqa_status ValidateAttendTo(const gqa_kv_cache& cache,
-                            const gqa_kv_attend_params* a, bool need_pointers) {
+                            const gqa_kv_attend_params* a, bool need_pointers,
+                            CacheRope* q_rope) {
   const gqa_kv_cache* c = &cache;
   CacheShape shape;
   shape.batch = c->batch, shape.kv_heads = c->kv_heads;
   shape.head_dim = c->head_dim, shape.capacity = c->capacity;
   shape.dtype = c->dtype, shape.ring = c->ring != 0;
-  const gqa_status s = ValidateCacheAttendArgs(shape, a, need_pointers);
-  if (s != GQA_STATUS_OK || !need_pointers) return s;
+  gqa_status s = ValidateCacheAttendArgs(shape, a, need_pointers);
+  if (s != GQA_STATUS_OK) return s;
+  if ((s = ValidateCacheRope(a->q_rope, a->q_positions, c->batch, a->q_len,
+                             nullptr, c->head_dim, need_pointers, "q_rope",
+                             q_rope)) != GQA_STATUS_OK ||
+      !need_pointers) {
+    return s;
+  }
   // out is written while q and the cache are read.
   const int64_t q_elems = c->batch * a->q_len * a->q_heads * c->head_dim;
   const auto es = DtypeBytes;
   const ByteRange out = RangeOf(a->out, q_elems, es(a->out_dtype));
-  const ByteRange ins[4] = {RangeOf(a->q, q_elems, es(a->q_dtype)),
+  const ByteRange ins[5] = {RangeOf(a->q, q_elems, es(a->q_dtype)),
                             RangeOf(c->k, CacheElements(*c), es(c->dtype)),
                             RangeOf(c->v, CacheElements(*c), es(c->dtype)),
-                            RangeOf(c->lengths, c->batch, 8)};
+                            RangeOf(c->lengths, c->batch, 8),
+                            RangeOf(a->q_positions, c->batch * a->q_len, 8)};
   for (const ByteRange& in : ins) {
     if (Overlap(out, in)) {
       return Fail(GQA_STATUS_INVALID_ARGUMENT,
-                  "`out` overlaps q or the cache (outputs must not alias "
-                  "inputs)");
+                  "`out` overlaps q, q_positions or the cache (outputs must "
+                  "not alias inputs)");
     }
   }
   const gqa_status fit = CachedQueriesFit(c->lengths, c->batch, a->q_len);
@@ -272,12 +325,19 @@ gqa_status ValidateAttendTo(const gqa_kv_cache& cache,
                          EffectiveWindow(a->sliding_window));
 }
 
-AttendPlan PlanAttend(const gqa_kv_cache& c, const gqa_kv_attend_params& a) {
+AttendPlan PlanAttend(const gqa_kv_cache& c, const gqa_kv_attend_params& a,
+                      const CacheRope* q_rope) {
   AttendPlan ap;
   ap.core = CoreParams(c, a);
+  ap.q_rope = q_rope && q_rope->on ? q_rope : nullptr;
+  // Rotated queries are staged packed in f32.
+  if (ap.q_rope) ap.core.q_type = ElemType::kF32;
   ap.plan = PlanAttention(ap.core);
-  ap.offsets_bytes = OffsetsBytes(c.batch);
-  ap.need.fixed = ap.offsets_bytes + ap.plan.shared_bytes;
+  ap.offsets_bytes = Round64(c.batch * 8);
+  ap.q_rows_bytes =
+      ap.q_rope ? Round64(c.batch * a.q_len * a.q_heads * c.head_dim * 4) : 0;
+  ap.q_f16 = a.q_dtype == GQA_DTYPE_F16;
+  ap.need.fixed = ap.offsets_bytes + ap.q_rows_bytes + ap.plan.shared_bytes;
   ap.need.slot = ap.plan.slot_bytes;
   return ap;
 }
@@ -290,15 +350,22 @@ void RunAttend(const gqa_kv_cache& c, const AttendPlan& ap, const void* q,
     offsets[b] = c.lengths[b] - ap.core.q_len;
   }
   AttentionParams p = ap.core;
-  p.q = q;
-  if (q_token_stride > 0) {
-    p.q_stride_token = q_token_stride;
-    p.q_stride_batch = p.q_len * q_token_stride;
+  unsigned char* ws = static_cast<unsigned char*>(workspace);
+  if (ap.q_rope) {
+    float* staged = reinterpret_cast<float*>(ws + ap.offsets_bytes);
+    StageRopeQueries(*ap.q_rope, c.lengths, c.batch, p.q_len, p.q_heads, q,
+                     ap.q_f16, q_token_stride, staged);
+    p.q = staged;
+  } else {
+    p.q = q;
+    if (q_token_stride > 0) {
+      p.q_stride_token = q_token_stride;
+      p.q_stride_batch = p.q_len * q_token_stride;
+    }
   }
   p.out = out;
   p.position_offsets = offsets;
-  RunAttention(p, ap.plan,
-               static_cast<unsigned char*>(workspace) + ap.offsets_bytes, slots,
+  RunAttention(p, ap.plan, ws + ap.offsets_bytes + ap.q_rows_bytes, slots,
                pool);
 }
 
@@ -309,13 +376,33 @@ extern "C" {
 gqa_status gqa_kv_cache_append(gqa_kv_cache* cache, int64_t new_tokens,
                                const int64_t* counts, const void* k_new,
                                const void* v_new, int32_t src_dtype) {
+  return gqa_kv_cache_append_rope(cache, new_tokens, counts, k_new, v_new,
+                                  src_dtype, nullptr, nullptr);
+}
+
+gqa_status gqa_kv_cache_append_rope(gqa_kv_cache* cache, int64_t new_tokens,
+                                    const int64_t* counts, const void* k_new,
+                                    const void* v_new, int32_t src_dtype,
+                                    const gqa_rope_params* rope,
+                                    const int64_t* positions) {
   gqa_status s = gqa::ValidateCache(cache);
   if (s != GQA_STATUS_OK) return s;
   if ((s = gqa::ValidateAppendTo(*cache, new_tokens, counts, k_new, v_new,
                                  src_dtype)) != GQA_STATUS_OK) {
     return s;
   }
-  gqa::AppendRows(cache, new_tokens, counts, k_new, v_new, src_dtype, 0);
+  gqa::CacheRope k_rope;
+  if ((s = gqa::ValidateCacheRope(rope, positions, cache->batch, new_tokens,
+                                  counts, cache->head_dim, true, "k_rope",
+                                  &k_rope)) != GQA_STATUS_OK) {
+    return s;
+  }
+  if ((s = gqa::RopePositionsApart(*cache, positions, new_tokens)) !=
+      GQA_STATUS_OK) {
+    return s;
+  }
+  gqa::AppendRows(cache, new_tokens, counts, k_new, v_new, src_dtype, 0,
+                  &k_rope);
   return GQA_STATUS_OK;
 }
 
@@ -328,9 +415,10 @@ gqa_status gqa_kv_cache_attend_workspace_size(
   }
   gqa_status s = gqa::ValidateCache(cache);
   if (s != GQA_STATUS_OK) return s;
-  s = gqa::ValidateAttendTo(*cache, params, /*need_pointers=*/false);
+  gqa::CacheRope q_rope;
+  s = gqa::ValidateAttendTo(*cache, params, /*need_pointers=*/false, &q_rope);
   if (s != GQA_STATUS_OK) return s;
-  const gqa::AttendPlan plan = gqa::PlanAttend(*cache, *params);
+  const gqa::AttendPlan plan = gqa::PlanAttend(*cache, *params, &q_rope);
   return gqa::WorkspaceSizeFor(plan.need, max_threads, size_out);
 }
 
@@ -340,9 +428,10 @@ gqa_status gqa_kv_cache_attend(const gqa_kv_cache* cache,
                                pthreadpool_t threadpool) {
   gqa_status s = gqa::ValidateCache(cache);
   if (s != GQA_STATUS_OK) return s;
-  s = gqa::ValidateAttendTo(*cache, params, /*need_pointers=*/true);
+  gqa::CacheRope q_rope;
+  s = gqa::ValidateAttendTo(*cache, params, /*need_pointers=*/true, &q_rope);
   if (s != GQA_STATUS_OK) return s;
-  const gqa::AttendPlan plan = gqa::PlanAttend(*cache, *params);
+  const gqa::AttendPlan plan = gqa::PlanAttend(*cache, *params, &q_rope);
   int64_t slots = 0;
   if ((s = gqa::FitWorkspace(plan.need, workspace, workspace_size, threadpool,
                              &slots)) != GQA_STATUS_OK) {

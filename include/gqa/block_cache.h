@@ -135,6 +135,14 @@ GQA_API gqa_status gqa_block_cache_append(gqa_block_cache* cache,
                                           const int64_t* counts,
                                           const void* k_new, const void* v_new,
                                           int32_t src_dtype);
+/* An append with RoPE on the keys, as gqa_kv_cache_append_rope
+ * (gqa/kv_cache.h): each key row is normed and rotated at its position
+ * (positions [B, new_tokens] or NULL: lengths[b] + i) first, then rotated
+ * (GQA_BLOCK_CACHE_ROTATE), converted or quantized as any appended row. */
+GQA_API gqa_status gqa_block_cache_append_rope(
+    gqa_block_cache* cache, int64_t new_tokens, const int64_t* counts,
+    const void* k_new, const void* v_new, int32_t src_dtype,
+    const gqa_rope_params* rope, const int64_t* positions);
 
 /* Attention of the newest params->q_len tokens of each sequence against
  * the cache (always causal; query t of batch b at position

@@ -226,6 +226,16 @@ class KvCache {
     return Status(gqa_kv_cache_append(&cache_, new_tokens, counts, k_new, v_new,
                                       src_dtype));
   }
+  // As Append, each key row normed and rotated by `rope` at its position
+  // first (positions [B, new_tokens], or nullptr: the cache positions).
+  Status AppendRope(const gqa_rope_params& rope, int64_t new_tokens,
+                    const void* k_new, const void* v_new,
+                    int32_t src_dtype = GQA_DTYPE_F32,
+                    const int64_t* positions = nullptr,
+                    const int64_t* counts = nullptr) {
+    return Status(gqa_kv_cache_append_rope(&cache_, new_tokens, counts, k_new,
+                                           v_new, src_dtype, &rope, positions));
+  }
   Status AttendWorkspaceSize(const gqa_kv_attend_params& params, size_t* bytes,
                              int64_t max_threads = 1) const {
     return Status(gqa_kv_cache_attend_workspace_size(&cache_, &params,
@@ -279,6 +289,16 @@ class BlockCache {
                 const int64_t* counts = nullptr) {
     return Status(gqa_block_cache_append(&cache_, new_tokens, counts, k_new,
                                          v_new, src_dtype));
+  }
+  // As Append, with RoPE on the keys (as KvCache::AppendRope).
+  Status AppendRope(const gqa_rope_params& rope, int64_t new_tokens,
+                    const void* k_new, const void* v_new,
+                    int32_t src_dtype = GQA_DTYPE_F32,
+                    const int64_t* positions = nullptr,
+                    const int64_t* counts = nullptr) {
+    return Status(gqa_block_cache_append_rope(&cache_, new_tokens, counts,
+                                              k_new, v_new, src_dtype, &rope,
+                                              positions));
   }
   Status AttendWorkspaceSize(const gqa_kv_attend_params& params, size_t* bytes,
                              int64_t max_threads = 1) const {

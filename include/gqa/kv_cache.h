@@ -17,14 +17,16 @@
  * Threads: the cache is caller memory and is never locked. An append
  * (gqa_kv_cache_append, or gqa_layer_forward_cached, which appends), a
  * truncate and a keep write k, v, lengths and held_from: each must not run
- * concurrently with any other call on the same cache. Attends (gqa_kv_cache_attend) and the workspace size
- * queries only read the cache: any number may run at once on one cache,
- * each with its own q, out and workspace. Distinct caches are independent.
+ * concurrently with any other call on the same cache. Attends
+ * (gqa_kv_cache_attend) and the workspace size queries only read the cache: any
+ * number may run at once on one cache, each with its own q, out and workspace.
+ * Distinct caches are independent.
  */
 #ifndef GQA_KV_CACHE_H_
 #define GQA_KV_CACHE_H_
 
 #include "gqa/gqa.h"
+#include "gqa/rope.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -60,6 +62,20 @@ GQA_API gqa_status gqa_kv_cache_append(gqa_kv_cache* cache, int64_t new_tokens,
                                        const int64_t* counts, const void* k_new,
                                        const void* v_new, int32_t src_dtype);
 
+/* An append with RoPE on the keys (gqa/rope.h): as gqa_kv_cache_append,
+ * each key row normed (rope->norm_weight) and rotated at its position
+ * before it is stored (then converted to the cache's dtype); value rows are
+ * stored as given. positions [B, new_tokens] int64 in [0, 2^24) (entries
+ * past counts[b] are not read), or NULL for the rows' cache positions
+ * lengths[b] + i; a draft tree passes its tokens' depths from the cache's
+ * length. rope NULL is a plain append (positions must then be NULL).
+ * Errors as gqa_kv_cache_append and gqa_rope (a bad rope parameter or
+ * position: nothing written); positions must not overlap the cache. */
+GQA_API gqa_status gqa_kv_cache_append_rope(
+    gqa_kv_cache* cache, int64_t new_tokens, const int64_t* counts,
+    const void* k_new, const void* v_new, int32_t src_dtype,
+    const gqa_rope_params* rope, const int64_t* positions);
+
 typedef struct gqa_kv_attend_params {
   int64_t q_len;   /* T: the newest T tokens of each batch */
   int64_t q_heads; /* Hq, a multiple of the cache's Hkv */
@@ -84,6 +100,15 @@ typedef struct gqa_kv_attend_params {
    * the window applies to drafts too). A row with no visible key follows
    * the policy, `uniform` averaging the tokens the cache holds. */
   const uint8_t* tree_mask;
+  /* RoPE (and Q/K norm) of the queries on their way in (gqa/rope.h), or
+   * NULL: q is attended as given. Query t of batch b is normed and rotated
+   * at q_positions[b * T + t] (int64 in [0, 2^24)), or, with q_positions
+   * NULL, at its cache position lengths[b] - T + t; q is not written (the
+   * rotated rows, B*T*Hq*D f32, live in the workspace). With the cache
+   * filled by gqa_*_cache_append_rope, a decode step is append-with-rope +
+   * attend. q_positions without q_rope is an error. */
+  const gqa_rope_params* q_rope;
+  const int64_t* q_positions;
 } gqa_kv_attend_params;
 
 /* Workspace of an attend on this cache: it depends on the cache's B,
