@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <algorithm>
+#include <cmath>
 #include <vector>
 
 #undef HWY_TARGET_INCLUDE
@@ -18,6 +20,7 @@
 #include "src/kernels/attention_common-inl.h"
 #include "src/kernels/decode_micro_kernels-inl.h"
 #include "src/kernels/flash_micro_kernels-inl.h"
+#include "src/kernels/logit_options-inl.h"
 #include "src/kernels/vector_registers-inl.h"
 #include "tests/check.h"
 #include "tests/micro_kernels_util.h"
@@ -243,6 +246,46 @@ void TestFlashPv() {
   }
 }
 
+// The softcap's tanh (TanhRational through SoftcapLogits with c = 1):
+// within 8 ulp of float64 tanh (5.5 measured on the x86 targets; ARMv7
+// divides by Newton steps) on a dense grid of [-12, 12] and at tiny
+// and subnormal x; +-inf -> +-1 exactly; |tanh| <= 1; NaN kept.
+void TestSoftcapTanh() {
+  const hn::ScalableTag<float> df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  std::vector<float> xs;
+  for (int i = -240000; i <= 240000; ++i) xs.push_back(i * 5e-5f);
+  for (float x : {1e-30f, -1e-38f, 1e-44f, 3e-8f, 9.0f, 9.5f, 1e30f, -1e30f,
+                  INFINITY, -INFINITY, NAN}) {
+    xs.push_back(x);
+  }
+  while (static_cast<int64_t>(xs.size()) % N != 0) xs.push_back(0.0f);
+  const auto one = hn::Set(df, 1.0f);
+  std::vector<float> got(xs.size());
+  for (size_t i = 0; i < xs.size(); i += static_cast<size_t>(N)) {
+    hn::StoreU(SoftcapLogits(df, hn::LoadU(df, xs.data() + i), one, one), df,
+               got.data() + i);
+  }
+  double worst = 0;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const double x = xs[i], want = std::tanh(x), y = got[i];
+    if (std::isnan(x)) {
+      CHECK(std::isnan(y));
+      continue;
+    }
+    REQUIRE(std::fabs(y) <= 1.0);
+    if (std::isinf(x)) CHECK(y == (x > 0 ? 1.0 : -1.0));
+    if (x == 0) {
+      CHECK(y == 0);
+      continue;
+    }
+    const double ulp = std::ldexp(1.0, std::ilogb(want) - 23);
+    worst = std::max(worst, std::fabs(y - want) / ulp);
+  }
+  CAPTURE(worst);
+  CHECK(worst <= 8.0);
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace gqa
 HWY_AFTER_NAMESPACE();
@@ -253,6 +296,7 @@ HWY_EXPORT(TestRowLoaders);
 HWY_EXPORT(TestExpKeepNaN);
 HWY_EXPORT(TestFlashQk);
 HWY_EXPORT(TestFlashPv);
+HWY_EXPORT(TestSoftcapTanh);
 
 namespace micro_test {
 
@@ -267,6 +311,9 @@ TEST_CASE("micro: flash q.k micro-tile, every target") {
 }
 TEST_CASE("micro: flash p.v micro-tile, every target") {
   OnEveryTarget([] { HWY_DYNAMIC_DISPATCH(TestFlashPv)(); });
+}
+TEST_CASE("micro: the softcap's tanh, every target") {
+  OnEveryTarget([] { HWY_DYNAMIC_DISPATCH(TestSoftcapTanh)(); });
 }
 
 }  // namespace micro_test
