@@ -87,8 +87,9 @@ gqa_status gqa_kv_cache_keep(gqa_kv_cache* cache, int64_t batch, int64_t drafts,
   // Row of a token: [Hkv, D] in the cache's dtype, at slot of batch b.
   const int64_t row =
       cache->kv_heads * cache->head_dim * gqa::DtypeBytes(cache->dtype);
-  const int64_t first = batch * cache->capacity;
   auto move = [&](int64_t from, int64_t to) {
+    // Only called after KeepIn validated batch: in [0, B), no overflow.
+    const int64_t first = batch * cache->capacity;
     const int64_t src =
         (first + gqa::SlotOf(pos.ring, cache->capacity, from)) * row;
     const int64_t dst =

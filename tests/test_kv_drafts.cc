@@ -301,6 +301,12 @@ TEST_CASE("v1 cache: tree attend, keep and truncate against the oracle") {
     const std::vector<int64_t> before = lengths;
     CHECK(gqa_kv_cache_keep(&c, 0, T, bad.data(), 2) ==
           GQA_STATUS_INVALID_ARGUMENT);
+    // A batch far out of range is refused before any arithmetic on it
+    // (batch * capacity overflowed: found by the fuzzer, UBSan).
+    for (int64_t b : {int64_t{2}, int64_t{1} << 62, INT64_MAX, INT64_MIN}) {
+      CHECK(gqa_kv_cache_keep(&c, b, 0, nullptr, 0) ==
+            GQA_STATUS_INVALID_ARGUMENT);
+    }
     CHECK(lengths == before);
   }
 }

@@ -115,6 +115,12 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
     sc.qpos[slot] = static_cast<float>(pos);
     sc.slope[slot] =
         (r >= 0 && p.alibi_slopes) ? p.alibi_slopes[r / q_len] : 0.0f;
+    if (p.bias) {
+      sc.bias_row[slot] = r < 0 ? -1
+                                : b * p.bias_stride_batch +
+                                      (r / q_len) * p.bias_stride_head +
+                                      (r % q_len) * p.bias_stride_query;
+    }
     sc.m[slot] = -INFINITY;
     sc.l[slot] = 0.0f;
     sc.scale[slot] = 0.0f;
@@ -158,6 +164,7 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
   const V one = hn::Set(df, 1.0f);
   const V window = hn::Set(df, static_cast<float>(p.sliding_window));
   const bool softcap = p.softcap > 0.0f, alibi = p.alibi_slopes != nullptr;
+  const bool bias = p.bias != nullptr;
   const V cap = hn::Set(df, p.softcap);
   const V inv_cap = hn::Set(df, softcap ? 1.0f / p.softcap : 0.0f);
   // Rows are read in place when whole vectors tile the head dim; otherwise
@@ -266,6 +273,15 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
         // The logit options, in the spec's order, then the masks.
         if (softcap) x = SoftcapLogits(df, x, cap, inv_cap);
         if (alibi) x = AlibiLogits(x, slope, qpos, hn::Set(df, sc.keypos[jj]));
+        if (bias) {
+          // Gathered per slot (broadcast strides make any layout legal).
+          const int64_t key = (j0 + jj) * p.bias_stride_key;
+          for (int64_t i = 0; i < N; ++i) {
+            const int64_t row = sc.bias_row[c * N + i];
+            sc.bias_lanes[i] = row < 0 ? 0.0f : p.bias[row + key];
+          }
+          x = hn::Add(x, hn::LoadU(df, sc.bias_lanes));
+        }
         if (!all_ok && sc.keyok[jj] == 0.0f) x = neg_inf;
         if (mask_causal || mask_window) {
           const V keypos = hn::Set(df, sc.keypos[jj]);

@@ -24,7 +24,12 @@ namespace HWY_NAMESPACE {
 // Whether query t of batch b may attend any key (the masks of DecodeItem,
 // one key at a time: only for rows whose softmax sum came out 0).
 HWY_INLINE bool DecodeAnyAllowed(const AttentionParams& p, int64_t b,
-                                 int64_t t) {
+                                 int64_t u, int64_t t) {
+  // A -inf bias masks its key (spec 2.4).
+  const float* bias_row =
+      p.bias ? p.bias + b * p.bias_stride_batch + u * p.bias_stride_head +
+                   t * p.bias_stride_query
+             : nullptr;
   const int64_t len = p.key_lengths ? p.key_lengths[b] : p.kv_len;
   int64_t filled = len;
   if (p.ring_capacity > 0 && filled > p.ring_capacity) filled = p.ring_capacity;
@@ -32,6 +37,7 @@ HWY_INLINE bool DecodeAnyAllowed(const AttentionParams& p, int64_t b,
   const int64_t qpos = QueryPosition(p, b, t);
   for (int64_t j = 0; j < filled; ++j) {
     if (!KeyOpen(p, b, j)) continue;
+    if (bias_row && bias_row[j * p.bias_stride_key] == -INFINITY) continue;
     const int64_t kpos = KeyPosition(p, b, j);
     if (p.causal && kpos > qpos) continue;
     if (p.sliding_window > 0 &&
@@ -78,7 +84,7 @@ void DecodeMerge(const AttentionParams& p, const KernelPlan& plan, int64_t b,
     }
     // l == 0 with an allowed key: all its logits are -inf (infinite q or k,
     // or scale*q.k overflowing): NaN, as exp(-inf + inf).
-    if (l == 0.0f && DecodeAnyAllowed(p, b, t)) {
+    if (l == 0.0f && DecodeAnyAllowed(p, b, u, t)) {
       for (int64_t d = 0; d < D; ++d) tmp[d] = NAN;
     } else if (l == 0.0f && p.fully_masked_uniform) {
       UniformRow<T>(p, b, u, t, tmp);

@@ -37,13 +37,12 @@ constexpr int64_t kDecodePartFloats = 4096;
 HWY_INLINE bool DecodeServesShape(const AttentionParams& p) {
   return (p.q_heads / p.kv_heads) * p.q_len <= kDecodeMaxRows;
 }
-// The flags it serves: none of the outputs, masks or the additive bias it
-// lacks (a bias is a [B, Hq, T, S] read per logit, which the flash kernel
-// does at the same cost; a tree mask is T > 1 draft verification, a
-// prefill-like shape).
+// The flags it serves: none of the outputs or masks it lacks (a tree mask
+// is T > 1 draft verification, a prefill-like shape). The additive bias
+// it reads per logit, gathered across the slots.
 HWY_INLINE bool DecodeServesFlags(const AttentionParams& p) {
   return p.scores == nullptr && p.mask == nullptr && !p.apply_dropout &&
-         p.query_mask == nullptr && p.bias == nullptr && p.tree_mask == nullptr;
+         p.query_mask == nullptr && p.tree_mask == nullptr;
 }
 
 // Score slots: the rows of each kv head are cut into tiles of up to 4; tile
@@ -89,7 +88,9 @@ struct DecodeScratch {
   float* keypos;  // [Bk] key positions
   unsigned char* q8;  // [R][qk_int8_row_bytes] prepared rows (integer q.k)
   float* qscale;      // [slots] s_q of the slot's row (0 in padding)
-  int64_t bytes;      // size of the slot: 16 regions, each 64-byte rounded
+  int64_t* bias_row;  // [slots] the slot's bias row offset (-1: padding)
+  float* bias_lanes;  // [N] one key's bias across a vector of slots
+  int64_t bytes;      // size of the slot: 18 regions, each 64-byte rounded
 };
 
 // The one layout of a slot: at base nullptr, only .bytes is meaningful.
@@ -119,6 +120,8 @@ HWY_INLINE DecodeScratch CarveDecodeSlot(const AttentionParams& p,
   s.q8 = c.Take<unsigned char>(
       plan.qk_int8_row_bytes ? R * plan.qk_int8_row_bytes : 0);
   s.qscale = c.Take<float>(plan.qk_int8_row_bytes ? sh.slots : 0);
+  s.bias_row = c.Take<int64_t>(p.bias ? sh.slots : 0);
+  s.bias_lanes = c.Take<float>(p.bias ? N : 0);
   s.bytes = c.Bytes();
   return s;
 }
