@@ -66,7 +66,7 @@ inline void ExpectState(const Cache& c, const Snapshot& want,
                 (long long)want.ints[i]);
     Finding("draft call: lengths / held_from not as the header says");
   }
-  for (size_t i = 0; i < got.store.size(); ++i)
+  for (size_t i = 0; got.store != want.store && i < got.store.size(); ++i)
     if (got.store[i] != want.store[i]) {
       fprintf(stderr, "%s: store byte %zu = 0x%02x, want 0x%02x\n", call, i,
               got.store[i], want.store[i]);

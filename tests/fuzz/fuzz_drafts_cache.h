@@ -173,7 +173,10 @@ inline bool BuildCache(Reader& r, Rng& rng, Cache* c) {
   }
   c->raw.assign(c->bytes + 128, 0);
   c->store = (uint8_t*)(((uintptr_t)c->raw.data() + 63) & ~uintptr_t{63});
-  for (size_t i = 0; i < c->bytes; ++i) c->store[i] = (uint8_t)rng.Next();
+  for (size_t i = 0; i < c->bytes; i += 8) {  // padding: random bytes
+    const uint64_t x = rng.Next();
+    memcpy(c->store + i, &x, c->bytes - i < 8 ? c->bytes - i : 8);
+  }
   c->ints.assign((size_t)(4 * B + 8), 0);
   c->len = c->ints.data();
   for (int64_t b = 0; b < B; ++b) {
