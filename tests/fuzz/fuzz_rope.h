@@ -160,6 +160,13 @@ inline void FuzzRope(Reader& r, Rng& rng) {
     xt.Set(r.U8() % n, Strict() && k % 2 ? INFINITY : NAN);
     finite = false;
   }
+  {  // rows of another size: tiny (f32 mean(x^2) underflows), zero (0 / 0
+     // with eps 0: NaN), large
+    static const float kAmp[] = {1.0f, 1e-30f, 0.0f, 1e4f};
+    const float amp = kAmp[r.U8() % 4];
+    for (int64_t i = 0; amp != 1.0f && i < n; ++i)
+      xt.Set(i, (float)(xt.Get(i) * amp));
+  }
   // Overlapping placements: bytes written last win; x is what it holds.
   if (place == 6 || place == 7) {
     std::vector<uint8_t> keep_pos((uint8_t*)pos, (uint8_t*)pos + pb);

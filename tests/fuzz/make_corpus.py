@@ -150,7 +150,7 @@ ROPE_DIMS = [1, 2, 3, 4, 6, 8, 10, 16, 31, 32, 64, 128]
 
 def rope(name, B=1, T=2, H=1, D=8, style=0, scaling=0, rm=0, rsel=0,
          theta=0, factor=1, llama=(0, 0, 0), norm=0, eps=0, xd=0, yd=0,
-         place=0, pos=None, nan=0):
+         place=0, pos=None, nan=0, amp=0):
     """RoPE (fuzz_rope.h): head 0xCC, never hostile. rm: 0 R = D (0),
     2 R = D, 3 a partial R = 2 (1 + rsel); theta, factor, llama, eps:
     indices into fuzz_rope.h's tables of good values."""
@@ -163,6 +163,7 @@ def rope(name, B=1, T=2, H=1, D=8, style=0, scaling=0, rm=0, rsel=0,
     b += {5: [0, 0], 6: [0], 7: [0] if norm else []}.get(place, [])
     b += list(pos or [3 * t + 1 for t in range(B * T)])
     b += [240, 0, 5] if nan else [0]
+    b += [amp]  # row size: 0 as drawn, 1 tiny, 2 zero, 3 large
     write("rope_" + name, b)
 
 
@@ -263,6 +264,9 @@ def main():
     rope("overlap_bad", place=5, D=8)
     rope("positions_big", pos=(200, 203), D=64, theta=2)
     rope("nan", nan=1, norm=1, D=8)
+    rope("tiny_rows_norm", norm=1, amp=1, D=16)
+    rope("zero_rows_eps0", norm=1, eps=2, amp=2, D=4)
+    rope("large_rows_f16_out", amp=3, yd=1, D=8)
     layer("basic")
     layer("no_bias", bias=0)
     layer("gate", gate=1)
