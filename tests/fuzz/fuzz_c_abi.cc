@@ -1,13 +1,16 @@
 // libFuzzer target over the whole gqa C ABI (layer, attention core, KV
-// cache, KV cache v2): errors must write nothing and leave a message; small
-// successful calls must match a float64 reference. Build and run: run_fuzz.sh.
+// cache, KV cache v2, draft verification, RoPE): errors must write nothing
+// and leave a message; small successful calls must match a float64
+// reference. Build and run: run_fuzz.sh.
 #include "gqa/attention.h"
 #include "gqa/gqa.h"
 #include "gqa/kv_cache.h"
 #include "tests/fuzz/fuzz_block_cache.h"
 #include "tests/fuzz/fuzz_decode.h"
+#include "tests/fuzz/fuzz_drafts.h"
 #include "tests/fuzz/fuzz_layer.h"
 #include "tests/fuzz/fuzz_reference.h"
+#include "tests/fuzz/fuzz_rope.h"
 
 namespace gqa_fuzz {
 namespace {
@@ -386,10 +389,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint8_t head = r.U8();
   r.hostile = (head & 0x30) == 0x30;
   gqa_fuzz::Rng rng{r.U64()};
-  // Heads 0xC0..0xFF: the KV cache v2 (block cache) family; other heads
-  // decode as before (head % 4), so the seeds of the other families stay.
+  // Heads 0xC0..0xFF by bits 0x0C: 0x00 and 0x04 the KV cache v2 (block
+  // cache) family, 0x08 draft verification on both caches (truncate, keep,
+  // tree mask, held_from), 0x0C RoPE; other heads decode as before
+  // (head % 4), so the seeds of the other families stay.
   if ((head & 0xC0) == 0xC0) {
-    gqa_fuzz::FuzzBlockCache(r, rng);
+    if ((head & 0x0C) == 0x08)
+      gqa_fuzz::FuzzDrafts(r, rng);
+    else if ((head & 0x0C) == 0x0C)
+      gqa_fuzz::FuzzRope(r, rng);
+    else
+      gqa_fuzz::FuzzBlockCache(r, rng);
     return 0;
   }
   switch (head % 4) {

@@ -102,6 +102,71 @@ def block(name, B=1, Hkv=1, D=4, dt=0, flags=0, cap=6, bt=2, dv=0, extra=0,
     write("block_" + name, b)
 
 
+DRAFT_DIMS = [1, 2, 3, 4, 8, 16, 32, 64]
+
+
+def drafts(name, v2=0, B=1, Hkv=1, D=4, cap=6, bt=2, ring=0, dt=0, rotate=0,
+           tmode=0, lens=(4, 4), held=2, ops=()):
+    """Draft verification (fuzz_drafts.h): head 0xC8, never hostile. held:
+    the held_from mode (0 NULL, 2 natural, 6 empty); ops: (selector, bytes)
+    as made by trunc / keep / append / attend below."""
+    b = [0xC8] + list(struct.pack(">Q", zlib.crc32(name.encode())))
+    b += [v2, B - 1, Hkv - 1, DRAFT_DIMS.index(D), cap - 1, bt - 1, ring]
+    b += [dt, rotate, tmode] if v2 else [dt]
+    b += list(lens[:B]) + [held, len(ops) - 1]
+    for op in ops:
+        b += op
+    write("drafts_" + name, b)
+
+
+def trunc(*new):  # new lengths (each in [0, len])
+    b = [0]
+    for x in new:
+        b += [x + 1, 200]
+    return b
+
+
+def keep(batch, drafts, bits):  # drafts <= the held newest tokens
+    b = [1, batch, 2, drafts] + list(bits) + [0]
+    return b + ([0] if not any(bits) else [])
+
+
+def append(n):
+    return [2, n]
+
+
+def read(batch, offset, head=0):  # position held_from - 2 + offset (v2)
+    return [4, batch, offset, head]
+
+
+def attend(T=1, grp=1, qdt=0, odt=0, window=None, policy=0, tree=1,
+           threads=1, pool=0):  # tree: 0 none, 1 chain, 2 tree, 3 bits
+    b = [3, T - 1, grp - 1, qdt, odt, 1] + ([0, window] if window else [1])
+    return b + [policy, tree, threads - 1, pool]
+
+
+ROPE_DIMS = [1, 2, 3, 4, 6, 8, 10, 16, 31, 32, 64, 128]
+
+
+def rope(name, B=1, T=2, H=1, D=8, style=0, scaling=0, rm=0, rsel=0,
+         theta=0, factor=1, llama=(0, 0, 0), norm=0, eps=0, xd=0, yd=0,
+         place=0, pos=None, nan=0, amp=0):
+    """RoPE (fuzz_rope.h): head 0xCC, never hostile. rm: 0 R = D (0),
+    2 R = D, 3 a partial R = 2 (1 + rsel); theta, factor, llama, eps:
+    indices into fuzz_rope.h's tables of good values."""
+    b = [0xCC] + list(struct.pack(">Q", zlib.crc32(name.encode())))
+    b += [B - 1, T - 1, H - 1, ROPE_DIMS.index(D), style, scaling, rm]
+    b += [rsel] if rm >= 3 else []
+    b += [theta] + ([factor] if scaling else [])
+    b += list(llama) if scaling == 2 else []
+    b += [norm, eps, xd, yd, place]
+    b += {5: [0, 0], 6: [0], 7: [0] if norm else []}.get(place, [])
+    b += list(pos or [3 * t + 1 for t in range(B * T)])
+    b += [240, 0, 5] if nan else [0]
+    b += [amp]  # row size: 0 as drawn, 1 tiny, 2 zero, 3 large
+    write("rope_" + name, b)
+
+
 def write(name, data):
     with open(os.path.join(OUT, name), "wb") as f:
         f.write(bytes(x & 0xFF for x in data))
@@ -164,6 +229,44 @@ def main():
     block("layer_f16_continue", op=4, dt=1, qdt=1, lens=(3, 1), B=2, T=1)
     block("layer_q4", op=4, dt=3, D=32, cap=8, bt=4, lens=(2, 0), T=3,
           threads=2, pool=1)
+    drafts("truncate_attend", ops=(trunc(2), append(2), attend(T=2)))
+    drafts("keep_chain", lens=(5,), ops=(keep(0, 3, (1, 0, 1)),
+                                         attend(T=2, tree=1)))
+    drafts("tree_b2", B=2, Hkv=2, lens=(4, 6), ops=(attend(T=3, tree=2,
+                                                           grp=2),))
+    drafts("tree_bits_uniform", lens=(3,), ops=(attend(T=3, tree=3,
+                                                       policy=2),))
+    drafts("ring_held", ring=1, cap=4, lens=(9,), ops=(
+        trunc(7), attend(T=1, window=2), append(3), keep(0, 2, (0, 1))))
+    drafts("ring_no_held", ring=1, cap=4, lens=(9,), held=0,
+           ops=(trunc(8), attend(T=2, window=3)))
+    drafts("f16", dt=1, D=8, lens=(6,), ops=(keep(0, 4, (1, 1, 0, 1)),
+                                             attend(T=3, qdt=1, odt=1)))
+    drafts("v2_keep", v2=1, D=8, bt=3, cap=9, lens=(7,), ops=(
+        keep(0, 5, (0, 1, 1, 0, 1)), attend(T=3, tree=2)))
+    drafts("v2_q8_rotate_ring", v2=1, dt=2, rotate=1, D=16, ring=1, cap=6,
+           bt=4, lens=(10,), ops=(trunc(8), keep(0, 3, (1, 0, 1)),
+                                  attend(T=2, window=2, tree=1),
+                                  read(0, 1)))
+    drafts("v2_q4_shared", v2=1, dt=3, D=32, B=2, tmode=2, cap=4, bt=2,
+           lens=(3, 3), ops=(keep(1, 2, (0, 1)), append(1), attend(T=1)))
+    drafts("v2_f16_truncate", v2=1, dt=1, B=2, lens=(5, 2), held=6, ops=(
+        trunc(3, 0), read(0, 5), append(2), attend(T=2, tree=3, policy=1)))
+    rope("basic")
+    rope("interleaved", style=1, D=16, T=3)
+    rope("partial", rm=3, rsel=1, D=10)
+    rope("linear", scaling=1, factor=1, B=2)
+    rope("llama3", scaling=2, factor=1, D=64, theta=1, pos=(200, 210))
+    rope("norm", norm=1, eps=0, D=32, H=2)
+    rope("norm_eps0_f16", norm=1, eps=2, xd=1, yd=1, D=6)
+    rope("f16_in", xd=1, D=128)
+    rope("in_place", place=4, D=16)
+    rope("overlap_bad", place=5, D=8)
+    rope("positions_big", pos=(200, 203), D=64, theta=2)
+    rope("nan", nan=1, norm=1, D=8)
+    rope("tiny_rows_norm", norm=1, amp=1, D=16)
+    rope("zero_rows_eps0", norm=1, eps=2, amp=2, D=4)
+    rope("large_rows_f16_out", amp=3, yd=1, D=8)
     layer("basic")
     layer("no_bias", bias=0)
     layer("gate", gate=1)

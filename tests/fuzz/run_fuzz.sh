@@ -28,7 +28,8 @@ rc=0
   -print_final_stats=1 -artifact_prefix="$out/artifacts/" \
   "$out/corpus_work" tests/fuzz/corpus >"$log" 2>&1 || rc=$?
 runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+# (no cov line when a seed crashes at once: pipefail must not end the script)
+cov=$({ grep -o 'cov: [0-9]*' "$log" || true; } | tail -1 | cut -d' ' -f2)
 secs=$(( $(date +%s) - start ))
 findings=$(grep -c 'FUZZ FINDING\|ERROR: AddressSanitizer\|runtime error\|ERROR: libFuzzer' "$log" || true)
 [ "$rc" != 0 ] && [ "$findings" = 0 ] && findings=1
