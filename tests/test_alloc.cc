@@ -181,15 +181,23 @@ TEST_CASE(
     gqa_kv_attend_params ap;
     memset(&ap, 0, sizeof(ap));
     ap.q_len = 3, ap.q_heads = Hq, ap.q = q.data(), ap.out = out.data();
+    // Every third step with RoPE (and the norm) fused into both calls.
+    gqa_rope_params rope;
+    gqa_rope_params_init(&rope);
+    const std::vector<float> norm(D, 1.5f);
+    rope.norm_weight = norm.data();
     size_t bytes = 0;
+    ap.q_rope = &rope;  // the larger workspace (the rotated queries)
     REQUIRE(gqa_kv_cache_attend_workspace_size(&cache, &ap, 2, &bytes) ==
             GQA_STATUS_OK);
     gqa::Workspace ws(bytes);
     pthreadpool_t pool = pthreadpool_create(2);
     for (int step = 0; step < 100; ++step) {
       const long before = g_allocs.load();
-      CHECK(gqa_kv_cache_append(&cache, 3, nullptr, kn.data(), kn.data(),
-                                GQA_DTYPE_F32) == GQA_STATUS_OK);
+      ap.q_rope = step % 3 == 2 ? &rope : nullptr;
+      CHECK(gqa_kv_cache_append_rope(&cache, 3, nullptr, kn.data(), kn.data(),
+                                     GQA_DTYPE_F32, ap.q_rope,
+                                     nullptr) == GQA_STATUS_OK);
       CHECK(gqa_kv_cache_attend(&cache, &ap, ws.data(), ws.size(),
                                 step % 2 ? pool : nullptr) == GQA_STATUS_OK);
       CHECK(g_allocs.load() - before == 0);
@@ -251,15 +259,20 @@ TEST_CASE(
     gqa_kv_attend_params ap;
     memset(&ap, 0, sizeof(ap));
     ap.q_len = 3, ap.q_heads = Hq, ap.q = q.data(), ap.out = out.data();
+    gqa_rope_params rope;
+    gqa_rope_params_init(&rope);
     size_t bytes = 0;
+    ap.q_rope = &rope;
     REQUIRE(gqa_block_cache_attend_workspace_size(&cache, &ap, 2, &bytes) ==
             GQA_STATUS_OK);
     gqa::Workspace ws(bytes);
     pthreadpool_t pool = pthreadpool_create(2);
     for (int step = 0; step < 100; ++step) {
       const long before = g_allocs.load();
-      CHECK(gqa_block_cache_append(&cache, 3, nullptr, kn.data(), kn.data(),
-                                   GQA_DTYPE_F32) == GQA_STATUS_OK);
+      ap.q_rope = step % 3 == 2 ? &rope : nullptr;
+      CHECK(gqa_block_cache_append_rope(&cache, 3, nullptr, kn.data(),
+                                        kn.data(), GQA_DTYPE_F32, ap.q_rope,
+                                        nullptr) == GQA_STATUS_OK);
       CHECK(gqa_block_cache_attend(&cache, &ap, ws.data(), ws.size(),
                                    step % 2 ? pool : nullptr) == GQA_STATUS_OK);
       CHECK(gqa_block_cache_read(&cache, 1, step, 1, row.data(), row2.data()) ==

@@ -128,19 +128,22 @@ GQA_API gqa_status gqa_kv_cache_attend(const gqa_kv_cache* cache,
 
 /* Forgets the newest tokens (rejected drafts): lengths[b] = new_lengths[b],
  * with 0 <= new_lengths[b] <= lengths[b]. A ring then holds the positions
- * [max(0, old length - capacity), new length): an attend whose window
- * reaches an older position is an error. A ring needs held_from. Writes
- * lengths (and held_from) only. */
+ * [held_from[b], new length) (held_from lowered to the new length where it
+ * was above it; after appends alone held_from is max(0, length -
+ * capacity)): an attend whose window reaches an older position is an
+ * error. A ring needs held_from. new_lengths must not overlap k, v,
+ * lengths or held_from. Writes lengths (and held_from) only. */
 GQA_API gqa_status gqa_kv_cache_truncate(gqa_kv_cache* cache,
                                          const int64_t* new_lengths);
 
 /* Keeps an accepted path of drafts: among the newest `drafts` tokens of
- * batch `batch`, the `count` ones at `indices` (strictly ascending in
- * [0, drafts)) move down to positions len - drafts + j, their stored rows
- * unchanged; the others are forgotten; lengths[batch] becomes
+ * batch `batch` (in [0, B)), the `count` ones at `indices` (strictly
+ * ascending in [0, drafts)) move down to positions len - drafts + j, their
+ * stored rows unchanged; the others are forgotten; lengths[batch] becomes
  * len - drafts + count. The drafts must all be held. A ring needs
- * held_from. Like an append, it must not run concurrently with other
- * calls on the cache. */
+ * held_from. indices must not overlap k, v, lengths or held_from (nor
+ * held_from lengths). Like an append, it must not run concurrently with
+ * other calls on the cache. */
 GQA_API gqa_status gqa_kv_cache_keep(gqa_kv_cache* cache, int64_t batch,
                                      int64_t drafts, const int64_t* indices,
                                      int64_t count);

@@ -52,7 +52,8 @@ typedef struct gqa_rope_params {
   int32_t scaling;    /* GQA_ROPE_SCALING_* */
   double theta;       /* base, finite and > 1 (e.g. 10000, 500000) */
   /* Scaling parameters (read only by the scalings that use them): */
-  double factor;                /* linear, llama3: F, finite and > 0 */
+  double factor;                /* linear, llama3: F, finite and > 0, with
+                                   2^24 / F finite (angles stay finite) */
   double low_freq_factor;       /* llama3: lf, 0 < lf < hf, finite */
   double high_freq_factor;      /* llama3: hf */
   double original_max_position; /* llama3: L, finite and > 0 (e.g. 8192) */
