@@ -4,6 +4,7 @@
 // alignment, against float64 sums written here; outputs are poisoned first
 // and writes outside the tile fail. This file: the row loaders, the masked
 // exp and the flash q.k / p.v micro-tiles (decode: *_decode.cc).
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -249,7 +250,8 @@ void TestFlashPv() {
 // The softcap's tanh (TanhRational through SoftcapLogits with c = 1):
 // within 8 ulp of float64 tanh (5.5 measured on the x86 targets; ARMv7
 // divides by Newton steps) on a dense grid of [-12, 12] and at tiny
-// and subnormal x; +-inf -> +-1 exactly; |tanh| <= 1; NaN kept.
+// and subnormal x (ARMv7 NEON flushes those to 0); +-inf -> +-1
+// exactly; |tanh| <= 1; NaN kept.
 void TestSoftcapTanh() {
   const hn::ScalableTag<float> df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
@@ -279,6 +281,10 @@ void TestSoftcapTanh() {
       CHECK(y == 0);
       continue;
     }
+#if HWY_ARCH_ARM_V7
+    // ARMv7 NEON flushes subnormal inputs and results to zero.
+    if (std::fabs(x) < FLT_MIN && y == 0) continue;
+#endif
     const double ulp = std::ldexp(1.0, std::ilogb(want) - 23);
     worst = std::max(worst, std::fabs(y - want) / ulp);
   }
