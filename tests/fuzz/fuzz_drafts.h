@@ -21,6 +21,7 @@
 #include "tests/fuzz/fuzz_block_cache.h"
 #include "tests/fuzz/fuzz_decode.h"
 #include "tests/fuzz/fuzz_drafts_cache.h"
+#include "tests/fuzz/fuzz_drafts_rope.h"
 
 namespace gqa_fuzz {
 namespace drafts {
@@ -220,15 +221,33 @@ inline bool AppendOp(Reader& r, Rng& rng, Cache& c) {
   std::vector<float> v(k.size());
   for (size_t i = 0; i < k.size(); ++i)
     k[i] = (float)rng.Uniform(), v[i] = (float)rng.Uniform();
+  // With RoPE (append_rope): the model stores gqa_rope's rows.
+  Rope rope;
+  DrawRope(r, c.D, &rope);
+  std::vector<int64_t> from;  // positions lengths[b] + i (a bad cache: 0)
+  for (int64_t b = 0; b < c.B; ++b) from.push_back(c.bad ? 0 : c.len[b]);
+  DrawPositions(r, rng, c.B, n > 0 ? n : 0, from.data(), &rope);
+  std::vector<float> kr;
+  if (rope.on && n >= 0 &&
+      !RopeRows(rope, c.B, n, c.Hkv, c.D, from.data(), k.data(), GQA_DTYPE_F32,
+                &kr))
+    must_fail = true;
+  const float* kw = rope.on && !must_fail ? kr.data() : k.data();
   const Snapshot before = c.Take();
-  const gqa_status st = c.Append(n, k.data(), v.data());
-  if (!Outcome(st, must_fail, c.overlap, c, before, "append")) return false;
+  const gqa_status st =
+      rope.on ? c.AppendRope(
+                    n, k.data(), v.data(), &rope.p,
+                    rope.explicit_positions ? rope.positions.data() : nullptr)
+              : c.Append(n, k.data(), v.data());
+  if (!Outcome(st, must_fail, c.overlap, c, before,
+               rope.on ? "append_rope" : "append"))
+    return false;
   Snapshot want = before;
   for (int64_t b = 0; b < c.B; ++b) {
     for (int64_t j = c.ring && n > c.cap ? n - c.cap : 0; j < n; ++j)
       for (int64_t g = 0; g < c.Hkv; ++g) {
         const int64_t src = (b * n + j) * row + g * c.D;
-        c.Encode(want.store.data(), b, c.Slot(before.ints[b] + j), g, &k[src],
+        c.Encode(want.store.data(), b, c.Slot(before.ints[b] + j), g, &kw[src],
                  &v[src]);
       }
     want.ints[b] = before.ints[b] + n;
@@ -238,7 +257,7 @@ inline bool AppendOp(Reader& r, Rng& rng, Cache& c) {
   }
   // A shared block is written by both sequences: order is the library's.
   if (c.shared) want.store = c.Take().store;
-  ExpectState(c, want, "append");
+  ExpectState(c, want, rope.on ? "append_rope" : "append");
   return true;
 }
 
@@ -297,6 +316,20 @@ inline bool AttendOp(Reader& r, Rng& rng, Cache& c) {
   Tensor q = MakeTensor(c.B * T * Hq * c.D, a.q_dtype, rng, 1.0);
   Tensor out = MakeTensor(c.B * T * Hq * c.D, a.out_dtype, rng, 0);
   a.q = q.data(), a.out = out.data();
+  // q_rope: the queries as gqa_rope gives them, at lengths[b] - T + t.
+  Rope rope;
+  DrawRope(r, c.D, &rope);
+  std::vector<int64_t> qfrom;
+  for (int64_t b = 0; b < c.B; ++b)  // (-1: the call fails anyway)
+    qfrom.push_back(c.bad || c.len[b] < T ? -1 : c.len[b] - T);
+  DrawPositions(r, rng, c.B, T, qfrom.data(), &rope);
+  std::vector<float> qr;
+  if (rope.on) {
+    a.q_rope = &rope.p;
+    a.q_positions = rope.explicit_positions ? rope.positions.data() : nullptr;
+    must_fail |= !RopeRows(rope, c.B, T, Hq, c.D, qfrom.data(), q.data(),
+                           a.q_dtype, &qr);
+  }
   size_t ws_size = 0;
   gqa_status st = c.WorkspaceSize(&a, threads, &ws_size);
   ExpectErrorMessage(st);
@@ -310,6 +343,7 @@ inline bool AttendOp(Reader& r, Rng& rng, Cache& c) {
   if (st != GQA_STATUS_OK) ExpectUnchanged(out.bytes, out0, "out (tree)");
   if (!Outcome(st, must_fail, c.overlap, c, before, "attend")) return false;
   ExpectState(c, before, "attend");
+  if (rope.on) ExpectUnfusedRope(c, a, qr, out, ws, threads, use_pool);
   if (!(a.scale <= 2.0f)) return true;
 
   // The oracle over dense positions [0, S): held rows as stored, others 0
@@ -325,7 +359,8 @@ inline bool AttendOp(Reader& r, Rng& rng, Cache& c) {
   ref.tree_mask = tree;
   ref.fully_masked_uniform = a.fully_masked_policy != GQA_FULLY_MASKED_ZERO;
   ref.q.resize((size_t)(c.B * T * Hq * c.D));
-  for (size_t i = 0; i < ref.q.size(); ++i) ref.q[i] = q.Get((int64_t)i);
+  for (size_t i = 0; i < ref.q.size(); ++i)
+    ref.q[i] = rope.on ? qr[i] : q.Get((int64_t)i);
   if (c.rotate)
     for (size_t i = 0; i < ref.q.size(); i += (size_t)c.D)
       bc::Hadamard64(&ref.q[i], c.D);
@@ -354,8 +389,9 @@ inline bool AttendOp(Reader& r, Rng& rng, Cache& c) {
   for (int64_t i = 0; i < (int64_t)want.size(); ++i)
     ExpectClose(out.Get(i), want[i], tol, "tree attend out", i);
   if (getenv("GQA_FUZZ_DEBUG"))
-    fprintf(stderr, "drafts attend: %zu values checked (tree %d, v%d)\n",
-            want.size(), !tree.empty(), c.v2 ? 2 : 1);
+    fprintf(stderr,
+            "drafts attend: %zu values checked (tree %d, v%d, rope %d)\n",
+            want.size(), !tree.empty(), c.v2 ? 2 : 1, rope.on);
   return true;
 }
 

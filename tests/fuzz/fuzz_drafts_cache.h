@@ -120,6 +120,13 @@ struct Cache {
     return v2 ? gqa_block_cache_append(&bc, n, nullptr, k, v, GQA_DTYPE_F32)
               : gqa_kv_cache_append(&kv, n, nullptr, k, v, GQA_DTYPE_F32);
   }
+  gqa_status AppendRope(int64_t n, const float* k, const float* v,
+                        const gqa_rope_params* rope, const int64_t* pos) {
+    return v2 ? gqa_block_cache_append_rope(&bc, n, nullptr, k, v,
+                                            GQA_DTYPE_F32, rope, pos)
+              : gqa_kv_cache_append_rope(&kv, n, nullptr, k, v, GQA_DTYPE_F32,
+                                         rope, pos);
+  }
   gqa_status WorkspaceSize(const gqa_kv_attend_params* a, int64_t threads,
                            size_t* size) {
     return v2 ? gqa_block_cache_attend_workspace_size(&bc, a, threads, size)
