@@ -5,6 +5,7 @@
 # estimate for Cortex-A76 and Cortex-X1 from their published pipe counts.
 #
 #   /usr/bin/python3 bench/arm_mca.py [--out DIR] [--json FILE] [--check]
+#   /usr/bin/python3 bench/arm_mca.py --list-models   (model of every -mcpu)
 #
 # Standard library only. Exit 2 if aarch64-linux-gnu-g++ or llvm-mca-14 is
 # missing; 1 (with --check) if a kernel's loop was not found, has no fmla or
@@ -103,6 +104,35 @@ def busiest(text):
   return names[i], loads[i]
 
 
+def model_name(text):
+  """(model, first resource name) of an mca report: each llvm scheduling
+  model names its resources with its own prefix."""
+  res = re.search(r"^Resources:\n(.*?)\n\n", text, re.S | re.M)
+  first = res.group(1).splitlines()[0].split("-", 1)[1].strip() if res else "?"
+  for prefix, model in MODEL_NAMES:
+    if first.startswith(prefix):
+      return model, first
+  return first, first
+
+
+def list_models():
+  """The model behind every -mcpu llvm-mca-14 accepts for aarch64."""
+  text = subprocess.run([MCA, "-mtriple=aarch64", "-mcpu=help"],
+                        capture_output=True, text=True)
+  help_text = text.stdout + text.stderr
+  cpus = re.search(r"Available CPUs for this target:\n\n(.*?)\n\n", help_text,
+                   re.S)
+  for line in cpus.group(1).splitlines() if cpus else []:
+    cpu = line.split()[0]
+    try:
+      report, _ = mca(["fmla v0.4s, v1.4s, v2.4s"], cpu, "+fullfp16", 10)
+      print("%-18s %s" % (cpu, model_name(report)[0]))
+    except RuntimeError as e:
+      print("%-18s %s" % (cpu, "(no scheduling model: llvm-mca refuses it)"
+                          if "scheduling information" in str(e) else
+                          "(llvm-mca failed)"))
+
+
 def model_of(cpu, mattr):
   """The scheduling model llvm-mca really uses for -mcpu=cpu, read off the
   resource names it reports, and that model's FMA throughput (vector and
@@ -121,13 +151,7 @@ def model_of(cpu, mattr):
   _, lat = mca(chain, cpu, mattr)
   loads = ["ldr q%d, [x0, #%d]" % (i, 16 * i) for i in range(16)]
   _, load_cycles = mca(loads, cpu, mattr)
-  res = re.search(r"^Resources:\n(.*?)\n\n", text, re.S | re.M)
-  first = res.group(1).splitlines()[0].split("-", 1)[1].strip() if res else "?"
-  name = first
-  for prefix, model in MODEL_NAMES:
-    if first.startswith(prefix):
-      name = model
-      break
+  name, first = model_name(text)
   fma_vec = round(len(vec) / vec_cycles, 2) if vec_cycles else 0
   fma_elem = round(len(elem) / elem_cycles, 2) if elem_cycles else 0
   return {"model": name, "resource": first, "fma_vec_per_cycle": fma_vec,
@@ -235,11 +259,16 @@ def main():
   ap.add_argument("--check", action="store_true",
                   help="exit 1 unless every kernel's loop was found on every "
                   "model with >= 1 fmla and cycles > 0")
+  ap.add_argument("--list-models", action="store_true",
+                  help="print the scheduling model of every -mcpu and exit")
   args = ap.parse_args()
   for tool in (CXX, MCA):
     if shutil.which(tool) is None:
       die("%s not found (Debian: %s); toolchains/setup-deps.sh installs it" %
           (tool, "g++-aarch64-linux-gnu" if tool == CXX else "llvm-14"), 2)
+  if args.list_models:
+    list_models()
+    return 0
   out = args.out or tempfile.mkdtemp(prefix="gqa_mca_")
   os.makedirs(out, exist_ok=True)
 
