@@ -2,6 +2,7 @@
 # Installs what gqa builds and tests with, idempotently, from Debian's
 # packages. Never removes host packages.
 #   toolchains/setup-deps.sh            native + cross (arm64, armhf) + qemu
+#                                       + llvm-14 (llvm-mca for bench/arm_mca.py)
 #   toolchains/setup-deps.sh --native   native only
 # Cross: XNNPACK and pthreadpool are Multi-Arch: no, so their arm64/armhf
 # packages are downloaded and unpacked into .xdeps/<arch>/ (a private
@@ -18,7 +19,7 @@ APT="$SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300
 
 native_pkgs="cmake ninja-build g++ libhwy-dev libxnnpack-dev libpthreadpool-dev
   libcpuinfo-dev doctest-dev nlohmann-json3-dev python3 python3-numpy"
-cross_pkgs="g++-aarch64-linux-gnu g++-arm-linux-gnueabihf qemu-user
+cross_pkgs="g++-aarch64-linux-gnu g++-arm-linux-gnueabihf qemu-user llvm-14
   libhwy-dev:arm64 libhwy-dev:armhf libcpuinfo0:arm64 libcpuinfo0:armhf"
 
 missing() {  # prints the packages of "$@" that are not installed
