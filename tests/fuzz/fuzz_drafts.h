@@ -336,6 +336,15 @@ inline bool AttendOp(Reader& r, Rng& rng, Cache& c) {
   Workspace ws;
   if (!ws.Make(st == GQA_STATUS_OK ? ws_size : 64, 0, threads == 1))
     return false;
+  if (r.hostile && r.U8() >= 232) {  // tree_mask or q_positions inside out
+    const bool pos = rope.on && r.Bit();
+    const size_t need = (size_t)(c.B * T * (pos ? 8 : T));
+    if (need <= out.bytes.size()) {
+      if (pos) a.q_positions = (const int64_t*)out.data();
+      if (!pos) a.tree_mask = (const uint8_t*)out.data();
+      must_fail = true;
+    }
+  }
   Poison(out.bytes);
   const std::vector<uint8_t> out0 = out.bytes;
   const Snapshot before = c.Take();

@@ -228,6 +228,12 @@ inline bool BuildCache(Reader& r, Rng& rng, Cache* c) {
   if (r.hostile && r.U8() >= 240 && c->held) {
     c->held = c->len;  // held_from overlaps lengths
     c->overlap = c->ring;
+  } else if (r.hostile && r.U8() >= 232 && c->held && c->ring) {
+    // held_from inside the rows (v1: k or v) or the block table: refused.
+    const bool tab = c->v2 && r.Bit() && c->table.size() >= (size_t)(2 * B);
+    c->held = tab ? (int64_t*)c->table.data()
+                  : (int64_t*)(c->store + (r.Bit() ? c->bytes / 2 : 0));
+    c->bad = true;
   }
   if (c->v2) {
     c->bc.blocks = c->store, c->bc.block_table = c->table.data();
