@@ -52,7 +52,7 @@ const char kBenchUsage[] =
     "  --kv-heads N --head-dim N --q-len N --kv-len N [--causal]]\n"
     "  [--dtype f32|f16] [--threads N] [--reps N] [--cold] [--json FILE]\n"
     "  [--cache [--block-tokens N] [--chunk N]] [--accuracy]\n"
-    "  [--softcap C] [--sinks] [--rope]\n"
+    "  [--softcap C] [--sinks] [--rope] [--drafts]\n"
     "  --cache: the decode presets (or those named) through the v2 block\n"
     "  cache in f32/f16/q8/q4, with and without rotation, T = 1 and 4, and\n"
     "  a chunked prefill (T = S = 1024, D 128) against q8 and f16 caches;\n"
@@ -60,7 +60,9 @@ const char kBenchUsage[] =
     "  --softcap C (C > 0), --sinks (0.5 per head): the core cases run with\n"
     "  these logit options (the oracle check too).\n"
     "  --rope: decode steps (append 1 token + attend) of the decode presets\n"
-    "  (or those named) through the block cache, RoPE fused vs none.\n";
+    "  (or those named) through the block cache, RoPE fused vs none.\n"
+    "  --drafts: 4 drafts verified (append, chain tree mask, truncate) vs\n"
+    "  one decode step, the decode presets (or those named), block cache.\n";
 
 bool ParseBenchArgs(int argc, char** argv, Options* o, std::string* error) {
   Shape custom;
@@ -73,12 +75,14 @@ bool ParseBenchArgs(int argc, char** argv, Options* o, std::string* error) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--causal" || a == "--cold" || a == "--cache" ||
-        a == "--accuracy" || a == "--sinks" || a == "--rope") {
+        a == "--accuracy" || a == "--sinks" || a == "--rope" ||
+        a == "--drafts") {
       (a == "--cold"       ? o->cold
        : a == "--cache"    ? o->cache
        : a == "--accuracy" ? o->accuracy
        : a == "--sinks"    ? o->sinks
        : a == "--rope"     ? o->rope
+       : a == "--drafts"   ? o->drafts
                            : custom.causal) = true;
       continue;
     }
@@ -151,8 +155,8 @@ bool ParseBenchArgs(int argc, char** argv, Options* o, std::string* error) {
     return false;
   }
   if (have_custom) o->shapes.push_back(custom);
-  // --cache/--accuracy/--rope alone run only their own cases.
-  if (o->shapes.empty() && !o->cache && !o->accuracy && !o->rope)
+  // --cache/--accuracy/--rope/--drafts alone run only their own cases.
+  if (o->shapes.empty() && !o->cache && !o->accuracy && !o->rope && !o->drafts)
     o->shapes.assign(std::begin(kPresets), std::end(kPresets));
   return true;
 }

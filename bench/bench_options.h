@@ -42,6 +42,8 @@ struct Options {
   // --rope: whole decode steps (append 1 token + attend) of the decode
   // shapes through the block cache with RoPE fused and without.
   bool rope = false;
+  // --drafts: 4 drafts verified in one call vs one decode step (block cache).
+  bool drafts = false;
 };
 
 // The decode presets D1, D2, D3.

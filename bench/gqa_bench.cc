@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "bench/bench_block_cache.h"
+#include "bench/bench_drafts.h"
 #include "bench/bench_options.h"
 #include "bench/bench_rope_step.h"
 #include "bench/bench_util.h"
@@ -367,6 +368,9 @@ int main(int argc, char** argv) {
     rope_steps = BenchRopeSteps(o, pool);
     for (const RopeStepRecord& r : rope_steps) all_pass = all_pass && r.pass;
   }
+  std::vector<DraftsRecord> drafts;
+  if (o.drafts) drafts = BenchDrafts(o, pool);
+  for (const DraftsRecord& r : drafts) all_pass = all_pass && r.pass;
   free(probe);
   const double peak = roofs.peak_gflops, bw = roofs.bw.best_gbps;
   printf(
@@ -409,6 +413,7 @@ int main(int argc, char** argv) {
   if (o.cache) PrintCacheTable(cache_records, roofs);
   if (o.accuracy) PrintAccuracyTable(accuracy);
   if (o.rope) PrintRopeStepTable(rope_steps);
+  if (o.drafts) PrintDraftsTable(drafts);
   if (pool) pthreadpool_destroy(pool);
   if (!o.json.empty()) {
     FILE* f = fopen(o.json.c_str(), "w");
@@ -448,6 +453,7 @@ int main(int argc, char** argv) {
     WriteCacheJson(f, cache_records, roofs, &first);
     WriteAccuracyJson(f, accuracy, &first);
     WriteRopeStepJson(f, rope_steps, &first);
+    WriteDraftsJson(f, drafts, &first);
     fprintf(f, "\n]\n");
     fclose(f);
   }

@@ -121,6 +121,10 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
                                       (r / q_len) * p.bias_stride_head +
                                       (r % q_len) * p.bias_stride_query;
     }
+    for (int64_t d = 0; p.tree_mask && d < q_len; ++d) {
+      sc.tree[d * slots + slot] =
+          r < 0 || TreeOpen(p, b, r % q_len, d) ? 1.0f : 0.0f;
+    }
     sc.m[slot] = -INFINITY;
     sc.l[slot] = 0.0f;
     sc.scale[slot] = 0.0f;
@@ -139,6 +143,7 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
 
   // Keys of this chunk that any row may see.
   const int64_t first_pos = QueryPosition(p, b, 0);
+  const int64_t draft0 = p.tree_mask ? first_pos : INT64_MAX;
   int64_t lo, hi;
   VisibleKeys(p, b, first_pos, first_pos + q_len - 1, &lo, &hi);
   const int64_t chunk_lo = split * plan.split_keys;
@@ -203,6 +208,8 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
     const bool mask_window =
         p.sliding_window > 0 && (max_qpos - min_kpos >= p.sliding_window ||
                                  max_kpos - min_qpos >= p.sliding_window);
+    // Drafts in the block: masked by the tree, not causally.
+    const bool mask_tree = max_kpos >= draft0;
     const TR* kb = nullptr;
     const TR* vb = nullptr;
     if constexpr (!kBlocked) {
@@ -283,9 +290,15 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
           x = hn::Add(x, hn::LoadU(df, sc.bias_lanes));
         }
         if (!all_ok && sc.keyok[jj] == 0.0f) x = neg_inf;
-        if (mask_causal || mask_window) {
+        if (mask_causal || mask_window || mask_tree) {
           const V keypos = hn::Set(df, sc.keypos[jj]);
-          if (mask_causal) x = hn::IfThenElse(hn::Gt(keypos, qpos), neg_inf, x);
+          const int64_t d = static_cast<int64_t>(sc.keypos[jj]) - draft0;
+          if (mask_tree && d >= 0) {
+            const V open = hn::LoadU(df, sc.tree + d * slots + c * N);
+            x = hn::IfThenElse(hn::Eq(open, zero), neg_inf, x);
+          } else if (mask_causal) {
+            x = hn::IfThenElse(hn::Gt(keypos, qpos), neg_inf, x);
+          }
           if (mask_window) {
             x = hn::IfThenElse(hn::Ge(hn::Sub(qpos, keypos), window), neg_inf,
                                x);

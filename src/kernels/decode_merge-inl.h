@@ -35,11 +35,15 @@ HWY_INLINE bool DecodeAnyAllowed(const AttentionParams& p, int64_t b,
   if (p.ring_capacity > 0 && filled > p.ring_capacity) filled = p.ring_capacity;
   if (filled > p.kv_len) filled = p.kv_len;
   const int64_t qpos = QueryPosition(p, b, t);
+  // Drafts (keys from the first query's position on) follow the tree.
+  const int64_t draft0 = p.tree_mask ? QueryPosition(p, b, 0) : INT64_MAX;
   for (int64_t j = 0; j < filled; ++j) {
     if (!KeyOpen(p, b, j)) continue;
     if (bias_row && bias_row[j * p.bias_stride_key] == -INFINITY) continue;
     const int64_t kpos = KeyPosition(p, b, j);
-    if (p.causal && kpos > qpos) continue;
+    if (kpos >= draft0 ? !TreeOpen(p, b, t, kpos - draft0)
+                       : p.causal && kpos > qpos)
+      continue;
     if (p.sliding_window > 0 &&
         (qpos - kpos >= p.sliding_window || kpos - qpos >= p.sliding_window))
       continue;

@@ -37,12 +37,12 @@ constexpr int64_t kDecodePartFloats = 4096;
 HWY_INLINE bool DecodeServesShape(const AttentionParams& p) {
   return (p.q_heads / p.kv_heads) * p.q_len <= kDecodeMaxRows;
 }
-// The flags it serves: none of the outputs or masks it lacks (a tree mask
-// is T > 1 draft verification, a prefill-like shape). The additive bias
-// it reads per logit, gathered across the slots.
+// The flags it serves: none of the outputs or masks it lacks. The additive
+// bias it reads per logit, gathered across the slots; a draft tree (the
+// verification of T drafts against a cache) as a lane mask per draft.
 HWY_INLINE bool DecodeServesFlags(const AttentionParams& p) {
   return p.scores == nullptr && p.mask == nullptr && !p.apply_dropout &&
-         p.query_mask == nullptr && p.tree_mask == nullptr;
+         p.query_mask == nullptr;
 }
 
 // Score slots: the rows of each kv head are cut into tiles of up to 4; tile
@@ -90,7 +90,8 @@ struct DecodeScratch {
   float* qscale;      // [slots] s_q of the slot's row (0 in padding)
   int64_t* bias_row;  // [slots] the slot's bias row offset (-1: padding)
   float* bias_lanes;  // [N] one key's bias across a vector of slots
-  int64_t bytes;      // size of the slot: 18 regions, each 64-byte rounded
+  float* tree;        // [T][slots] 1 where the slot's query sees draft d
+  int64_t bytes;      // size of the slot: 19 regions, each 64-byte rounded
 };
 
 // The one layout of a slot: at base nullptr, only .bytes is meaningful.
@@ -122,6 +123,8 @@ HWY_INLINE DecodeScratch CarveDecodeSlot(const AttentionParams& p,
   s.qscale = c.Take<float>(plan.qk_int8_row_bytes ? sh.slots : 0);
   s.bias_row = c.Take<int64_t>(p.bias ? sh.slots : 0);
   s.bias_lanes = c.Take<float>(p.bias ? N : 0);
+  // (Always: a workspace sized without the tree serves an attend with it.)
+  s.tree = c.Take<float>(p.q_len * sh.slots);
   s.bytes = c.Bytes();
   return s;
 }
