@@ -5,6 +5,8 @@
 # estimate for Cortex-A76 and Cortex-X1 from their published pipe counts.
 #
 #   /usr/bin/python3 bench/arm_mca.py [--out DIR] [--json FILE] [--check]
+#       [--no-tuning] [--cxxflags "..."]  (the library's aarch64 GCC flags,
+#       toolchains/aarch64-gcc-tuning.txt, are used unless --no-tuning)
 #   /usr/bin/python3 bench/arm_mca.py --list-models   (model of every -mcpu)
 #
 # Standard library only. Exit 2 if aarch64-linux-gnu-g++ or llvm-mca-14 is
@@ -25,6 +27,8 @@ HARNESS = os.path.join(HERE, "mca", "mca_kernels.cc")
 CXX = "aarch64-linux-gnu-g++"
 MCA = "llvm-mca-14"
 ITERATIONS = 200
+# The GCC flags CMakeLists.txt adds to aarch64 builds (one a line).
+TUNING = os.path.join(ROOT, "toolchains", "aarch64-gcc-tuning.txt")
 
 # ISA: -march for the compiler, -mattr for llvm-mca, the models to run.
 ISAS = {
@@ -43,6 +47,9 @@ KERNELS = [
     ("gqa_mca_decode_qk_same_f32", "decode q.k same row", "f32"),
     ("gqa_mca_decode_qk_same_f16", "decode q.k same row", "f16"),
     ("gqa_mca_decode_qk_same_q8", "decode q.k same row", "q8"),
+    ("gqa_mca_decode_qk_keys_f32", "decode q.k 4 keys", "f32"),
+    ("gqa_mca_decode_qk_keys_f16", "decode q.k 4 keys", "f16"),
+    ("gqa_mca_decode_qk_keys_q8", "decode q.k 4 keys", "q8"),
     ("gqa_mca_decode_pv_f32", "decode p.v 8x2", "f32"),
     ("gqa_mca_decode_pv_f16", "decode p.v 8x2", "f16"),
     ("gqa_mca_decode_pv_q8", "decode p.v 8x2", "q8"),
@@ -68,6 +75,12 @@ MODEL_NAMES = [
 LOAD_RE = re.compile(r"^(ld[a-z0-9]*|prfm)$")
 FMA_RE = re.compile(r"^(fmla|fmad)$")
 BRANCH_RE = re.compile(r"^(b|b\.[a-z]+|b[a-z]{2}|cbn?z|tbn?z)$")
+
+
+def tuning_flags():
+  """The aarch64 GCC flags the library is built with (TUNING)."""
+  with open(TUNING) as f:
+    return [l.strip() for l in f if l.strip().startswith("-")]
 
 
 def die(msg, code):
@@ -259,6 +272,11 @@ def main():
   ap.add_argument("--check", action="store_true",
                   help="exit 1 unless every kernel's loop was found on every "
                   "model with >= 1 fmla and cycles > 0")
+  ap.add_argument("--no-tuning", action="store_true",
+                  help="leave out the library's aarch64 tuning flags "
+                  "(toolchains/aarch64-gcc-tuning.txt), to compare")
+  ap.add_argument("--cxxflags", default="",
+                  help="extra compiler flags (space separated), to try some")
   ap.add_argument("--list-models", action="store_true",
                   help="print the scheduling model of every -mcpu and exit")
   args = ap.parse_args()
@@ -272,11 +290,13 @@ def main():
   out = args.out or tempfile.mkdtemp(prefix="gqa_mca_")
   os.makedirs(out, exist_ok=True)
 
+  flags = ([] if args.no_tuning else tuning_flags()) + args.cxxflags.split()
+  print("compiler flags beyond -O3 -march: %s" % (" ".join(flags) or "none"))
   rows, problems, models = [], [], {}
   for isa, (march, mattr, cpus) in ISAS.items():
     asm_path = os.path.join(out, "mca_kernels_%s.s" % isa.lower())
-    run([CXX, "-std=c++17", "-O3", "-march=" + march,
-         "-DHWY_COMPILE_ONLY_STATIC=1", "-I" + ROOT,
+    run([CXX, "-std=c++17", "-O3", "-march=" + march] + flags +
+        ["-DHWY_COMPILE_ONLY_STATIC=1", "-I" + ROOT,
          "-I" + os.path.join(ROOT, "include"), "-S", HARNESS, "-o", asm_path])
     with open(asm_path) as f:
       funcs = functions(f.read())
@@ -288,8 +308,11 @@ def main():
         problems.append("%s %s: no loop with fmla found" % (fn, isa))
         continue
       # Loop versions (GCC may version a loop on a run-time value): the one
-      # with the most fmla, then the longest (the general case).
-      body = max(bodies, key=lambda b: (counts(b)["fmla"], len(b)))
+      # with the most fmla, then one closed by a conditional branch (a
+      # backward `b` can close straight-line tail code, e.g. a remainder
+      # loop GCC peeled), then the longest (the general case).
+      body = max(bodies, key=lambda b: (counts(b)["fmla"], b[-1][0] != "b",
+                                        len(b)))
       c = counts(body)
       base = "%s_%s" % (fn[len("gqa_mca_"):], isa.lower())
       with open(os.path.join(out, base + ".loop.s"), "w") as f:

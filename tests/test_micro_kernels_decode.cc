@@ -101,6 +101,55 @@ void TestDecodeQk() {
   TestDecodeQkTyped<uint16_t>();
 }
 
+// QkTileKeys (aarch64's decode q.k: one tile against 4 neighbouring keys)
+// gives, key by key, the same quads bit for bit as QkTiles on that key
+// alone, and advances the prefetch pointer as QkTiles does.
+template <typename T>
+void TestDecodeQkFourKeysTyped() {
+  const hn::ScalableTag<float> df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t quad_floats = N > 4 ? N : 4;
+  mt::Random rng;
+  for (int64_t nv : {1, 2, 3, 5}) {
+    for (int64_t rows = 1; rows <= 4; ++rows) {
+      INFO("nv " << nv << " rows " << rows);
+      const int64_t dim = nv * N, q_stride = dim + 1, ks = dim + 3;
+      mt::Floats q(4 * q_stride);
+      rng.Fill(q.data(), 4 * q_stride);
+      mt::Floats kf(4 * ks);
+      rng.Fill(kf.data(), 4 * ks);
+      std::vector<T> k_storage(static_cast<size_t>(4 * ks + 1));
+      T* k = k_storage.data() + 1;  // one element off alignment
+      std::vector<double> kd(static_cast<size_t>(4 * ks));
+      for (int64_t i = 0; i < 4 * ks; ++i)
+        mt::StoreElement(kf[i], &k[i], &kd[i]);
+      const int64_t dst_key_stride = 2 * quad_floats + 1;
+      mt::Floats dst(4 * dst_key_stride), one(2 * quad_floats);
+      std::vector<unsigned char> lines(static_cast<size_t>(nv) * 2 * 64);
+      for (int pf_lines : {0, 2}) {
+        const unsigned char* pf = lines.data();
+        QkTileKeys(df, rows, q.data(), q_stride, k, ks, nv, dst.data(),
+                   dst_key_stride, pf, pf_lines);
+        CHECK(pf == lines.data() + nv * pf_lines * 64);
+        for (int64_t e = 0; e < 4; ++e) {
+          const unsigned char* pf1 = lines.data();
+          QkTiles(df, rows, 0, q.data(), q.data(), q_stride, k + e * ks,
+                  k + e * ks, nv, one.data(), one.data() + quad_floats, pf1, 0);
+          CHECK(memcmp(dst.data() + e * dst_key_stride, one.data(),
+                       sizeof(float) * static_cast<size_t>(quad_floats)) == 0);
+        }
+      }
+      CHECK(dst.OnlyWritten(
+          [&](int64_t i) { return i % dst_key_stride < quad_floats; }));
+    }
+  }
+}
+
+void TestDecodeQkFourKeys() {
+  TestDecodeQkFourKeysTyped<float>();
+  TestDecodeQkFourKeysTyped<uint16_t>();
+}
+
 // ReduceQuads: lane i of slot vector c = the sum of slot c*N+i's partials.
 void TestReduceQuads() {
   const hn::ScalableTag<float> df;
@@ -188,6 +237,7 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace gqa {
 HWY_EXPORT(TestDecodeQk);
+HWY_EXPORT(TestDecodeQkFourKeys);
 HWY_EXPORT(TestReduceQuads);
 HWY_EXPORT(TestDecodePv);
 
@@ -195,6 +245,9 @@ namespace micro_test {
 
 TEST_CASE("micro: decode q.k tile pairs, every target") {
   OnEveryTarget([] { HWY_DYNAMIC_DISPATCH(TestDecodeQk)(); });
+}
+TEST_CASE("micro: decode q.k one tile x 4 keys, every target") {
+  OnEveryTarget([] { HWY_DYNAMIC_DISPATCH(TestDecodeQkFourKeys)(); });
 }
 TEST_CASE("micro: decode quad reduction, every target") {
   OnEveryTarget([] { HWY_DYNAMIC_DISPATCH(TestReduceQuads)(); });

@@ -11,7 +11,8 @@
 // vector counts) and the prefetch lines of the decode q.k pair, fixed at 1:
 // DecodeBlockQk spreads a key's V lines over its q.k steps, 1 a step
 // whenever there are no more lines than steps (e.g. 8 KV heads, G = 4,
-// D = 128 on NEON: 32 f16 or 64 f32 lines over 128 steps).
+// D = 128 on NEON: 32 f16 or 64 f32 lines over 128 steps). The 4-key q.k
+// tile (aarch64) also prefetches 1 line a step.
 
 #include <stddef.h>
 #include <stdint.h>
@@ -65,6 +66,20 @@ GQA_MCA_DECODE_QK(gqa_mca_decode_qk_same_f32, true, float)
 GQA_MCA_DECODE_QK(gqa_mca_decode_qk_same_f16, true, uint16_t)
 GQA_MCA_DECODE_QK(gqa_mca_decode_qk_same_q8, true, int8_t)
 #undef GQA_MCA_DECODE_QK
+
+// Decode q.k on ARM: one 4-row tile against 4 neighbouring keys
+// (QkTileFourKeys, what DecodeBlockQk runs on aarch64), over nv vectors.
+#define GQA_MCA_DECODE_QK_KEYS(name, T)                                      \
+  extern "C" HWY_NOINLINE void name(                                         \
+      const float* q, int64_t q_stride, const T* k, int64_t ks, int64_t nv,  \
+      float* dst, int64_t dst_key_stride, const unsigned char* pf) {         \
+    gk::QkTileFourKeys<4>(DF(), q, q_stride, k, ks, nv, dst, dst_key_stride, \
+                          pf, 1);                                            \
+  }
+GQA_MCA_DECODE_QK_KEYS(gqa_mca_decode_qk_keys_f32, float)
+GQA_MCA_DECODE_QK_KEYS(gqa_mca_decode_qk_keys_f16, uint16_t)
+GQA_MCA_DECODE_QK_KEYS(gqa_mca_decode_qk_keys_q8, int8_t)
+#undef GQA_MCA_DECODE_QK_KEYS
 
 // Decode p.v: the widest tile the target has (kDecodePvRows rows; 2 vectors
 // for 8 rows, 4 for fewer), over keys.

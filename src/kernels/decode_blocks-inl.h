@@ -41,8 +41,8 @@ HWY_INLINE void PackBlock(const T* src, int64_t key_stride, int64_t head_stride,
   }
 }
 
-// One block of keys [j0, j0 + keys): q.k key by key, all heads in memory
-// order -> quads part[jj][tile].
+// One block of keys [j0, j0 + keys): q.k key by key (on aarch64 4 keys at a
+// time), all heads in memory order -> quads part[jj][tile].
 template <class DF, typename TR>
 HWY_INLINE void DecodeBlockQk(DF df, const DecodeScratch& sc,
                               const DecodeShape& sh, int64_t rows_per_group,
@@ -63,7 +63,48 @@ HWY_INLINE void DecodeBlockQk(DF df, const DecodeScratch& sc,
           ? static_cast<int>((sh.heads * v_row_bytes / 64 + qk_steps - 1) /
                              qk_steps)
           : 0;
-  for (int64_t jj = 0; jj < keys; ++jj) {
+  int64_t jj = 0;
+#if HWY_ARCH_ARM_A64
+  // ARM: four keys at a time, one tile per call (QkTileKeys: each query
+  // load serves 4 keys). Where the 4 keys' V rows are one contiguous run,
+  // its lines are spread over the group's tiles * nv steps; otherwise they
+  // go before the group. The rest (< 4 keys) takes the loop below.
+  const int64_t group_steps = sh.tiles * nv;
+  const int pf_group =
+      (pf_lines != 0 && v_key_bytes == sh.heads * v_row_bytes)
+          ? static_cast<int>((4 * v_key_bytes / 64 + group_steps - 1) /
+                             group_steps)
+          : 0;
+  const int64_t quad_key_floats = sh.quads_padded * sh.quad_floats;
+  for (; jj + 4 <= keys; jj += 4) {
+    if (v_prefetch != nullptr && pf_group == 0) {
+      for (int64_t e = 0; e < 4; ++e) {
+        for (int64_t g = 0; g < sh.heads; ++g) {
+          const unsigned char* vr =
+              v_prefetch + (jj + e) * v_key_bytes + g * v_head_bytes;
+          for (int64_t off = 0; off < v_row_bytes; off += 64)
+            hwy::Prefetch(vr + off);
+        }
+      }
+    }
+    const unsigned char* pf =
+        pf_group ? v_prefetch + jj * v_key_bytes : nullptr;
+    float* quads = sc.part + jj * quad_key_floats;
+    int64_t g = 0, t = 0;
+    for (int64_t tile = 0; tile < sh.tiles; ++tile) {
+      const int64_t r0 = g * rows_per_group + t * kDecodeTileRows;
+      const int64_t left = (g + 1) * rows_per_group - r0;
+      QkTileKeys(df, left < kDecodeTileRows ? left : kDecodeTileRows,
+                 sc.q + r0 * Dp, Dp, k + jj * ks + g * kh, ks, nv,
+                 quads + tile * sh.quad_floats, quad_key_floats, pf, pf_group);
+      if (++t == sh.tiles_per_head) {
+        t = 0;
+        ++g;
+      }
+    }
+  }
+#endif
+  for (; jj < keys; ++jj) {
     const unsigned char* pf =
         pf_lines ? v_prefetch + jj * v_key_bytes : nullptr;
     if (v_prefetch != nullptr && pf_lines == 0) {

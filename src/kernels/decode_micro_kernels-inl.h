@@ -4,9 +4,11 @@
 // kDecodePvRows rows.
 //
 // Registers: a q.k pair holds 8 accumulators, the key vector(s) and the
-// query loads (fits 16). A p.v tile holds ROWS x NV <= 16 accumulators, NV
-// V vectors and one broadcast probability: 8 rows x 2 vectors (19) where
-// there are 32 registers, 2 rows x 4 vectors (13) where there are 16.
+// query loads (fits 16); the 4-key q.k tile (AArch64) 16 accumulators, 4
+// key vectors and a query load (21 of 32). A p.v tile holds ROWS x NV <= 16
+// accumulators, NV V vectors and one broadcast probability: 8 rows x 2
+// vectors (19) where there are 32 registers, 2 rows x 4 vectors (13) where
+// there are 16.
 
 #if defined(GQA_SRC_KERNELS_DECODE_MICRO_KERNELS_INL_H_) == \
     defined(HWY_TARGET_TOGGLE)
@@ -150,6 +152,80 @@ HWY_INLINE void QkTiles(DF df, int64_t rows_a, int64_t rows_b, const float* qa,
 #endif
 }
 
+// q.k of one tile of ROWS query rows (q_stride floats apart, nv vectors
+// each) against the rows of 4 neighbouring keys of one head (k, k + ks,
+// k + 2 ks, k + 3 ks): each query load serves 4 keys and each key load 4
+// rows, 8 loads per 16 FMA into 16 accumulators where QkTilePair needs
+// 9-10 loads per 8 (ARM, issue 14: the load unit bounds the pair on the
+// A55, 32 vector registers hold the tile). Key e's quad goes to
+// dst + e * dst_key_stride. Each (row, key) sum runs over the head dim in
+// the same order as in QkTilePair: the same quads, bit for bit. Each step
+// prefetches pf_lines lines at pf, as QkTilePair.
+template <int ROWS, class DF, typename T>
+HWY_INLINE void QkTileFourKeys(DF df, const float* q, int64_t q_stride,
+                               const T* k, int64_t ks, int64_t nv, float* dst,
+                               int64_t dst_key_stride, const unsigned char*& pf,
+                               int pf_lines) {
+  static_assert(1 <= ROWS && ROWS <= 4, "rows of a tile");
+  using V = hn::Vec<DF>;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  // Named accumulators c<key><row>: SVE vectors cannot be array elements
+  // (and GCC spills a NEON array to the stack inside the loop).
+  V c00 = hn::Zero(df), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00,
+    c12 = c00, c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00,
+    c31 = c00, c32 = c00, c33 = c00;
+  GQA_ARM_UNROLL(2)
+  for (int64_t i = 0; i < nv; ++i) {
+    for (int e = 0; e < pf_lines; ++e, pf += 64) hwy::Prefetch(pf);
+    const V x0 = LoadRow(df, k + i * N);
+    const V x1 = LoadRow(df, k + ks + i * N);
+    const V x2 = LoadRow(df, k + 2 * ks + i * N);
+    const V x3 = LoadRow(df, k + 3 * ks + i * N);
+#define GQA_ROW4(r)                                       \
+  if (ROWS > r) {                                         \
+    const V qr = hn::LoadU(df, q + r * q_stride + i * N); \
+    c0##r = hn::MulAdd(qr, x0, c0##r);                    \
+    c1##r = hn::MulAdd(qr, x1, c1##r);                    \
+    c2##r = hn::MulAdd(qr, x2, c2##r);                    \
+    c3##r = hn::MulAdd(qr, x3, c3##r);                    \
+  }
+    GQA_ROW4(0)
+    GQA_ROW4(1)
+    GQA_ROW4(2)
+    GQA_ROW4(3)
+#undef GQA_ROW4
+  }
+  StoreQuad(df, c00, c01, c02, c03, dst);
+  StoreQuad(df, c10, c11, c12, c13, dst + dst_key_stride);
+  StoreQuad(df, c20, c21, c22, c23, dst + 2 * dst_key_stride);
+  StoreQuad(df, c30, c31, c32, c33, dst + 3 * dst_key_stride);
+}
+
+// Dispatch on the tile's rows (1..4).
+template <class DF, typename T>
+HWY_INLINE void QkTileKeys(DF df, int64_t rows, const float* q,
+                           int64_t q_stride, const T* k, int64_t ks, int64_t nv,
+                           float* dst, int64_t dst_key_stride,
+                           const unsigned char*& pf, int pf_lines) {
+  switch (rows) {
+    case 1:
+      QkTileFourKeys<1>(df, q, q_stride, k, ks, nv, dst, dst_key_stride, pf,
+                        pf_lines);
+      return;
+    case 2:
+      QkTileFourKeys<2>(df, q, q_stride, k, ks, nv, dst, dst_key_stride, pf,
+                        pf_lines);
+      return;
+    case 3:
+      QkTileFourKeys<3>(df, q, q_stride, k, ks, nv, dst, dst_key_stride, pf,
+                        pf_lines);
+      return;
+    default:
+      QkTileFourKeys<4>(df, q, q_stride, k, ks, nv, dst, dst_key_stride, pf,
+                        pf_lines);
+  }
+}
+
 // Scores of slots [c*N, c*N + N) of one key from its quads: the remaining
 // levels of the tree (N/4 quads -> 1 vector). Lane i = slot c*N+i.
 template <class DF>
@@ -223,6 +299,9 @@ HWY_INLINE void PvRowsFixed(DF df, const float* HWY_RESTRICT pr,
   GQA_LOADA(7)
   // clang-format on
 #undef GQA_LOADA
+  // Unrolled twice on AArch64 NEON (llvm-mca, issue 14: A55 f32 53% -> 62%
+  // of peak, f16 40% -> 50%; q8 25% -> 23% but Cyclone 36% -> 47%).
+  GQA_ARM_UNROLL(2)
   for (int64_t jj = 0; jj < keys; ++jj) {
     const T* vr = vrow + jj * key_stride + d;
     const V v0 = LoadRow(df, vr);
@@ -233,18 +312,40 @@ HWY_INLINE void PvRowsFixed(DF df, const float* HWY_RESTRICT pr,
     const float* pk = pr + jj * p_key_stride;
     // int8 (q8) rows: p times the key's V scale, as a dequantized row.
     const float sv = hwy::IsSame<T, int8_t>() ? vscale[jj * vscale_stride] : 1;
-#define GQA_ROW(r)                                    \
+#define GQA_ROW_W(r, w_expr)                          \
   if (ROWS > r) {                                     \
-    const V w = hn::Set(                              \
-        df, hwy::IsSame<T, int8_t>() ? pk[r] * sv : pk[r]); \
+    const V w = w_expr;                               \
     c##r##0 = hn::MulAdd(w, v0, c##r##0);             \
     if (NV > 1) c##r##1 = hn::MulAdd(w, v1, c##r##1); \
     if (NV > 2) c##r##2 = hn::MulAdd(w, v2, c##r##2); \
     if (NV > 3) c##r##3 = hn::MulAdd(w, v3, c##r##3); \
   }
-    GQA_ROW(0)
-    GQA_ROW(1) GQA_ROW(2) GQA_ROW(3) GQA_ROW(4) GQA_ROW(5) GQA_ROW(6) GQA_ROW(7)
+#define GQA_ROW(r) \
+  GQA_ROW_W(r, hn::Set(df, hwy::IsSame<T, int8_t>() ? pk[r] * sv : pk[r]))
+#if HWY_TARGET == HWY_NEON
+    // NEON, 4 or 8 rows of f32/f16: the rows' p of this key are contiguous,
+    // so 1-2 vector loads and by-element FMA take them, not 4-8 scalar
+    // loads (issue 14: the A55's one load unit bounds this loop).
+    if (!hwy::IsSame<T, int8_t>() && (ROWS == 4 || ROWS == 8)) {
+      const V p0 = hn::LoadU(df, pk);
+      const V p1 = ROWS == 8 ? hn::LoadU(df, pk + 4) : p0;
+      GQA_ROW_W(0, hn::Broadcast<0>(p0))
+      GQA_ROW_W(1, hn::Broadcast<1>(p0))
+      GQA_ROW_W(2, hn::Broadcast<2>(p0))
+      GQA_ROW_W(3, hn::Broadcast<3>(p0))
+      GQA_ROW_W(4, hn::Broadcast<0>(p1))
+      GQA_ROW_W(5, hn::Broadcast<1>(p1))
+      GQA_ROW_W(6, hn::Broadcast<2>(p1))
+      GQA_ROW_W(7, hn::Broadcast<3>(p1))
+    } else  // NOLINT(readability/braces)
+#endif
+    {
+      GQA_ROW(0)
+      GQA_ROW(1)
+      GQA_ROW(2) GQA_ROW(3) GQA_ROW(4) GQA_ROW(5) GQA_ROW(6) GQA_ROW(7)
+    }
 #undef GQA_ROW
+#undef GQA_ROW_W
   }
 #define GQA_STOREA(r)                                \
   if (ROWS > r) {                                    \

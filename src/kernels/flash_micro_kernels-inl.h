@@ -49,6 +49,7 @@ HWY_INLINE void QkMicroTile(DF df, const float* HWY_RESTRICT qt, int64_t mp,
   const float* k2 = kt + (j0 + 2) * k_stride;
   const float* k3 = kt + (j0 + 3) * k_stride;
   const float* q = qt + m0;
+  GQA_ARM_UNROLL(2)
   for (int64_t d = 0; d < dim; ++d, q += mp) {
     const V q0 = hn::LoadU(df, q);
     const V q1 = hn::LoadU(df, q + N);
@@ -155,6 +156,7 @@ HWY_INLINE void PvMicroTile(DF df, const float* HWY_RESTRICT s, int64_t mp,
   }
   const float* v = vt + d0;
   const float* pr = s + m0;
+  GQA_ARM_UNROLL(2)
   for (int64_t j = 0; j < keys; ++j, v += v_stride, pr += mp) {
     const V v0 = hn::LoadU(df, v);
     const V v1 = hn::LoadU(df, v + N);
@@ -163,28 +165,36 @@ HWY_INLINE void PvMicroTile(DF df, const float* HWY_RESTRICT s, int64_t mp,
       v2 = hn::LoadU(df, v + 2 * N);
       v3 = hn::LoadU(df, v + 3 * N);
     }
-    V b = hn::Set(df, pr[0]);
+    // AArch64 NEON: the 4 rows' p of key j are contiguous: one vector load
+    // and by-element FMA, not 4 scalar loads (issue 14: A55 load unit).
+#if HWY_ARCH_ARM_A64 && HWY_TARGET == HWY_NEON
+    const V p4 = hn::LoadU(df, pr);
+#define GQA_P(r) hn::Broadcast<r>(p4)
+#else
+#define GQA_P(r) hn::Set(df, pr[r])
+#endif
+    V b = GQA_P(0);
     c00 = hn::MulAdd(b, v0, c00);
     c01 = hn::MulAdd(b, v1, c01);
     if (kFlashTileVectors > 2) {
       c02 = hn::MulAdd(b, v2, c02);
       c03 = hn::MulAdd(b, v3, c03);
     }
-    b = hn::Set(df, pr[1]);
+    b = GQA_P(1);
     c10 = hn::MulAdd(b, v0, c10);
     c11 = hn::MulAdd(b, v1, c11);
     if (kFlashTileVectors > 2) {
       c12 = hn::MulAdd(b, v2, c12);
       c13 = hn::MulAdd(b, v3, c13);
     }
-    b = hn::Set(df, pr[2]);
+    b = GQA_P(2);
     c20 = hn::MulAdd(b, v0, c20);
     c21 = hn::MulAdd(b, v1, c21);
     if (kFlashTileVectors > 2) {
       c22 = hn::MulAdd(b, v2, c22);
       c23 = hn::MulAdd(b, v3, c23);
     }
-    b = hn::Set(df, pr[3]);
+    b = GQA_P(3);
     c30 = hn::MulAdd(b, v0, c30);
     c31 = hn::MulAdd(b, v1, c31);
     if (kFlashTileVectors > 2) {
@@ -192,6 +202,7 @@ HWY_INLINE void PvMicroTile(DF df, const float* HWY_RESTRICT s, int64_t mp,
       c33 = hn::MulAdd(b, v3, c33);
     }
   }
+#undef GQA_P
   hn::StoreU(c00, df, o0);
   hn::StoreU(c01, df, o0 + N);
   hn::StoreU(c10, df, o1);

@@ -54,4 +54,18 @@ constexpr int kVectorRegisters = 16;
 }  // namespace HWY_NAMESPACE
 }  // namespace gqa
 
+// GQA_ARM_UNROLL(n) before a micro-kernel's inner loop: GCC on AArch64
+// NEON unrolls it n times (n: a literal; GCC 12 takes no template-dependent
+// count), so that an in-order core (Cortex-A55) overlaps one step's
+// loads with the other's FMA (issue 14, llvm-mca). Nothing elsewhere (SVE:
+// no gain on the A64FX model).
+#undef GQA_ARM_UNROLL
+#if HWY_TARGET == HWY_NEON && HWY_ARCH_ARM_A64 && defined(__GNUC__) && \
+    !defined(__clang__)
+#define GQA_ARM_PRAGMA(x) _Pragma(#x)
+#define GQA_ARM_UNROLL(n) GQA_ARM_PRAGMA(GCC unroll n)
+#else
+#define GQA_ARM_UNROLL(n)
+#endif
+
 #endif  // include guard per target
