@@ -25,6 +25,7 @@
 
 #include "bench/bench_block_cache.h"
 #include "bench/bench_options.h"
+#include "bench/bench_pin.h"
 #include "bench/bench_rope_step.h"
 #include "bench/bench_util.h"
 #include "gqa/gqa.hpp"
@@ -301,11 +302,32 @@ int main(int argc, char** argv) {
     }
   }
   std::string error;
-  if (!ParseBenchArgs(argc, argv, &o, &error)) {
+  DeviceArgs dev;  // --cpus, --target (bench/bench_pin.h)
+  const bool threads_given = HasOption(argc, argv, "--threads");
+  if (!ExtractDeviceArgs(&argc, argv, &dev, &error) ||
+      !ParseBenchArgs(argc, argv, &o, &error)) {
     fprintf(stderr, "gqa-bench: %s\n%s", error.c_str(), kBenchUsage);
     return 2;
   }
+  int set = -1;
+  const int parent_rc = ForkPerCpuSet(dev, o.json, &set);
+  if (parent_rc >= 0) return parent_rc;
+  if (set >= 0) {
+    const std::vector<int>& cpus = dev.cpu_sets[set];
+    if (!threads_given) o.threads = static_cast<int>(cpus.size());
+    if (dev.cpu_sets.size() > 1 && !o.json.empty())
+      o.json += "." + std::to_string(set);
+    if (!PinToCpus(cpus, &error))
+      return fprintf(stderr, "%s\n", error.c_str()), 2;
+    printf("== cpus %s: %s\n", dev.cpu_labels[set].c_str(),
+           DeviceLine(cpus).c_str());
+  }
+  ApplyTarget(dev);
   pthreadpool_t pool = o.threads > 1 ? pthreadpool_create(o.threads) : nullptr;
+  if (set >= 0 && pool && !CheckPoolAffinity(pool, dev.cpu_sets[set], &error)) {
+    fprintf(stderr, "gqa-bench: %s\n", error.c_str());
+    return 1;
+  }
   // The roofs are probed before the cases and again after each one, and
   // the best of all probes is used: on a shared or noisy host a single probe
   // may catch a slow moment and flatter the percentages.
@@ -445,6 +467,12 @@ int main(int argc, char** argv) {
           r.pass ? "true" : "false", bw_json.c_str());
       first = false;
     }
+    fprintf(f, "%s  %s", first ? "" : ",\n",
+            DeviceJson(set >= 0 ? dev.cpu_sets[set] : std::vector<int>{},
+                       set >= 0 ? dev.cpu_labels[set] : "",
+                       DispatchedTargetName(), o.threads)
+                .c_str());
+    first = false;
     WriteCacheJson(f, cache_records, roofs, &first);
     WriteAccuracyJson(f, accuracy, &first);
     WriteRopeStepJson(f, rope_steps, &first);
