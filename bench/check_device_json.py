@@ -17,5 +17,10 @@ assert d["threads"] == 1, d["threads"]
 assert d["cores"] and all(
     {"cpu", "uarch", "max_freq", "cur_freq"} <= set(c) for c in d["cores"])
 assert cases and all(c["pass"] and c["median_ms"] > 0 for c in cases)
+for c in cases:
+    for key in ("warmup_reps", "warmup_s", "warmup_steady", "first_ms",
+                "last_ms", "spread", "throttling"):
+        assert key in c, f"{path}: case {c['name']} lacks {key}"
+    assert c["warmup_reps"] >= 1 and c["first_ms"] > 0 and c["spread"] >= 0
 print(f"ok: {len(cases)} case(s), device {d['package']!r}, "
       f"cores {[c['uarch'] for c in d['cores']]}, target {d['target']}")

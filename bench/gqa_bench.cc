@@ -27,6 +27,7 @@
 #include "bench/bench_options.h"
 #include "bench/bench_pin.h"
 #include "bench/bench_rope_step.h"
+#include "bench/bench_steady.h"
 #include "bench/bench_util.h"
 #include "gqa/gqa.hpp"
 #include "platforms/machine_peak.h"
@@ -46,6 +47,7 @@ struct Record {
   double median_ms = 0, min_ms = 0, gflops = 0, gbps = 0, peak_gflops = 0,
          peak_gbps = 0, max_abs_err = 0;
   bool pass = true;
+  Steady steady;  // warm-up and throttle figures (bench/bench_steady.h)
 };
 
 // The highest fraction of the read bandwidth the FMA peak allows on r's
@@ -121,15 +123,21 @@ Record BenchCore(const Shape& s, const Options& o, pthreadpool_t pool) {
   const AttentionPlan plan = PlanAttention(p);
   Workspace ws(static_cast<size_t>(AttentionWorkspaceBytes(plan, o.threads)));
   std::vector<double> times;
-  for (int rep = 0; rep < o.reps + 1; ++rep) {
-    const unsigned char* base = data.data() + (rep % copies) * set_bytes;
+  int rotation = 0;
+  auto run = [&]() {
+    const unsigned char* base = data.data() + (rotation++ % copies) * set_bytes;
     p.q = base;
     p.k = base + nq * elem;
     p.v = base + (nq + nkv) * elem;
-    const double t0 = NowSeconds();
     RunAttention(p, plan, ws.data(), o.threads, pool);
-    if (rep > 0) times.push_back(NowSeconds() - t0);  // rep 0 warms up
+  };
+  WarmUpUntilSteady(run, &r.steady);
+  for (int rep = 0; rep < o.reps; ++rep) {
+    const double t0 = NowSeconds();
+    run();
+    times.push_back(NowSeconds() - t0);
   }
+  ThrottleFigures(times, &r.steady);
   const double med = Median(times);
   r.median_ms = med * 1e3;
   r.min_ms = *std::min_element(times.begin(), times.end()) * 1e3;
@@ -243,11 +251,13 @@ Record BenchLayer(const Shape& s, const Options& o, pthreadpool_t pool) {
   layer.WorkspaceSize(s.batch, s.q_len, s.kv_len, &bytes, o.threads);
   Workspace ws(bytes);
   std::vector<double> times;
-  for (int rep = 0; rep < o.reps + 1; ++rep) {
+  WarmUpUntilSteady([&]() { st = layer.Forward(a, ws, pool); }, &r.steady);
+  for (int rep = 0; rep < o.reps; ++rep) {
     const double t0 = NowSeconds();
     st = layer.Forward(a, ws, pool);
-    if (rep > 0) times.push_back(NowSeconds() - t0);
+    times.push_back(NowSeconds() - t0);
   }
+  ThrottleFigures(times, &r.steady);
   const double med = Median(times);
   r.median_ms = med * 1e3;
   r.min_ms = *std::min_element(times.begin(), times.end()) * 1e3;
@@ -427,6 +437,13 @@ int main(int argc, char** argv) {
         s.name.c_str(), shape, r.median_ms, r.min_ms, r.gflops,
         100 * r.gflops / peak, r.gbps, 100 * r.gbps / bw, 100 * BwCap(r),
         r.max_abs_err, r.pass ? "ok" : "FAIL");
+    printf(
+        "       warm-up %d reps %.2f s%s; first %.3f last %.3f ms, spread "
+        "%.1f%%%s\n",
+        r.steady.warmup_reps, r.steady.warmup_s,
+        r.steady.warmup_steady ? "" : " (not steady)", r.steady.first_ms,
+        r.steady.last_ms, 100 * r.steady.spread,
+        r.steady.throttling ? "  throttling?" : "");
   }
   if (o.cache) PrintCacheTable(cache_records, roofs);
   if (o.accuracy) PrintAccuracyTable(accuracy);
@@ -454,7 +471,9 @@ int main(int argc, char** argv) {
           "%.4f, \"gbps\": %.4f, "
           "\"peak_gflops\": %.4f, \"peak_gbps\": %.4f, \"bw_cap\": %.4f, "
           "\"max_abs_err\": %.3e, "
-          "\"pass\": %s%s}",
+          "\"pass\": %s%s, \"warmup_reps\": %d, \"warmup_s\": %.4f, "
+          "\"warmup_steady\": %s, \"first_ms\": %.6f, \"last_ms\": %.6f, "
+          "\"spread\": %.4f, \"throttling\": %s}",
           first ? "" : ",\n", r.shape.name.c_str(),
           r.shape.layer ? "layer" : "core", (long long)r.shape.batch,
           (long long)r.shape.q_heads, (long long)r.shape.kv_heads,
@@ -464,7 +483,10 @@ int main(int argc, char** argv) {
           (o.cold || r.shape.decode) ? "true" : "false",
           r.shape.decode ? "true" : "false", r.median_ms, r.min_ms, r.gflops,
           r.gbps, r.peak_gflops, r.peak_gbps, BwCap(r), r.max_abs_err,
-          r.pass ? "true" : "false", bw_json.c_str());
+          r.pass ? "true" : "false", bw_json.c_str(), r.steady.warmup_reps,
+          r.steady.warmup_s, r.steady.warmup_steady ? "true" : "false",
+          r.steady.first_ms, r.steady.last_ms, r.steady.spread,
+          r.steady.throttling ? "true" : "false");
       first = false;
     }
     fprintf(f, "%s  %s", first ? "" : ",\n",
