@@ -8,6 +8,7 @@
 #   ANDROID_NDK=/path sh bench/run_android.sh [gqa-bench options...]
 set -u
 src=$(cd "$(dirname "$0")/.." && pwd)
+golden=${GQA_GOLDEN:-$src/../shared/golden}  # the conformance cases
 command -v adb >/dev/null 2>&1 || { echo "run_android.sh: adb not found on PATH (install android-tools-adb)" >&2; exit 3; }
 [ "$(adb devices 2>/dev/null | awk 'NR > 1 && $2 == "device"' | wc -l)" -ge 1 ] ||
   { echo "run_android.sh: no adb device attached (adb devices lists none)" >&2; exit 3; }
@@ -19,7 +20,7 @@ cmake -S "$src" -B "$b" -G Ninja -DCMAKE_BUILD_TYPE=Release \
 ninja -C "$b" -j2 gqa-bench gqa-conformance || exit 4
 r=/data/local/tmp/gqa
 adb shell "mkdir -p $r" && adb push "$b/gqa-bench" "$b/gqa-conformance" "$r/" >/dev/null &&
-  adb push "$src/tests/golden" "$r/golden" >/dev/null || exit 5
+  adb push "$golden" "$r/golden" >/dev/null || exit 5
 for so in "$b"/*.so; do [ -e "$so" ] && adb push "$so" "$r/" >/dev/null; done
 adb shell "cd $r && LD_LIBRARY_PATH=$r ./gqa-conformance golden" || exit 6
 cpus=$(adb shell 'for f in /sys/devices/system/cpu/cpu[0-9]*/cpufreq/cpuinfo_max_freq; do c=${f#/sys/devices/system/cpu/cpu}; echo "$(cat $f) ${c%%/*}"; done' | tr -d '\r' |
