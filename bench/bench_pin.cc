@@ -283,6 +283,24 @@ int ForkPerCpuSet(const DeviceArgs& d, const std::string& json, int* set) {
   return rc;
 }
 
+int EnterCpuSet(const DeviceArgs& d, bool threads_given, int* threads,
+                std::string* json, int* set) {
+  const int parent_rc = ForkPerCpuSet(d, *json, set);
+  if (parent_rc >= 0 || *set < 0) return parent_rc;
+  const std::vector<int>& cpus = d.cpu_sets[*set];
+  if (!threads_given) *threads = static_cast<int>(cpus.size());
+  if (d.cpu_sets.size() > 1 && !json->empty())
+    *json += "." + std::to_string(*set);
+  std::string error;
+  if (!PinToCpus(cpus, &error)) {
+    fprintf(stderr, "gqa-bench: %s\n", error.c_str());
+    return 2;
+  }
+  printf("== cpus %s: %s\n", d.cpu_labels[*set].c_str(),
+         DeviceLine(cpus).c_str());
+  return -1;
+}
+
 std::string DeviceLine(const std::vector<int>& cpus) {
   std::string line;
   for (int c : cpus) {

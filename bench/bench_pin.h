@@ -54,6 +54,13 @@ std::string DeviceJson(const std::vector<int>& cpus, const std::string& label,
 // in the parent. One set or none: -1 at once, *set 0 (or -1 if none).
 int ForkPerCpuSet(const DeviceArgs& d, const std::string& json, int* set);
 
+// ForkPerCpuSet, then in the child (or the one set) pins it, sets *threads
+// to the set size unless given, suffixes *json with .N for several sets and
+// prints the set's heading. Returns the exit code to leave with, or -1 to
+// go on and run the bench (*set: the set, -1 if no --cpus).
+int EnterCpuSet(const DeviceArgs& d, bool threads_given, int* threads,
+                std::string* json, int* set);
+
 // A one-line human description of the CPU set's cores.
 std::string DeviceLine(const std::vector<int>& cpus);
 

@@ -6,6 +6,8 @@
 #ifndef GQA_BENCH_BENCH_STEADY_H_
 #define GQA_BENCH_BENCH_STEADY_H_
 
+#include <stdio.h>
+
 #include <algorithm>
 #include <vector>
 
@@ -62,6 +64,16 @@ inline void ThrottleFigures(const std::vector<double>& times, Steady* s) {
   const double first = *std::min_element(times.begin(), times.begin() + q);
   const double last = *std::min_element(times.end() - q, times.end());
   s->throttling = times.size() >= 2 && last > (1 + kThrottleSlowdown) * first;
+}
+
+// The figures as one indented line under the case's row.
+inline void PrintSteady(const Steady& s) {
+  printf(
+      "       warm-up %d reps %.2f s%s; first %.3f last %.3f ms, spread "
+      "%.1f%%%s\n",
+      s.warmup_reps, s.warmup_s, s.warmup_steady ? "" : " (not steady)",
+      s.first_ms, s.last_ms, 100 * s.spread,
+      s.throttling ? "  throttling?" : "");
 }
 
 }  // namespace gqa

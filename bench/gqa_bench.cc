@@ -319,19 +319,9 @@ int main(int argc, char** argv) {
     fprintf(stderr, "gqa-bench: %s\n%s", error.c_str(), kBenchUsage);
     return 2;
   }
-  int set = -1;
-  const int parent_rc = ForkPerCpuSet(dev, o.json, &set);
-  if (parent_rc >= 0) return parent_rc;
-  if (set >= 0) {
-    const std::vector<int>& cpus = dev.cpu_sets[set];
-    if (!threads_given) o.threads = static_cast<int>(cpus.size());
-    if (dev.cpu_sets.size() > 1 && !o.json.empty())
-      o.json += "." + std::to_string(set);
-    if (!PinToCpus(cpus, &error))
-      return fprintf(stderr, "%s\n", error.c_str()), 2;
-    printf("== cpus %s: %s\n", dev.cpu_labels[set].c_str(),
-           DeviceLine(cpus).c_str());
-  }
+  int set = -1;  // this process's CPU set (forked per set), -1: none
+  const int set_rc = EnterCpuSet(dev, threads_given, &o.threads, &o.json, &set);
+  if (set_rc >= 0) return set_rc;
   ApplyTarget(dev);
   pthreadpool_t pool = o.threads > 1 ? pthreadpool_create(o.threads) : nullptr;
   if (set >= 0 && pool && !CheckPoolAffinity(pool, dev.cpu_sets[set], &error)) {
@@ -437,13 +427,7 @@ int main(int argc, char** argv) {
         s.name.c_str(), shape, r.median_ms, r.min_ms, r.gflops,
         100 * r.gflops / peak, r.gbps, 100 * r.gbps / bw, 100 * BwCap(r),
         r.max_abs_err, r.pass ? "ok" : "FAIL");
-    printf(
-        "       warm-up %d reps %.2f s%s; first %.3f last %.3f ms, spread "
-        "%.1f%%%s\n",
-        r.steady.warmup_reps, r.steady.warmup_s,
-        r.steady.warmup_steady ? "" : " (not steady)", r.steady.first_ms,
-        r.steady.last_ms, 100 * r.steady.spread,
-        r.steady.throttling ? "  throttling?" : "");
+    PrintSteady(r.steady);
   }
   if (o.cache) PrintCacheTable(cache_records, roofs);
   if (o.accuracy) PrintAccuracyTable(accuracy);
