@@ -24,9 +24,12 @@
 #include <vector>
 
 #include "bench/bench_block_cache.h"
+#include "bench/bench_core_report.h"
 #include "bench/bench_drafts.h"
 #include "bench/bench_options.h"
+#include "bench/bench_pin.h"
 #include "bench/bench_rope_step.h"
+#include "bench/bench_steady.h"
 #include "bench/bench_util.h"
 #include "gqa/gqa.hpp"
 #include "platforms/machine_peak.h"
@@ -38,22 +41,6 @@
 
 namespace gqa {
 namespace {
-
-struct Record {
-  Shape shape;
-  std::string dtype;
-  int threads = 1;
-  double median_ms = 0, min_ms = 0, gflops = 0, gbps = 0, peak_gflops = 0,
-         peak_gbps = 0, max_abs_err = 0;
-  bool pass = true;
-};
-
-// The highest fraction of the read bandwidth the FMA peak allows on r's
-// shape: (bytes / bw) / (flops / peak) = (gbps / bw) / (gflops / peak),
-// both rates taken at the same median time; at most 1.
-double BwCap(const Record& r) {
-  return std::min(1.0, (r.gbps / r.peak_gbps) / (r.gflops / r.peak_gflops));
-}
 
 // Query-key pairs that the mask allows.
 double Pairs(const Shape& s) {
@@ -121,15 +108,21 @@ Record BenchCore(const Shape& s, const Options& o, pthreadpool_t pool) {
   const AttentionPlan plan = PlanAttention(p);
   Workspace ws(static_cast<size_t>(AttentionWorkspaceBytes(plan, o.threads)));
   std::vector<double> times;
-  for (int rep = 0; rep < o.reps + 1; ++rep) {
-    const unsigned char* base = data.data() + (rep % copies) * set_bytes;
+  int rotation = 0;
+  auto run = [&]() {
+    const unsigned char* base = data.data() + (rotation++ % copies) * set_bytes;
     p.q = base;
     p.k = base + nq * elem;
     p.v = base + (nq + nkv) * elem;
-    const double t0 = NowSeconds();
     RunAttention(p, plan, ws.data(), o.threads, pool);
-    if (rep > 0) times.push_back(NowSeconds() - t0);  // rep 0 warms up
+  };
+  WarmUpUntilSteady(run, &r.steady);
+  for (int rep = 0; rep < o.reps; ++rep) {
+    const double t0 = NowSeconds();
+    run();
+    times.push_back(NowSeconds() - t0);
   }
+  ThrottleFigures(times, &r.steady);
   const double med = Median(times);
   r.median_ms = med * 1e3;
   r.min_ms = *std::min_element(times.begin(), times.end()) * 1e3;
@@ -243,11 +236,13 @@ Record BenchLayer(const Shape& s, const Options& o, pthreadpool_t pool) {
   layer.WorkspaceSize(s.batch, s.q_len, s.kv_len, &bytes, o.threads);
   Workspace ws(bytes);
   std::vector<double> times;
-  for (int rep = 0; rep < o.reps + 1; ++rep) {
+  WarmUpUntilSteady([&]() { st = layer.Forward(a, ws, pool); }, &r.steady);
+  for (int rep = 0; rep < o.reps; ++rep) {
     const double t0 = NowSeconds();
     st = layer.Forward(a, ws, pool);
-    if (rep > 0) times.push_back(NowSeconds() - t0);
+    times.push_back(NowSeconds() - t0);
   }
+  ThrottleFigures(times, &r.steady);
   const double med = Median(times);
   r.median_ms = med * 1e3;
   r.min_ms = *std::min_element(times.begin(), times.end()) * 1e3;
@@ -302,11 +297,22 @@ int main(int argc, char** argv) {
     }
   }
   std::string error;
-  if (!ParseBenchArgs(argc, argv, &o, &error)) {
+  DeviceArgs dev;  // --cpus, --target (bench/bench_pin.h)
+  const bool threads_given = HasOption(argc, argv, "--threads");
+  if (!ExtractDeviceArgs(&argc, argv, &dev, &error) ||
+      !ParseBenchArgs(argc, argv, &o, &error)) {
     fprintf(stderr, "gqa-bench: %s\n%s", error.c_str(), kBenchUsage);
     return 2;
   }
+  int set = -1;  // this process's CPU set (forked per set), -1: none
+  const int set_rc = EnterCpuSet(dev, threads_given, &o.threads, &o.json, &set);
+  if (set_rc >= 0) return set_rc;
+  ApplyTarget(dev);
   pthreadpool_t pool = o.threads > 1 ? pthreadpool_create(o.threads) : nullptr;
+  if (set >= 0 && pool && !CheckPoolAffinity(pool, dev.cpu_sets[set], &error)) {
+    fprintf(stderr, "gqa-bench: %s\n", error.c_str());
+    return 1;
+  }
   // The roofs are probed before the cases and again after each one, and
   // the best of all probes is used: on a shared or noisy host a single probe
   // may catch a slow moment and flatter the percentages.
@@ -372,44 +378,7 @@ int main(int argc, char** argv) {
   if (o.drafts) drafts = BenchDrafts(o, pool);
   for (const DraftsRecord& r : drafts) all_pass = all_pass && r.pass;
   free(probe);
-  const double peak = roofs.peak_gflops, bw = roofs.bw.best_gbps;
-  printf(
-      "measured here (best of %d probes, before and after each case): FMA "
-      "peak %.1f GFLOP/s, read bandwidth %.1f GB/s (%d-bit loads, %d "
-      "thread(s))\n",
-      probes, peak, bw, roofs.bw.best_bits, o.threads);
-  for (const ReadBandwidth* b : {&roofs.bw_1t, &roofs.bw}) {
-    if (b == &roofs.bw && !pool) break;
-    printf("  read bandwidth, %d thread(s), by load width:",
-           b == &roofs.bw ? o.threads : 1);
-    for (int w = 0; w < b->num_widths; ++w)
-      printf(" %d-bit %.1f GB/s%s", b->bits[w], b->gbps[w],
-             w + 1 < b->num_widths ? "," : "\n");
-  }
-  // %bwcap: the highest %bw the FMA peak allows on this shape (its flops at
-  // peak take longer than its bytes at full bandwidth where it is < 100%).
-  printf("%-6s %-34s %9s %9s %8s %6s %7s %6s %6s %9s %s\n", "case", "shape",
-         "median_ms", "min_ms", "GFLOP/s", "%peak", "GB/s", "%bw", "%bwcap",
-         "max_err", "check");
-  for (Record& r : records) {
-    const Shape& s = r.shape;
-    r.peak_gflops = peak;
-    r.peak_gbps = bw;
-    char shape[64];
-    snprintf(shape, sizeof(shape), "%sB%lld Hq%lld Hkv%lld D%lld T%lld S%lld%s",
-             s.layer ? "layer " : "", (long long)s.batch, (long long)s.q_heads,
-             (long long)s.kv_heads, (long long)s.head_dim, (long long)s.q_len,
-             (long long)s.kv_len, s.causal ? " causal" : "");
-    // The cache-prefill baseline runs in f16 whatever --dtype says.
-    if (r.dtype != (o.f16 ? "f16" : "f32"))
-      snprintf(shape + strlen(shape), sizeof(shape) - strlen(shape), " %s",
-               r.dtype.c_str());
-    printf(
-        "%-6s %-34s %9.3f %9.3f %8.2f %5.1f%% %7.2f %5.1f%% %5.1f%% %9.2e %s\n",
-        s.name.c_str(), shape, r.median_ms, r.min_ms, r.gflops,
-        100 * r.gflops / peak, r.gbps, 100 * r.gbps / bw, 100 * BwCap(r),
-        r.max_abs_err, r.pass ? "ok" : "FAIL");
-  }
+  PrintCoreTable(o, roofs, probes, pool != nullptr, &records);
   if (o.cache) PrintCacheTable(cache_records, roofs);
   if (o.accuracy) PrintAccuracyTable(accuracy);
   if (o.rope) PrintRopeStepTable(rope_steps);
@@ -422,34 +391,14 @@ int main(int argc, char** argv) {
       return 1;
     }
     fprintf(f, "[\n");
-    const std::string bw_json = ReadBandwidthJson(roofs);
     bool first = true;
-    for (size_t i = 0; i < records.size(); ++i) {
-      const Record& r = records[i];
-      fprintf(
-          f,
-          "%s  {\"name\": \"%s\", \"kind\": \"%s\", \"batch\": %lld, "
-          "\"q_heads\": %lld, "
-          "\"kv_heads\": %lld, \"head_dim\": %lld, \"q_len\": %lld, "
-          "\"kv_len\": %lld, "
-          "\"causal\": %s, \"dtype\": \"%s\", \"threads\": %d, \"cold\": %s, "
-          "\"decode\": %s, \"median_ms\": %.6f, \"min_ms\": %.6f, \"gflops\": "
-          "%.4f, \"gbps\": %.4f, "
-          "\"peak_gflops\": %.4f, \"peak_gbps\": %.4f, \"bw_cap\": %.4f, "
-          "\"max_abs_err\": %.3e, "
-          "\"pass\": %s%s}",
-          first ? "" : ",\n", r.shape.name.c_str(),
-          r.shape.layer ? "layer" : "core", (long long)r.shape.batch,
-          (long long)r.shape.q_heads, (long long)r.shape.kv_heads,
-          (long long)r.shape.head_dim, (long long)r.shape.q_len,
-          (long long)r.shape.kv_len, r.shape.causal ? "true" : "false",
-          r.dtype.c_str(), r.threads,
-          (o.cold || r.shape.decode) ? "true" : "false",
-          r.shape.decode ? "true" : "false", r.median_ms, r.min_ms, r.gflops,
-          r.gbps, r.peak_gflops, r.peak_gbps, BwCap(r), r.max_abs_err,
-          r.pass ? "true" : "false", bw_json.c_str());
-      first = false;
-    }
+    WriteCoreJson(f, o, roofs, records, &first);
+    fprintf(f, "%s  %s", first ? "" : ",\n",
+            DeviceJson(set >= 0 ? dev.cpu_sets[set] : std::vector<int>{},
+                       set >= 0 ? dev.cpu_labels[set] : "",
+                       DispatchedTargetName(), o.threads)
+                .c_str());
+    first = false;
     WriteCacheJson(f, cache_records, roofs, &first);
     WriteAccuracyJson(f, accuracy, &first);
     WriteRopeStepJson(f, rope_steps, &first);

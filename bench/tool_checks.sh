@@ -83,6 +83,12 @@ elif [ "$mode" = cli ]; then
     "$@" "$bench" --threads abc
   expect 2 "gqa-bench: --reps: '3x' is not an integer" "$@" "$bench" --reps 3x
   expect 2 "gqa-bench: unknown option '--foo'" "$@" "$bench" --foo
+  expect 2 "gqa-bench: --cpus: '7-4' is not a CPU list" "$@" "$bench" --cpus 7-4
+  expect 2 "gqa-bench: --cpus: 'a,b' is not a CPU list" "$@" "$bench" --cpus a,b
+  expect 2 "gqa-bench: --cpus: '0,' is not a CPU list" "$@" "$bench" --cpus 0,
+  expect 2 "gqa-bench: --cpus needs a value" "$@" "$bench" --cpus
+  expect 2 "gqa-bench: --target: 'NOPE' is not a target this CPU supports (supported:" \
+    "$@" "$bench" --target NOPE
   # --help goes to stdout.
   "$@" "$conformance" --help 2>/dev/null | grep -q "usage:" || {
     echo "FAIL: gqa-conformance --help prints nothing on stdout"
