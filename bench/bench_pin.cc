@@ -55,9 +55,18 @@ bool ParseCpuList(const std::string& s, std::vector<int>* cpus) {
   return !cpus->empty();
 }
 
+// Highway targets compiled and supported here. Debian's armhf libhwy
+// detects no NEON at run time: where the intersection is empty the static
+// target stands in (what dispatch falls back to; tests/layer_case.h too).
+std::vector<int64_t> ForceableTargets() {
+  std::vector<int64_t> targets = hwy::SupportedAndGeneratedTargets();
+  if (targets.empty()) targets.push_back(HWY_STATIC_TARGET);
+  return targets;
+}
+
 std::string SupportedTargetList() {
   std::string list;
-  for (int64_t t : hwy::SupportedAndGeneratedTargets()) {
+  for (int64_t t : ForceableTargets()) {
     if (!list.empty()) list += ", ";
     list += hwy::TargetName(t);
   }
@@ -172,7 +181,7 @@ bool ExtractDeviceArgs(int* argc, char** argv, DeviceArgs* d,
       continue;
     }
     int64_t bits = 0;
-    for (int64_t t : hwy::SupportedAndGeneratedTargets()) {
+    for (int64_t t : ForceableTargets()) {
       if (strcasecmp(hwy::TargetName(t), v.c_str()) == 0) bits = t;
     }
     if (bits == 0) {
