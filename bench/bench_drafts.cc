@@ -160,13 +160,8 @@ void BenchOne(const Shape& s, int32_t dtype, const Options& o,
 }  // namespace
 
 std::vector<DraftsRecord> BenchDrafts(const Options& o, pthreadpool_t pool) {
-  std::vector<Shape> shapes;
-  for (const Shape& s : o.shapes) {
-    if (s.decode) shapes.push_back(s);
-  }
-  if (shapes.empty()) shapes = DecodePresets();
   std::vector<DraftsRecord> records;
-  for (const Shape& s : shapes) {
+  for (const Shape& s : DecodeShapesOf(o)) {
     for (int32_t dtype : {GQA_DTYPE_F32, GQA_DTYPE_F16, GQA_DTYPE_Q8}) {
       DraftsRecord r;
       r.shape = s;
@@ -189,10 +184,8 @@ void PrintDraftsTable(const std::vector<DraftsRecord>& records) {
          "step_ms", "verify_ms", "steps", "max_diff", "check");
   for (const DraftsRecord& r : records) {
     const Shape& s = r.shape;
-    char shape[64];
-    snprintf(shape, sizeof(shape), "B%lld Hq%lld Hkv%lld D%lld T%lld S%lld",
-             (long long)s.batch, (long long)s.q_heads, (long long)s.kv_heads,
-             (long long)s.head_dim, (long long)r.drafts, (long long)s.kv_len);
+    const std::string label = DecodeShapeLabel(s, r.drafts);
+    const char* shape = label.c_str();
     if (r.step_ms <= 0) {
       printf("%-5s %-26s %-5s FAIL: %s\n", s.name.c_str(), shape,
              r.dtype.c_str(), r.error.c_str());

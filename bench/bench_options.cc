@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <iterator>
@@ -44,6 +45,22 @@ std::vector<Shape> DecodePresets() {
     if (p.decode) d.push_back(p);
   }
   return d;
+}
+
+std::vector<Shape> DecodeShapesOf(const Options& o) {
+  std::vector<Shape> shapes;
+  for (const Shape& s : o.shapes) {
+    if (s.decode) shapes.push_back(s);
+  }
+  return shapes.empty() ? DecodePresets() : shapes;
+}
+
+std::string DecodeShapeLabel(const Shape& s, int64_t T) {
+  char shape[96];
+  snprintf(shape, sizeof(shape), "B%lld Hq%lld Hkv%lld D%lld T%lld S%lld",
+           (long long)s.batch, (long long)s.q_heads, (long long)s.kv_heads,
+           (long long)s.head_dim, (long long)T, (long long)s.kv_len);
+  return shape;
 }
 
 const char kBenchUsage[] =

@@ -48,6 +48,10 @@ struct Options {
 
 // The decode presets D1, D2, D3.
 std::vector<Shape> DecodePresets();
+// The decode shapes o names, or the decode presets where it names none.
+std::vector<Shape> DecodeShapesOf(const Options& o);
+// "B1 Hq32 Hkv8 D128 T<T> S4096": a decode case's shape, for the tables.
+std::string DecodeShapeLabel(const Shape& s, int64_t T);
 
 extern const char kBenchUsage[];
 

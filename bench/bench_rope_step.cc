@@ -149,13 +149,8 @@ void BenchOne(const Shape& s, int32_t dtype, const Options& o,
 
 std::vector<RopeStepRecord> BenchRopeSteps(const Options& o,
                                            pthreadpool_t pool) {
-  std::vector<Shape> shapes;
-  for (const Shape& s : o.shapes) {
-    if (s.decode) shapes.push_back(s);
-  }
-  if (shapes.empty()) shapes = DecodePresets();
   std::vector<RopeStepRecord> records;
-  for (const Shape& s : shapes) {
+  for (const Shape& s : DecodeShapesOf(o)) {
     for (int32_t dtype : {GQA_DTYPE_F32, GQA_DTYPE_F16, GQA_DTYPE_Q8}) {
       RopeStepRecord r;
       r.shape = s;
@@ -178,10 +173,8 @@ void PrintRopeStepTable(const std::vector<RopeStepRecord>& records) {
          "plain_ms", "rope_ms", "ratio", "goal", "check");
   for (const RopeStepRecord& r : records) {
     const Shape& s = r.shape;
-    char shape[64];
-    snprintf(shape, sizeof(shape), "B%lld Hq%lld Hkv%lld D%lld T1 S%lld",
-             (long long)s.batch, (long long)s.q_heads, (long long)s.kv_heads,
-             (long long)s.head_dim, (long long)s.kv_len);
+    const std::string label = DecodeShapeLabel(s, 1);
+    const char* shape = label.c_str();
     if (r.plain_ms <= 0) {
       printf("%-5s %-26s %-5s FAIL: %s\n", s.name.c_str(), shape,
              r.dtype.c_str(), r.error.c_str());
