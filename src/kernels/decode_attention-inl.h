@@ -170,8 +170,11 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
   const V window = hn::Set(df, static_cast<float>(p.sliding_window));
   const bool softcap = p.softcap > 0.0f, alibi = p.alibi_slopes != nullptr;
   const bool bias = p.bias != nullptr;
-  const V cap = hn::Set(df, p.softcap);
-  const V inv_cap = hn::Set(df, softcap ? 1.0f / p.softcap : 0.0f);
+  const SoftcapConsts cap = MakeSoftcap(p.softcap);
+  // Where the slots in use fill at most half a vector (AVX-512 or wide SVE
+  // with few rows per head), two keys share one softcap: its tanh is what
+  // the score pass spends its time on.
+  const bool cap_pairs = slot_vectors == 1 && 2 * H * slots_per_head <= N;
   // Rows are read in place when whole vectors tile the head dim; otherwise
   // each block is packed to f32 with zero padding.
   const bool in_place = D % N == 0 && Dv % N == 0 && !IsKvCodes<T>();
@@ -264,6 +267,34 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
                     static_cast<const float*>(sc.kb), H * Dp, Dp, keys, nv,
                     nullptr, 0, 0, 0);
     }
+    // The softcap first, into the scores [Bk][slots]: a pair of keys
+    // shares one vector where cap_pairs (the upper half of key jj's then
+    // holds key jj+1's, in padding slots: computed, never read back).
+    auto raw = [&](int64_t jj, int64_t c) {
+      return qk_int8 != nullptr
+                 ? hn::LoadU(df, sc.s + jj * slots + c * N)
+                 : ReduceQuads(
+                       df, sc.part + jj * sh.quads_padded * sh.quad_floats, c);
+    };
+    for (int64_t c = 0; softcap && c < slot_vectors; ++c) {
+      int64_t jj = 0;
+#if HWY_TARGET != HWY_SCALAR
+      for (; cap_pairs && jj + 2 <= keys; jj += 2) {
+        const V y =
+            Softcap(df, hn::ConcatLowerLower(df, raw(jj + 1, c), raw(jj, c)),
+                    cap);
+        hn::StoreU(y, df, sc.s + jj * slots);
+        hn::StoreU(hn::ConcatUpperUpper(df, y, y), df,
+                   sc.s + (jj + 1) * slots);
+      }
+#else
+      (void)cap_pairs;
+#endif
+      for (; jj < keys; ++jj) {
+        hn::StoreU(Softcap(df, raw(jj, c), cap), df,
+                   sc.s + jj * slots + c * N);
+      }
+    }
     // Scores, masks and the online-softmax update, key-major with the
     // slots in the lanes: m, l and alpha are elementwise across keys.
     for (int64_t c = 0; c < slot_vectors; ++c) {
@@ -273,12 +304,8 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
       V vmax = m_old;
       for (int64_t jj = 0; jj < keys; ++jj) {
         float* srow = sc.s + jj * slots + c * N;
-        V x = qk_int8 != nullptr
-                  ? hn::LoadU(df, srow)
-                  : ReduceQuads(
-                        df, sc.part + jj * sh.quads_padded * sh.quad_floats, c);
         // The logit options, in the spec's order, then the masks.
-        if (softcap) x = SoftcapLogits(df, x, cap, inv_cap);
+        V x = softcap ? hn::LoadU(df, srow) : raw(jj, c);
         if (alibi) x = AlibiLogits(x, slope, qpos, hn::Set(df, sc.keypos[jj]));
         if (bias) {
           // Gathered per slot (broadcast strides make any layout legal).

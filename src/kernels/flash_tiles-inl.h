@@ -209,15 +209,14 @@ void LogitOptionsTile(const AttentionParams& p, const KernelPlan& plan,
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   const int64_t Mp = plan.rows_padded;
   if (p.softcap > 0.0f || p.alibi_slopes) {
-    const auto c = hn::Set(df, p.softcap);
-    const auto inv_c = hn::Set(df, p.softcap > 0.0f ? 1.0f / p.softcap : 0.0f);
+    const SoftcapConsts cap = MakeSoftcap(p.softcap);
     for (int64_t jj = 0; jj < keys; ++jj) {
       const auto kpos =
           hn::Set(df, static_cast<float>(KeyPosition(p, it.b, j0 + jj)));
       float* row = sc.s + jj * Mp;
       for (int64_t m0 = 0; m0 < Mp; m0 += N) {
         auto x = hn::LoadU(df, row + m0);
-        if (p.softcap > 0.0f) x = SoftcapLogits(df, x, c, inv_c);
+        if (p.softcap > 0.0f) x = Softcap(df, x, cap);
         if (p.alibi_slopes) {
           x = AlibiLogits(x, hn::LoadU(df, sc.slope + m0),
                           hn::LoadU(df, sc.pos + m0), kpos);
