@@ -256,8 +256,8 @@ void TestFlashPv() {
 void TestSoftcapTanh() {
   const hn::ScalableTag<float> df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-  for (const float c : {1.0f, 50.0f, 1e-3f, 3000.0f, 0x1p20f, 0x1p-21f,
-                        1e25f}) {
+  for (const float c :
+       {1.0f, 50.0f, 1e-3f, 3000.0f, 0x1p20f, 0x1p-21f, 1e25f}) {
     CAPTURE(c);
     std::vector<float> xs;
     for (int i = -240000; i <= 240000; ++i) xs.push_back(i * 5e-5f * c);

@@ -280,19 +280,16 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
       int64_t jj = 0;
 #if HWY_TARGET != HWY_SCALAR
       for (; cap_pairs && jj + 2 <= keys; jj += 2) {
-        const V y =
-            Softcap(df, hn::ConcatLowerLower(df, raw(jj + 1, c), raw(jj, c)),
-                    cap);
+        const V y = Softcap(
+            df, hn::ConcatLowerLower(df, raw(jj + 1, c), raw(jj, c)), cap);
         hn::StoreU(y, df, sc.s + jj * slots);
-        hn::StoreU(hn::ConcatUpperUpper(df, y, y), df,
-                   sc.s + (jj + 1) * slots);
+        hn::StoreU(hn::ConcatUpperUpper(df, y, y), df, sc.s + (jj + 1) * slots);
       }
 #else
       (void)cap_pairs;
 #endif
       for (; jj < keys; ++jj) {
-        hn::StoreU(Softcap(df, raw(jj, c), cap), df,
-                   sc.s + jj * slots + c * N);
+        hn::StoreU(Softcap(df, raw(jj, c), cap), df, sc.s + jj * slots + c * N);
       }
     }
     // Scores, masks and the online-softmax update, key-major with the
