@@ -58,13 +58,16 @@ HWY_INLINE V TanhRational(DF df, V x) {
 // Outside that range: c * TanhRational(x / c), and x where |x| < 2^-12 c.
 struct SoftcapConsts {
   float p[5], q[5];
-  float c, inv_c;  // the softcap, 1 / c
+  float c, neg_c, inv_c;  // the softcap, -c, 1 / c
+  float lim2;             // 81 c^2: where tanh(x / c) rounds to 1
   bool folded;
 };
 
 HWY_INLINE SoftcapConsts MakeSoftcap(float c) {
   SoftcapConsts k;
   k.c = c;
+  k.neg_c = -c;
+  k.lim2 = 81.0f * c * c;
   k.inv_c = c > 0.0f ? 1.0f / c : 0.0f;
   k.folded = c >= 0x1p-20f && c <= 0x1p20f;
   const double cd = k.folded ? c : 1.0;
@@ -84,15 +87,15 @@ HWY_INLINE V Softcap(DF df, V x, const SoftcapConsts& k) {
     // u = min(x^2, 81 c^2): for |x| > 9c, x r(u) exceeds c and the clamp
     // gives +-c (+-inf too). Constants first: on x86 a NaN is the operand
     // min/max return.
-    const V c = hn::Set(df, k.c);
-    const V u = hn::Min(hn::Set(df, 81.0f * k.c * k.c), hn::Mul(x, x));
+    const V u = hn::Min(hn::Set(df, k.lim2), hn::Mul(x, x));
     V p = hn::Set(df, k.p[4]);
     V q = hn::Set(df, k.q[4]);
     for (int i = 3; i >= 0; --i) {
       p = hn::MulAdd(p, u, hn::Set(df, k.p[i]));
       q = hn::MulAdd(q, u, hn::Set(df, k.q[i]));
     }
-    y = hn::Max(hn::Neg(c), hn::Min(c, hn::Mul(x, hn::Div(p, q))));
+    y = hn::Max(hn::Set(df, k.neg_c),
+                hn::Min(hn::Set(df, k.c), hn::Mul(x, hn::Div(p, q))));
   } else {
     // |x| < 2^-12 c: tanh(y) = y within half an ulp, and x / c may
     // underflow: x itself.
