@@ -45,6 +45,14 @@ void PrintCoreTable(const Options& o, const Roofs& roofs, int probes,
         100 * r.gflops / peak, r.gbps, 100 * r.gbps / bw, 100 * BwCap(r),
         r.max_abs_err, r.pass ? "ok" : "FAIL");
     PrintSteady(r.steady);
+    if (r.paired_ratio > 0) {
+      printf(
+          "       options off (interleaved): median %.3f min %.3f ms; "
+          "on/off %.3fx (median of %s pairs), medians %.3fx, mins %.3fx\n",
+          r.off_median_ms, r.off_min_ms, r.paired_ratio,
+          std::to_string(o.reps).c_str(), r.median_ms / r.off_median_ms,
+          r.min_ms / r.off_min_ms);
+    }
   }
 }
 
@@ -66,7 +74,8 @@ void WriteCoreJson(FILE* f, const Options& o, const Roofs& roofs,
         "\"max_abs_err\": %.3e, "
         "\"pass\": %s%s, \"warmup_reps\": %d, \"warmup_s\": %.4f, "
         "\"warmup_steady\": %s, \"first_ms\": %.6f, \"last_ms\": %.6f, "
-        "\"spread\": %.4f, \"throttling\": %s}",
+        "\"spread\": %.4f, \"throttling\": %s, \"options_off_median_ms\": "
+        "%.6f, \"options_off_min_ms\": %.6f, \"options_paired_ratio\": %.4f}",
         *first ? "" : ",\n", r.shape.name.c_str(),
         r.shape.layer ? "layer" : "core", (long long)r.shape.batch,
         (long long)r.shape.q_heads, (long long)r.shape.kv_heads,
@@ -79,7 +88,8 @@ void WriteCoreJson(FILE* f, const Options& o, const Roofs& roofs,
         r.pass ? "true" : "false", bw_json.c_str(), r.steady.warmup_reps,
         r.steady.warmup_s, r.steady.warmup_steady ? "true" : "false",
         r.steady.first_ms, r.steady.last_ms, r.steady.spread,
-        r.steady.throttling ? "true" : "false");
+        r.steady.throttling ? "true" : "false", r.off_median_ms, r.off_min_ms,
+        r.paired_ratio);
     *first = false;
   }
 }

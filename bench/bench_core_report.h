@@ -21,6 +21,10 @@ struct Record {
   double median_ms = 0, min_ms = 0, gflops = 0, gbps = 0, peak_gflops = 0,
          peak_gbps = 0, max_abs_err = 0;
   bool pass = true;
+  // --softcap / --sinks: the case with the options off, timed rep by rep
+  // in alternating order with it; paired_ratio = median of on / off per
+  // rep pair (0: no option).
+  double off_median_ms = 0, off_min_ms = 0, paired_ratio = 0;
   Steady steady;  // warm-up and throttle figures (bench/bench_steady.h)
 };
 

@@ -106,23 +106,51 @@ Record BenchCore(const Shape& s, const Options& o, pthreadpool_t pool) {
     p.position_offset =
         s.kv_len - s.q_len;  // the queries are the newest tokens
   const AttentionPlan plan = PlanAttention(p);
-  Workspace ws(static_cast<size_t>(AttentionWorkspaceBytes(plan, o.threads)));
-  std::vector<double> times;
+  // With --softcap / --sinks the same case with the options off is timed
+  // too, rep by rep in alternating order (the goal compares the two in one
+  // run: no process-to-process layout or clock difference).
+  const bool options = p.softcap > 0.0f || p.sinks != nullptr;
+  AttentionParams p_off = p;
+  p_off.softcap = 0.0f;
+  p_off.sinks = nullptr;
+  const AttentionPlan plan_off = PlanAttention(p_off);
+  Workspace ws(static_cast<size_t>(
+      std::max(AttentionWorkspaceBytes(plan, o.threads),
+               AttentionWorkspaceBytes(plan_off, o.threads))));
+  std::vector<double> times, times_off, ratios;
   int rotation = 0;
-  auto run = [&]() {
+  auto run_with = [&](AttentionParams* q, const AttentionPlan& pl) {
     const unsigned char* base = data.data() + (rotation++ % copies) * set_bytes;
-    p.q = base;
-    p.k = base + nq * elem;
-    p.v = base + (nq + nkv) * elem;
-    RunAttention(p, plan, ws.data(), o.threads, pool);
+    q->q = base;
+    q->k = base + nq * elem;
+    q->v = base + (nq + nkv) * elem;
+    RunAttention(*q, pl, ws.data(), o.threads, pool);
+  };
+  auto run = [&]() { run_with(&p, plan); };
+  auto timed = [&](AttentionParams* q, const AttentionPlan& pl) {
+    const double t0 = NowSeconds();
+    run_with(q, pl);
+    return NowSeconds() - t0;
   };
   WarmUpUntilSteady(run, &r.steady);
   for (int rep = 0; rep < o.reps; ++rep) {
-    const double t0 = NowSeconds();
-    run();
-    times.push_back(NowSeconds() - t0);
+    double on, off = 0;
+    if (options && rep % 2 == 1) off = timed(&p_off, plan_off);
+    on = timed(&p, plan);
+    if (options && rep % 2 == 0) off = timed(&p_off, plan_off);
+    times.push_back(on);
+    if (options) {
+      times_off.push_back(off);
+      ratios.push_back(on / off);
+    }
   }
   ThrottleFigures(times, &r.steady);
+  if (options) {
+    run();  // the check below reads the options' output
+    r.off_median_ms = Median(times_off) * 1e3;
+    r.off_min_ms = *std::min_element(times_off.begin(), times_off.end()) * 1e3;
+    r.paired_ratio = Median(ratios);
+  }
   const double med = Median(times);
   r.median_ms = med * 1e3;
   r.min_ms = *std::min_element(times.begin(), times.end()) * 1e3;

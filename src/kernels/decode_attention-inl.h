@@ -45,6 +45,7 @@
 #include "src/kernels/decode_merge-inl.h"
 #include "src/kernels/decode_micro_kernels-inl.h"
 #include "src/kernels/decode_plan-inl.h"
+#include "src/kernels/decode_scores-inl.h"
 #include "src/kernels/logit_options-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -58,7 +59,6 @@ template <typename TQ, typename T, bool kBlocked>
 void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
                 const DecodeScratch& sc, float* partials) {
   const hn::ScalableTag<float> df;
-  using V = hn::Vec<decltype(df)>;
   const int64_t N = plan.lanes, Dp = plan.dim_padded, D = p.head_dim,
                 R = plan.rows;
   const int64_t Dvp = plan.value_dim_padded, Dv = ValueDim(p);
@@ -67,7 +67,7 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
   const int64_t split = index % plan.splits;
   const int64_t b = index / plan.splits;
   const DecodeShape sh = MakeDecodeShape(p, N);
-  const int64_t slots = sh.slots, slot_vectors = slots / N;
+  const int64_t slots = sh.slots;
 
   // Rows r = u * T + t, queries scaled.
   for (int64_t r = 0; r < R; ++r) {
@@ -164,17 +164,7 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
     k = static_cast<const T*>(p.k) + b * p.k_stride_batch;
     v = static_cast<const T*>(p.v) + b * p.v_stride_batch;
   }
-  const V neg_inf = hn::Set(df, -INFINITY);
-  const V zero = hn::Zero(df);
-  const V one = hn::Set(df, 1.0f);
-  const V window = hn::Set(df, static_cast<float>(p.sliding_window));
-  const bool softcap = p.softcap > 0.0f, alibi = p.alibi_slopes != nullptr;
-  const bool bias = p.bias != nullptr;
   const SoftcapConsts cap = MakeSoftcap(p.softcap);
-  // Where the slots in use fill at most half a vector (AVX-512 or wide SVE
-  // with few rows per head), two keys share one softcap: its tanh is what
-  // the score pass spends its time on.
-  const bool cap_pairs = slot_vectors == 1 && 2 * H * slots_per_head <= N;
   // Rows are read in place when whole vectors tile the head dim; otherwise
   // each block is packed to f32 with zero padding.
   const bool in_place = D % N == 0 && Dv % N == 0 && !IsKvCodes<T>();
@@ -267,99 +257,16 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
                     static_cast<const float*>(sc.kb), H * Dp, Dp, keys, nv,
                     nullptr, 0, 0, 0);
     }
-    // The softcap first, into the scores [Bk][slots]: a pair of keys
-    // shares one vector where cap_pairs (the upper half of key jj's then
-    // holds key jj+1's, in padding slots: computed, never read back).
-    auto raw = [&](int64_t jj, int64_t c) {
-      return qk_int8 != nullptr
-                 ? hn::LoadU(df, sc.s + jj * slots + c * N)
-                 : ReduceQuads(
-                       df, sc.part + jj * sh.quads_padded * sh.quad_floats, c);
-    };
-    for (int64_t c = 0; softcap && c < slot_vectors; ++c) {
-      int64_t jj = 0;
-#if HWY_TARGET != HWY_SCALAR
-      for (; cap_pairs && jj + 2 <= keys; jj += 2) {
-        const V y = Softcap(
-            df, hn::ConcatLowerLower(df, raw(jj + 1, c), raw(jj, c)), cap);
-        hn::StoreU(y, df, sc.s + jj * slots);
-        hn::StoreU(hn::ConcatUpperUpper(df, y, y), df, sc.s + (jj + 1) * slots);
-      }
-#else
-      (void)cap_pairs;
-#endif
-      for (; jj < keys; ++jj) {
-        hn::StoreU(Softcap(df, raw(jj, c), cap), df, sc.s + jj * slots + c * N);
-      }
-    }
-    // Scores, masks and the online-softmax update, key-major with the
-    // slots in the lanes: m, l and alpha are elementwise across keys.
-    for (int64_t c = 0; c < slot_vectors; ++c) {
-      const V qpos = hn::LoadU(df, sc.qpos + c * N);
-      const V m_old = hn::LoadU(df, sc.m + c * N);
-      const V slope = hn::LoadU(df, sc.slope + c * N);
-      V vmax = m_old;
-      for (int64_t jj = 0; jj < keys; ++jj) {
-        float* srow = sc.s + jj * slots + c * N;
-        // The logit options, in the spec's order, then the masks.
-        V x = softcap ? hn::LoadU(df, srow) : raw(jj, c);
-        if (alibi) x = AlibiLogits(x, slope, qpos, hn::Set(df, sc.keypos[jj]));
-        if (bias) {
-          // Gathered per slot (broadcast strides make any layout legal).
-          const int64_t key = (j0 + jj) * p.bias_stride_key;
-          for (int64_t i = 0; i < N; ++i) {
-            const int64_t row = sc.bias_row[c * N + i];
-            sc.bias_lanes[i] = row < 0 ? 0.0f : p.bias[row + key];
-          }
-          x = hn::Add(x, hn::LoadU(df, sc.bias_lanes));
-        }
-        if (!all_ok && sc.keyok[jj] == 0.0f) x = neg_inf;
-        if (mask_causal || mask_window || mask_tree) {
-          const V keypos = hn::Set(df, sc.keypos[jj]);
-          const int64_t d = static_cast<int64_t>(sc.keypos[jj]) - draft0;
-          if (mask_tree && d >= 0) {
-            const V open = hn::LoadU(df, sc.tree + d * slots + c * N);
-            x = hn::IfThenElse(hn::Eq(open, zero), neg_inf, x);
-          } else if (mask_causal) {
-            x = hn::IfThenElse(hn::Gt(keypos, qpos), neg_inf, x);
-          }
-          if (mask_window) {
-            x = hn::IfThenElse(hn::Ge(hn::Sub(qpos, keypos), window), neg_inf,
-                               x);
-            x = hn::IfThenElse(hn::Ge(hn::Sub(keypos, qpos), window), neg_inf,
-                               x);
-          }
-        }
-        hn::StoreU(x, df, srow);
-        vmax = hn::Max(vmax, x);
-      }
-      // Slots that saw no key yet keep m = -inf: exp against 0 there.
-      // Masked scores (-inf) give exactly 0; a NaN or +inf logit makes l
-      // NaN for good (ExpKeepNaN keeps NaN, exp(inf - inf) is NaN).
-      const auto none = hn::Eq(vmax, neg_inf);
-      const V m_use = hn::IfThenZeroElse(none, vmax);
-      const V alpha = hn::IfThenZeroElse(hn::Eq(m_old, neg_inf),
-                                         ExpKeepNaN(df, hn::Sub(m_old, m_use)));
-      // acc is kept as sum p v / scale, scale = l_old * alpha + keys >= l
-      // (known before the sum): a bounded mean of V rows, no overflow where
-      // the result is finite; the item's end multiplies by scale / l.
-      const V scale_old = hn::LoadU(df, sc.scale + c * N);
-      const V scale_new =
-          hn::MulAdd(scale_old, alpha, hn::Set(df, static_cast<float>(keys)));
-      const V inv = hn::Div(one, scale_new);
-      V vsum = zero;
-      for (int64_t jj = 0; jj < keys; ++jj) {
-        float* srow = sc.s + jj * slots + c * N;
-        const V e = ExpKeepNaN(df, hn::Sub(hn::LoadU(df, srow), m_use));
-        hn::StoreU(hn::Mul(e, inv), df, srow);
-        vsum = hn::Add(vsum, e);
-      }
-      hn::StoreU(hn::MulAdd(hn::LoadU(df, sc.l + c * N), alpha, vsum), df,
-                 sc.l + c * N);
-      hn::StoreU(scale_new, df, sc.scale + c * N);
-      hn::StoreU(vmax, df, sc.m + c * N);
-      hn::StoreU(hn::Mul(alpha, hn::Mul(scale_old, inv)), df, sc.alpha + c * N);
-    }
+    DecodeScoreBlock blk;
+    blk.j0 = j0;
+    blk.keys = keys;
+    blk.scores_in_s = qk_int8 != nullptr;
+    blk.all_ok = all_ok;
+    blk.mask_causal = mask_causal;
+    blk.mask_window = mask_window;
+    blk.mask_tree = mask_tree;
+    blk.draft0 = draft0;
+    DecodeBlockSoftmax(df, p, sc, sh, cap, blk);
     // acc[r] = acc[r] * alpha + sum_j p[j][r] v[j], head by head, up to
     // kDecodePvRows rows at a time so each V row is loaded once for them.
     // vscale: q8 V read in place, the keys' scales [keys][Hkv] (else null).

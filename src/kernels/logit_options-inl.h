@@ -10,8 +10,6 @@
 #define GQA_SRC_KERNELS_LOGIT_OPTIONS_INL_H_
 #endif
 
-#include <math.h>
-
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -70,11 +68,11 @@ HWY_INLINE SoftcapConsts MakeSoftcap(float c) {
   k.lim2 = 81.0f * c * c;
   k.inv_c = c > 0.0f ? 1.0f / c : 0.0f;
   k.folded = c >= 0x1p-20f && c <= 0x1p20f;
-  const double cd = k.folded ? c : 1.0;
+  const double c2 = k.folded ? static_cast<double>(c) * c : 1.0;
+  const double scale[5] = {c2 * c2, c2, 1.0, 1.0 / c2, 1.0 / (c2 * c2)};
   for (int i = 0; i < 5; ++i) {
-    const double s = pow(cd, 4 - 2 * i);
-    k.p[i] = static_cast<float>(kTanhP[i] * s);
-    k.q[i] = static_cast<float>(kTanhQ[i] * s);
+    k.p[i] = static_cast<float>(kTanhP[i] * scale[i]);
+    k.q[i] = static_cast<float>(kTanhQ[i] * scale[i]);
   }
   return k;
 }
