@@ -21,7 +21,9 @@
 // Each item leaves (max, sum, acc) per row in the shared partials; a second
 // pass merges the chunks of each batch in chunk order and writes out. The
 // plan and scratch layout: decode_plan-inl.h; the register micro-kernels:
-// decode_micro_kernels-inl.h.
+// decode_micro_kernels-inl.h; the per-ISA platform kernels that may take
+// the q.k (integer, q8 / q4 keys) or the q.k and p.v (FMLAL, f16 K/V):
+// decode_platform-inl.h.
 
 #if defined(GQA_SRC_KERNELS_DECODE_ATTENTION_INL_H_) == \
     defined(HWY_TARGET_TOGGLE)
