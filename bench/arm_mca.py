@@ -24,17 +24,23 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 HARNESS = os.path.join(HERE, "mca", "mca_kernels.cc")
+# The FEAT_FHM (FMLAL) loops: their own file, built with +fp16fml.
+FML_HARNESS = os.path.join(HERE, "mca", "mca_fml_kernels.cc")
 CXX = "aarch64-linux-gnu-g++"
 MCA = "llvm-mca-14"
 ITERATIONS = 200
 # The GCC flags CMakeLists.txt adds to aarch64 builds (one a line).
 TUNING = os.path.join(ROOT, "toolchains", "aarch64-gcc-tuning.txt")
 
-# ISA: -march for the compiler, -mattr for llvm-mca, the models to run.
+# ISA: -march for the compiler, -mattr for llvm-mca, the models to run,
+# and the harness and kernel list (KERNELS or FML_KERNELS) built for it.
+NEON_CPUS = ["cortex-a55", "apple-m1", "cortex-a76", "cortex-x1"]
 ISAS = {
-    "NEON": ("armv8.2-a+fp16", "+fullfp16",
-             ["cortex-a55", "apple-m1", "cortex-a76", "cortex-x1"]),
-    "SVE": ("armv8.2-a+fp16+sve", "+sve,+fullfp16", ["a64fx"]),
+    "NEON": ("armv8.2-a+fp16", "+fullfp16", NEON_CPUS, "kernels"),
+    "SVE": ("armv8.2-a+fp16+sve", "+sve,+fullfp16", ["a64fx"], "kernels"),
+    # NEON with FEAT_FHM: the FMLAL loops only.
+    "FHM": ("armv8.2-a+fp16+fp16fml", "+fullfp16,+fp16fml", NEON_CPUS,
+            "fml"),
 }
 
 # (function in the harness, kernel, element type of K/V).
@@ -54,6 +60,14 @@ KERNELS = [
     ("gqa_mca_decode_pv_f16", "decode p.v 8x2", "f16"),
     ("gqa_mca_decode_pv_q8", "decode p.v 8x2", "q8"),
 ]
+# FMLAL / FMLAL2 (f16 x f16 -> f32, 4 MACs each like a 128-bit f32 fmla):
+# platforms/arm/f16_fml_arm-inl.h through FML_HARNESS.
+FML_KERNELS = [
+    ("gqa_mca_decode_qk_fml_f16", "decode q.k 4 keys", "f16"),
+    ("gqa_mca_decode_pv_fml8_f16", "decode p.v 8x1 fml", "f16"),
+    ("gqa_mca_decode_pv_fml4_f16", "decode p.v 4x2 fml", "f16"),
+]
+SOURCES = {"kernels": (HARNESS, KERNELS), "fml": (FML_HARNESS, FML_KERNELS)}
 
 # Published figures, Arm Cortex-A76/X1 Software Optimization Guides: 128-bit
 # ASIMD/FP pipes that take FMLA, FMLA latency, load pipes.
@@ -73,7 +87,7 @@ MODEL_NAMES = [
 ]
 
 LOAD_RE = re.compile(r"^(ld[a-z0-9]*|prfm)$")
-FMA_RE = re.compile(r"^(fmla|fmad)$")
+FMA_RE = re.compile(r"^(fmla|fmad|fmlal|fmlal2)$")
 BRANCH_RE = re.compile(r"^(b|b\.[a-z]+|b[a-z]{2}|cbn?z|tbn?z)$")
 
 
@@ -293,16 +307,17 @@ def main():
   flags = ([] if args.no_tuning else tuning_flags()) + args.cxxflags.split()
   print("compiler flags beyond -O3 -march: %s" % (" ".join(flags) or "none"))
   rows, problems, models = [], [], {}
-  for isa, (march, mattr, cpus) in ISAS.items():
+  for isa, (march, mattr, cpus, source) in ISAS.items():
+    harness, kernels = SOURCES[source]
     asm_path = os.path.join(out, "mca_kernels_%s.s" % isa.lower())
     run([CXX, "-std=c++17", "-O3", "-march=" + march] + flags +
         ["-DHWY_COMPILE_ONLY_STATIC=1", "-I" + ROOT,
-         "-I" + os.path.join(ROOT, "include"), "-S", HARNESS, "-o", asm_path])
+         "-I" + os.path.join(ROOT, "include"), "-S", harness, "-o", asm_path])
     with open(asm_path) as f:
       funcs = functions(f.read())
     for cpu in cpus:
       models[cpu] = models.get(cpu) or model_of(cpu, mattr)
-    for fn, kernel, etype in KERNELS:
+    for fn, kernel, etype in kernels:
       bodies = inner_loops(funcs.get(fn, []))
       if not bodies:
         problems.append("%s %s: no loop with fmla found" % (fn, isa))
@@ -332,11 +347,15 @@ def main():
         unit, busy = busiest(text)
         row["mca"][cpu] = {
             "cycles": cycles, "busiest_unit": unit, "busiest_cycles": busy,
-            "pct_peak": 100.0 * c["fmla"] / (cycles * peak) if cycles else 0}
+            "pct_peak": 100.0 * c["fmla"] / (cycles * peak) if cycles else 0,
+            # multiply-adds (K/V elements x rows) per cycle: 4 per 128-bit
+            # fmla or fmlal / fmlal2 (SVE: the vector length, not known here)
+            "macs_per_cycle": 4.0 * c["fmla"] / cycles
+                              if cycles and isa != "SVE" else 0}
         if c["fmla"] < 1 or cycles <= 0:
           problems.append("%s %s %s: fmla %d, cycles %g" %
                           (fn, isa, cpu, c["fmla"], cycles))
-      if isa == "NEON":
+      if isa != "SVE":
         for core in PUBLISHED:
           row["estimate"][core] = estimate(c, core)
       rows.append(row)
@@ -352,16 +371,18 @@ def main():
         m["fma_elem_per_cycle"], m["fma_latency"], m["loads_per_cycle"]))
   print("\nllvm-mca, %d iterations, loads in L1; %%peak = fmla / (cycles x "
         "model's best fmla/cycle):" % ITERATIONS)
-  hdr = "%-19s %-4s %-4s %-30s %4s %5s %6s %7s %6s  %s"
+  print("(FHM: fmlal / fmlal2 counted as fmla, 4 MACs each; MAC/cyc = 4 x "
+        "fmla / cycles, NEON and FHM)")
+  hdr = "%-19s %-4s %-4s %-30s %4s %5s %6s %7s %6s %7s  %s"
   print(hdr % ("kernel", "type", "ISA", "-mcpu (model)", "fmla", "loads",
-               "chains", "cyc/it", "%peak", "busiest unit (cyc/it)"))
+               "chains", "cyc/it", "%peak", "MAC/cyc", "busiest unit (cyc/it)"))
   for r in rows:
     for cpu, m in r["mca"].items():
-      print("%-19s %-4s %-4s %-30s %4d %5d %6d %7.2f %5.0f%%  %s %.1f" % (
+      print("%-19s %-4s %-4s %-30s %4d %5d %6d %7.2f %5.0f%% %7.2f  %s %.1f" % (
           r["kernel"], r["type"], r["isa"],
           "%s (%s)" % (cpu, models[cpu]["model"]), r["fmla"], r["loads"],
-          r["chains"], m["cycles"], m["pct_peak"], m["busiest_unit"],
-          m["busiest_cycles"]))
+          r["chains"], m["cycles"], m["pct_peak"], m["macs_per_cycle"],
+          m["busiest_unit"], m["busiest_cycles"]))
   print("\nEstimate from the Arm Cortex-A76/X1 Software Optimization Guides "
         "(NEON loops):\ncycles = max(fmla / FMA pipes, load ops / load pipes,"
         " longest FMA chain x latency 4)")
@@ -382,7 +403,7 @@ def main():
   for p in problems:
     print("arm_mca: " + p, file=sys.stderr)
   if args.check:
-    expected = len(KERNELS) * len(ISAS)
+    expected = sum(len(SOURCES[v[3]][1]) for v in ISAS.values())
     if problems or len(rows) != expected:
       die("check failed: %d of %d kernel loops, %d problems" %
           (len(rows), expected, len(problems)), 1)

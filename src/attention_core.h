@@ -13,6 +13,7 @@
 namespace gqa {
 
 struct QkInt8Kernels;  // platforms/qk_int8.h
+struct F16FmlKernels;  // platforms/f16_fml.h
 
 // The kernels the core chooses between (kernel selection:
 // src/kernels/select_kernel-inl.h). Room for more (e.g. a quantized-KV one).
@@ -49,6 +50,10 @@ struct KernelPlan {
   // whenever the CPU has them, whatever the call's qk_int8: the workspace
   // does not depend on it), 0 where none.
   int64_t qk_int8_row_bytes = 0;
+  // Decode of f16 K/V: the FEAT_FHM (FMLAL) q.k and p.v where the CPU has
+  // them, the head dims allow and the platform-kernel mode asks for them
+  // (platforms/platform_kernels.h: f16fml), else null.
+  const F16FmlKernels* f16_fml = nullptr;
 };
 
 // The plan of a call's shapes on the current Highway target. The flags

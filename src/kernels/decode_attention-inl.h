@@ -21,7 +21,9 @@
 // Each item leaves (max, sum, acc) per row in the shared partials; a second
 // pass merges the chunks of each batch in chunk order and writes out. The
 // plan and scratch layout: decode_plan-inl.h; the register micro-kernels:
-// decode_micro_kernels-inl.h.
+// decode_micro_kernels-inl.h; the per-ISA platform kernels that may take
+// the q.k (integer, q8 / q4 keys) or the q.k and p.v (FMLAL, f16 K/V):
+// decode_platform-inl.h.
 
 #if defined(GQA_SRC_KERNELS_DECODE_ATTENTION_INL_H_) == \
     defined(HWY_TARGET_TOGGLE)
@@ -45,6 +47,7 @@
 #include "src/kernels/decode_merge-inl.h"
 #include "src/kernels/decode_micro_kernels-inl.h"
 #include "src/kernels/decode_plan-inl.h"
+#include "src/kernels/decode_platform-inl.h"
 #include "src/kernels/decode_scores-inl.h"
 #include "src/kernels/logit_options-inl.h"
 
@@ -91,13 +94,18 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
           PrepareQkInt8Row(sc.q + r * Dp, D, hwy::IsSame<T, KvQ4>(),
                            sc.q8 + r * plan.qk_int8_row_bytes);
     }
-    // Slots past the heads' are never written by it: finite from the start.
-    if (slots > H * slots_per_head) {
-      for (int64_t jj = 0; jj < plan.keys_per_tile; ++jj) {
-        memset(sc.s + jj * slots + H * slots_per_head, 0,
-               static_cast<size_t>(slots - H * slots_per_head) * 4);
-      }
-    }
+  }
+  // f16 K/V through FMLAL (platforms/f16_fml.h): q rounded to f16 once.
+  const F16FmlKernels* fml =
+      hwy::IsSame<T, uint16_t>() ? DecodeF16FmlPrepare(plan, sc) : nullptr;
+  // Platform kernels write scores in slot order, never the slots past the
+  // heads': finite from the start.
+  const bool direct = qk_int8 != nullptr || fml != nullptr;
+  for (int64_t jj = 0; direct && slots > H * slots_per_head &&
+                       jj < plan.keys_per_tile;
+       ++jj) {
+    memset(sc.s + jj * slots + H * slots_per_head, 0,
+           static_cast<size_t>(slots - H * slots_per_head) * 4);
   }
   // Slot i of tile (g, t) is row g * rows_per_group + 4t + i (padding slots
   // take the tile's first row: computed, never read back).
@@ -215,33 +223,11 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
       vb = reinterpret_cast<const TR*>(blk + p.kv_blocks.v_codes) + row * vs;
     }
     if (qk_int8 != nullptr) {
-      const KvBlocks& kv = p.kv_blocks;
-      const unsigned char* blk = KvBlockOf(kv, b, j0);
-      const int64_t row = j0 % block_tokens;
-      QkInt8Block a;
-      a.q = sc.q8;
-      a.q_bytes = plan.qk_int8_row_bytes;
-      a.q_scale = sc.qscale;
-      a.heads = H;
-      a.rows = rows_per_group;
-      a.dim = D;
-      a.row_bytes = kv.k_row_bytes;
-      a.key_bytes = H * kv.k_row_bytes;
-      a.codes = blk + kv.k_codes + row * a.key_bytes;
-      a.scale_row_bytes = 2 * kv.k_row_scales;
-      a.scale_key_bytes = H * a.scale_row_bytes;
-      a.scales = blk + kv.k_scales + row * a.scale_key_bytes;
-      a.keys = keys;
-      a.s = sc.s;
-      a.slots = slots;
-      a.slots_per_head = slots_per_head;
-      a.prefetch = blk + kv.v_codes + row * H * kv.v_row_bytes;
-      a.prefetch_key_bytes = H * kv.v_row_bytes;
-      if (hwy::IsSame<T, KvQ4>()) {
-        qk_int8->qk_q4(a);
-      } else {
-        qk_int8->qk_q8(a);
-      }
+      DecodeQkInt8(p, plan, sc, b, j0, keys, rows_per_group, slots,
+                   slots_per_head, hwy::IsSame<T, KvQ4>());
+    } else if (fml != nullptr) {
+      DecodeF16FmlQk(fml, sc, H, rows_per_group, Dp, D, kb, ks, kh, keys,
+                     slots, slots_per_head, vb, vs);
     } else if (IsKvCodes<T>()) {
       DequantBlock<T>(p, false, b, j0, keys, Dp, sc.kb);
       DecodeBlockQk(df, sc, sh, rows_per_group, Dp,
@@ -260,7 +246,7 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
     DecodeScoreBlock blk;
     blk.j0 = j0;
     blk.keys = keys;
-    blk.scores_in_s = qk_int8 != nullptr;
+    blk.scores_in_s = direct;
     blk.all_ok = all_ok;
     blk.mask_causal = mask_causal;
     blk.mask_window = mask_window;
@@ -293,7 +279,10 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
         continue;
       }
     }
-    if (IsKvCodes<T>()) {
+    if (fml != nullptr) {
+      DecodeF16FmlPv(fml, sc, H, rows_per_group, Dv, Dvp, vb, vs, vh, keys,
+                     slots, slots_per_head);
+    } else if (IsKvCodes<T>()) {
       DequantBlock<T>(p, true, b, j0, keys, Dvp, sc.vb);
       pv(static_cast<const float*>(sc.vb), H * Dvp, Dvp, nullptr);
     } else if (in_place) {

@@ -15,6 +15,8 @@
 #include <stdint.h>
 
 #include "hwy/highway.h"
+#include "platforms/f16_fml.h"
+#include "platforms/platform_kernels.h"
 #include "platforms/qk_int8.h"
 #include "src/attention_core.h"
 #include "src/kernels/attention_common-inl.h"
@@ -91,7 +93,8 @@ struct DecodeScratch {
   int64_t* bias_row;  // [slots] the slot's bias row offset (-1: padding)
   float* bias_lanes;  // [N] one key's bias across a vector of slots
   float* tree;        // [T][slots] 1 where the slot's query sees draft d
-  int64_t bytes;      // size of the slot: 19 regions, each 64-byte rounded
+  uint16_t* q16;      // [R][Dp] the q rows in f16 (FMLAL path only)
+  int64_t bytes;      // size of the slot: 20 regions, each 64-byte rounded
 };
 
 // The one layout of a slot: at base nullptr, only .bytes is meaningful.
@@ -125,6 +128,7 @@ HWY_INLINE DecodeScratch CarveDecodeSlot(const AttentionParams& p,
   s.bias_lanes = c.Take<float>(p.bias ? N : 0);
   // (Always: a workspace sized without the tree serves an attend with it.)
   s.tree = c.Take<float>(p.q_len * sh.slots);
+  s.q16 = c.Take<uint16_t>(plan.f16_fml ? R * Dp : 0);
   s.bytes = c.Bytes();
   return s;
 }
@@ -174,11 +178,20 @@ void MakeDecodePlan(const AttentionParams& p, KernelPlan* plan) {
   // it; used when the call allows it.
   const bool codes = p.kv_blocks.pool != nullptr &&
                      (p.kv_type == ElemType::kQ8 || p.kv_type == ElemType::kQ4);
-  const QkInt8Kernels* qk = codes ? BestQkInt8Kernels() : nullptr;
+  const PlatformKernels mode = PlatformKernelsMode();
+  const QkInt8Kernels* qk =
+      codes && mode != PlatformKernels::kOff ? BestQkInt8Kernels() : nullptr;
   if (qk != nullptr &&
       QkInt8ServesDim(p.kv_type == ElemType::kQ4, p.head_dim)) {
     plan->qk_int8_row_bytes = QkInt8PreparedBytes(p.head_dim);
     plan->qk_int8 = p.qk_int8 ? qk : nullptr;
+  }
+  // FMLAL (q and p rounded to f16: only where the mode asks for it): f16
+  // K/V, strided or blocked, read in place (whole 8-element groups of the
+  // head dims); the f32 path otherwise.
+  if (p.kv_type == ElemType::kF16 && mode == PlatformKernels::kWithF16Fml &&
+      F16FmlServesDims(p.head_dim, ValueDim(p))) {
+    plan->f16_fml = BestF16FmlKernels();
   }
   plan->slot_bytes = CarveDecodeSlot(p, *plan, nullptr).bytes;
   plan->shared_bytes = CarveDecodeShared(*plan, nullptr).bytes;
