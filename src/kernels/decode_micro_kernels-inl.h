@@ -25,6 +25,7 @@
 #include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "src/kernels/attention_common-inl.h"
+#include "src/kernels/decode_pv_rows-inl.h"
 #include "src/kernels/vector_registers-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -304,11 +305,8 @@ HWY_INLINE void PvRowsFixed(DF df, const float* HWY_RESTRICT pr,
   GQA_ARM_UNROLL(2)
   for (int64_t jj = 0; jj < keys; ++jj) {
     const T* vr = vrow + jj * key_stride + d;
-    const V v0 = LoadRow(df, vr);
-    V v1 = v0, v2 = v0, v3 = v0;
-    if (NV > 1) v1 = LoadRow(df, vr + N);
-    if (NV > 2) v2 = LoadRow(df, vr + 2 * N);
-    if (NV > 3) v3 = LoadRow(df, vr + 3 * N);
+    V v0, v1, v2, v3;
+    LoadRows<NV>(df, vr, v0, v1, v2, v3);
     const float* pk = pr + jj * p_key_stride;
     // int8 (q8) rows: p times the key's V scale, as a dequantized row.
     const float sv = hwy::IsSame<T, int8_t>() ? vscale[jj * vscale_stride] : 1;
@@ -323,12 +321,19 @@ HWY_INLINE void PvRowsFixed(DF df, const float* HWY_RESTRICT pr,
 #define GQA_ROW(r) \
   GQA_ROW_W(r, hn::Set(df, hwy::IsSame<T, int8_t>() ? pk[r] * sv : pk[r]))
 #if HWY_TARGET == HWY_NEON
-    // NEON, 4 or 8 rows of f32/f16: the rows' p of this key are contiguous,
+    // NEON, 4 or 8 rows: the rows' p of this key are contiguous,
     // so 1-2 vector loads and by-element FMA take them, not 4-8 scalar
     // loads (issue 14: the A55's one load unit bounds this loop).
-    if (!hwy::IsSame<T, int8_t>() && (ROWS == 4 || ROWS == 8)) {
-      const V p0 = hn::LoadU(df, pk);
-      const V p1 = ROWS == 8 ? hn::LoadU(df, pk + 4) : p0;
+    // q8: p times the V scale as 1-2 vector multiplies (the same products
+    // as the scalar ones below, bit for bit).
+    if (ROWS == 4 || ROWS == 8) {
+      V p0 = hn::LoadU(df, pk);
+      V p1 = ROWS == 8 ? hn::LoadU(df, pk + 4) : p0;
+      if (hwy::IsSame<T, int8_t>()) {
+        const V s = hn::Set(df, sv);
+        p0 = hn::Mul(p0, s);
+        p1 = hn::Mul(p1, s);
+      }
       GQA_ROW_W(0, hn::Broadcast<0>(p0))
       GQA_ROW_W(1, hn::Broadcast<1>(p0))
       GQA_ROW_W(2, hn::Broadcast<2>(p0))

@@ -30,6 +30,95 @@ namespace hn = hwy::HWY_NAMESPACE;
 // 2 (see the register count above).
 constexpr int kFlashTileVectors = kVectorRegisters >= 32 ? 4 : 2;
 
+#if HWY_ARCH_ARM_A64 && HWY_TARGET == HWY_NEON
+// AArch64 NEON q.k over the head dims in groups of 4 (issue 14, llvm-mca,
+// the in-order dual-issue Cortex-A55): one `ldr q` of each key row serves
+// 4 dims through by-element FMA, so a group is 16 query loads + 4 key loads
+// per 64 FMA instead of 32 + 16, and it is software-pipelined: the query
+// vectors of dim d + 1 (and at the group's last dim the next group's key
+// vectors) load between the FMA of dim d, two query sets alternating, so
+// that every load issues beside an FMA and is ready 6+ cycles later. The
+// same sums in the same order as the scalar-key loop (bit for bit).
+// Returns the dims done (a multiple of 4); q points at dim 0.
+template <class DF, class V>
+HWY_INLINE int64_t QkMicroTileGroups(
+    DF df, const float* HWY_RESTRICT q, int64_t mp,
+    const float* HWY_RESTRICT k0, const float* HWY_RESTRICT k1,
+    const float* HWY_RESTRICT k2, const float* HWY_RESTRICT k3, int64_t dim,
+    V& c00, V& c01, V& c02, V& c03, V& c10, V& c11, V& c12, V& c13, V& c20,
+    V& c21, V& c22, V& c23, V& c30, V& c31, V& c32, V& c33) {
+  const int64_t groups = dim / 4;
+  if (groups == 0) return 0;
+  const size_t N = hn::Lanes(df);
+  V x0 = hn::LoadU(df, k0), x1 = hn::LoadU(df, k1);
+  V x2 = hn::LoadU(df, k2), x3 = hn::LoadU(df, k3);
+  V a0 = hn::LoadU(df, q), a1 = hn::LoadU(df, q + N);
+  V a2 = hn::LoadU(df, q + 2 * N), a3 = hn::LoadU(df, q + 3 * N);
+  V b0, b1, b2, b3;
+// Key j's 4 FMA with query set s at lane l of its key vector.
+#define GQA_QK4(j, s, l)                                       \
+  c##j##0 = hn::MulAdd(hn::Broadcast<l>(x##j), s##0, c##j##0); \
+  c##j##1 = hn::MulAdd(hn::Broadcast<l>(x##j), s##1, c##j##1); \
+  c##j##2 = hn::MulAdd(hn::Broadcast<l>(x##j), s##2, c##j##2); \
+  c##j##3 = hn::MulAdd(hn::Broadcast<l>(x##j), s##3, c##j##3);
+// Dim l of the group with set s, loading set t from qn (the next dim).
+#define GQA_QK_DIM(s, t, l, qn)     \
+  t##0 = hn::LoadU(df, qn);         \
+  GQA_QK4(0, s, l)                  \
+  GQA_ARM_ISSUE_ORDER();            \
+  t##1 = hn::LoadU(df, qn + N);     \
+  GQA_QK4(1, s, l)                  \
+  GQA_ARM_ISSUE_ORDER();            \
+  t##2 = hn::LoadU(df, qn + 2 * N); \
+  GQA_QK4(2, s, l)                  \
+  GQA_ARM_ISSUE_ORDER();            \
+  t##3 = hn::LoadU(df, qn + 3 * N); \
+  GQA_QK4(3, s, l)                  \
+  GQA_ARM_ISSUE_ORDER();
+// The group's last dim also loads the next group's key vectors from kd,
+// each after its key's last FMA.
+#define GQA_QK_LAST(j, qn, kd)      \
+  a##j = hn::LoadU(df, qn + j * N); \
+  GQA_QK4(j, b, 3)                  \
+  x##j = hn::LoadU(df, k##j + kd);  \
+  GQA_ARM_ISSUE_ORDER();
+  // Dims 4g + 1, 4g + 3 load from qo, 4g + 2, 4g + 4 from qe, each pointer
+  // advanced after its last load, and a counter decremented at the top: no
+  // load or branch waits for the add before it (ALU latency 3, A55 model).
+  const float* qo = q + mp;
+  const float* qe = q + 2 * mp;
+  int64_t kd = 4;
+  for (int64_t n = groups - 1; n != 0;) {
+    --n;
+    GQA_ARM_ISSUE_HERE(n);
+    GQA_QK_DIM(a, b, 0, qo)
+    GQA_QK_DIM(b, a, 1, qe)
+    GQA_QK_DIM(a, b, 2, qo + 2 * mp)
+    qo += 4 * mp;
+    GQA_ARM_ISSUE_HERE(qo);
+    GQA_QK_LAST(0, qe + 2 * mp, kd)
+    GQA_QK_LAST(1, qe + 2 * mp, kd)
+    GQA_QK_LAST(2, qe + 2 * mp, kd)
+    GQA_QK_LAST(3, qe + 2 * mp, kd)
+    qe += 4 * mp;
+    kd += 4;
+    GQA_ARM_ISSUE_HERE(qe);
+  }
+  // The last group: nothing past it is loaded.
+  GQA_QK_DIM(a, b, 0, qo)
+  GQA_QK_DIM(b, a, 1, qe)
+  GQA_QK_DIM(a, b, 2, qo + 2 * mp)
+  GQA_QK4(0, b, 3)
+  GQA_QK4(1, b, 3)
+  GQA_QK4(2, b, 3)
+  GQA_QK4(3, b, 3)
+#undef GQA_QK_LAST
+#undef GQA_QK_DIM
+#undef GQA_QK4
+  return groups * 4;
+}
+#endif  // HWY_ARCH_ARM_A64 && HWY_TARGET == HWY_NEON
+
 // s[j][m0 + i] = sum_d kt[j][d] * qt[d][m0 + i] for the 4 keys j0..j0+3
 // and i < kFlashTileVectors * N. qt: [dim][mp], kt: [keys][k_stride],
 // s: [keys][mp] (strides in floats).
@@ -48,9 +137,15 @@ HWY_INLINE void QkMicroTile(DF df, const float* HWY_RESTRICT qt, int64_t mp,
   const float* k1 = kt + (j0 + 1) * k_stride;
   const float* k2 = kt + (j0 + 2) * k_stride;
   const float* k3 = kt + (j0 + 3) * k_stride;
-  const float* q = qt + m0;
+  int64_t d0 = 0;
+#if HWY_ARCH_ARM_A64 && HWY_TARGET == HWY_NEON
+  d0 = QkMicroTileGroups(df, qt + m0, mp, k0, k1, k2, k3, dim, c00, c01, c02,
+                         c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31,
+                         c32, c33);
+#endif
+  const float* q = qt + m0 + d0 * mp;
   GQA_ARM_UNROLL(2)
-  for (int64_t d = 0; d < dim; ++d, q += mp) {
+  for (int64_t d = d0; d < dim; ++d, q += mp) {
     const V q0 = hn::LoadU(df, q);
     const V q1 = hn::LoadU(df, q + N);
     V q2 = q0, q3 = q0;
@@ -111,6 +206,84 @@ HWY_INLINE void QkMicroTile(DF df, const float* HWY_RESTRICT qt, int64_t mp,
   }
 }
 
+#if HWY_ARCH_ARM_A64 && HWY_TARGET == HWY_NEON
+// AArch64 NEON p.v over the keys, software-pipelined as QkMicroTileGroups:
+// key j's V vectors and p load between the FMA of key j - 1, two sets
+// alternating (the loop body takes 2 keys), so that each load issues beside
+// an FMA on the in-order A55. The same sums in the same order as the plain
+// loop (bit for bit). pr: key 0's 4 p, v: key 0's V.
+template <class DF, class V>
+HWY_INLINE void PvMicroTileKeys(DF df, const float* HWY_RESTRICT pr, int64_t mp,
+                                const float* HWY_RESTRICT v, int64_t v_stride,
+                                int64_t keys, V& c00, V& c01, V& c02, V& c03,
+                                V& c10, V& c11, V& c12, V& c13, V& c20, V& c21,
+                                V& c22, V& c23, V& c30, V& c31, V& c32,
+                                V& c33) {
+  if (keys <= 0) return;
+  const size_t N = hn::Lanes(df);
+  V pa = hn::LoadU(df, pr), a0 = hn::LoadU(df, v), a1 = hn::LoadU(df, v + N);
+  V a2 = hn::LoadU(df, v + 2 * N), a3 = hn::LoadU(df, v + 3 * N);
+  V pb, b0, b1, b2, b3;
+// Row r's 4 FMA with V set s and p vector ps.
+#define GQA_PV4(r, s, ps)                                    \
+  c##r##0 = hn::MulAdd(hn::Broadcast<r>(ps), s##0, c##r##0); \
+  c##r##1 = hn::MulAdd(hn::Broadcast<r>(ps), s##1, c##r##1); \
+  c##r##2 = hn::MulAdd(hn::Broadcast<r>(ps), s##2, c##r##2); \
+  c##r##3 = hn::MulAdd(hn::Broadcast<r>(ps), s##3, c##r##3);
+// One key with (s, ps) while loading (t, pt) of the next key from vn, pn.
+#define GQA_PV_KEY(s, ps, t, pt, vn, pn) \
+  t##0 = hn::LoadU(df, vn);              \
+  GQA_PV4(0, s, ps)                      \
+  GQA_ARM_ISSUE_ORDER();                 \
+  t##1 = hn::LoadU(df, vn + N);          \
+  pt = hn::LoadU(df, pn);                \
+  GQA_PV4(1, s, ps)                      \
+  GQA_ARM_ISSUE_ORDER();                 \
+  t##2 = hn::LoadU(df, vn + 2 * N);      \
+  GQA_PV4(2, s, ps)                      \
+  GQA_ARM_ISSUE_ORDER();                 \
+  t##3 = hn::LoadU(df, vn + 3 * N);      \
+  GQA_PV4(3, s, ps)                      \
+  GQA_ARM_ISSUE_ORDER();
+  // Odd and even keys on their own pointers (vo/po: key 1, ve/pe: key 2),
+  // each advanced after its last load, and a counter decremented at the
+  // top, so that no load or branch waits for the add before it (ALU latency
+  // 3 on the A55 model).
+  const float* vo = v + v_stride;
+  const float* po = pr + mp;
+  const float* ve = vo + v_stride;
+  const float* pe = po + mp;
+  for (int64_t n = (keys - 1) / 2; n != 0;) {
+    --n;
+    GQA_ARM_ISSUE_HERE(n);
+    GQA_PV_KEY(a, pa, b, pb, vo, po)
+    vo += 2 * v_stride;
+    po += 2 * mp;
+    GQA_ARM_ISSUE_HERE(vo);
+    GQA_ARM_ISSUE_HERE(po);
+    GQA_PV_KEY(b, pb, a, pa, ve, pe)
+    ve += 2 * v_stride;
+    pe += 2 * mp;
+    GQA_ARM_ISSUE_HERE(ve);
+    GQA_ARM_ISSUE_HERE(pe);
+  }
+  if ((keys & 1) == 0) {  // two keys left
+    GQA_PV_KEY(a, pa, b, pb, vo, po)
+    GQA_PV4(0, b, pb)
+    GQA_PV4(1, b, pb)
+    GQA_PV4(2, b, pb)
+    GQA_PV4(3, b, pb)
+  } else {
+    GQA_PV4(0, a, pa)
+    GQA_PV4(1, a, pa)
+    GQA_PV4(2, a, pa)
+    GQA_PV4(3, a, pa)
+  }
+#undef GQA_PV_KEY
+#undef GQA_PV4
+}
+#endif  // HWY_ARCH_ARM_A64 && HWY_TARGET == HWY_NEON
+
 // o[m][d0 + i] = o[m][d0 + i] * alpha[m] + sum_j s[j][m] * vt[j][d0 + i]
 // for the 4 rows m0..m0+3, i < kFlashTileVectors * N, j < keys (alpha
 // null: no rescale). s: [keys][mp], vt: [keys][v_stride], o: [rows][dp].
@@ -156,6 +329,11 @@ HWY_INLINE void PvMicroTile(DF df, const float* HWY_RESTRICT s, int64_t mp,
   }
   const float* v = vt + d0;
   const float* pr = s + m0;
+#if HWY_ARCH_ARM_A64 && HWY_TARGET == HWY_NEON
+  PvMicroTileKeys(df, pr, mp, v, v_stride, keys, c00, c01, c02, c03, c10, c11,
+                  c12, c13, c20, c21, c22, c23, c30, c31, c32, c33);
+  keys = 0;  // done
+#endif
   GQA_ARM_UNROLL(2)
   for (int64_t j = 0; j < keys; ++j, v += v_stride, pr += mp) {
     const V v0 = hn::LoadU(df, v);

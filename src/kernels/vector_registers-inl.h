@@ -68,4 +68,26 @@ constexpr int kVectorRegisters = 16;
 #define GQA_ARM_UNROLL(n)
 #endif
 
+// GQA_ARM_ISSUE_ORDER() between the groups of a software-pipelined
+// micro-kernel loop (a load and the FMA it issues beside): an empty volatile
+// asm, which GCC's instruction schedulers do not move anything across. GCC
+// 12's generic AArch64 tuning has no pipeline model and gathers a loop's
+// loads into one run, where the in-order Cortex-A55 issues them one a cycle
+// beside nothing (issue 14, llvm-mca). GQA_ARM_ISSUE_HERE(x) also makes
+// the integer x (a pointer, a counter) computed at that point and opaque
+// after it, so that an add issues where the source puts it (ALU latency 3
+// on the A55 model: not just before the load or branch that reads it).
+// Neither emits an instruction; AArch64 NEON with GCC only, nothing
+// elsewhere.
+#undef GQA_ARM_ISSUE_ORDER
+#undef GQA_ARM_ISSUE_HERE
+#if HWY_TARGET == HWY_NEON && HWY_ARCH_ARM_A64 && defined(__GNUC__) && \
+    !defined(__clang__)
+#define GQA_ARM_ISSUE_ORDER() __asm__ __volatile__("")
+#define GQA_ARM_ISSUE_HERE(x) __asm__ __volatile__("" : "+r"(x))
+#else
+#define GQA_ARM_ISSUE_ORDER()
+#define GQA_ARM_ISSUE_HERE(x)
+#endif
+
 #endif  // include guard per target
