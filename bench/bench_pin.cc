@@ -17,6 +17,7 @@
 #include <atomic>
 
 #include "hwy/targets.h"
+#include "platforms/platform_kernels.h"
 #if GQA_HAVE_CPUINFO
 #include <cpuinfo.h>
 #endif
@@ -161,7 +162,7 @@ bool ExtractDeviceArgs(int* argc, char** argv, DeviceArgs* d,
   int out = 1;
   for (int i = 1; i < *argc; ++i) {
     const std::string a = argv[i];
-    if (a != "--cpus" && a != "--target") {
+    if (a != "--cpus" && a != "--target" && a != "--platform-kernels") {
       argv[out++] = argv[i];
       continue;
     }
@@ -178,6 +179,14 @@ bool ExtractDeviceArgs(int* argc, char** argv, DeviceArgs* d,
       }
       d->cpu_sets.push_back(cpus);
       d->cpu_labels.push_back(v);
+      continue;
+    }
+    if (a == "--platform-kernels") {
+      if (v != "off" && v != "on" && v != "f16fml") {
+        *error = "--platform-kernels: '" + v + "' is not off, on or f16fml";
+        return false;
+      }
+      d->platform_kernels = v;
       continue;
     }
     int64_t bits = 0;
@@ -242,6 +251,10 @@ bool CheckPoolAffinity(pthreadpool_t pool, const std::vector<int>& cpus,
 
 void ApplyTarget(const DeviceArgs& d) {
   if (d.target_bits != 0) hwy::SetSupportedTargetsForTest(d.target_bits);
+  if (d.platform_kernels == "off") SetPlatformKernels(PlatformKernels::kOff);
+  if (d.platform_kernels == "on") SetPlatformKernels(PlatformKernels::kOn);
+  if (d.platform_kernels == "f16fml")
+    SetPlatformKernels(PlatformKernels::kWithF16Fml);
 }
 
 int ForkPerCpuSet(const DeviceArgs& d, const std::string& json, int* set) {

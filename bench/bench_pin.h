@@ -18,6 +18,9 @@ struct DeviceArgs {
   std::vector<std::string> cpu_labels;     // the lists as given
   std::string target;                      // --target, empty: default
   int64_t target_bits = 0;
+  // --platform-kernels off|on|f16fml (platforms/platform_kernels.h), empty:
+  // the default (GQA_PLATFORM_KERNELS or on).
+  std::string platform_kernels;
 };
 
 // Whether argv names option (before any parsing).
@@ -28,7 +31,7 @@ inline bool HasOption(int argc, char** argv, const char* option) {
   return false;
 }
 
-// Removes --cpus/--target (and their values) from argv, adjusting *argc;
+// Removes --cpus/--target/--platform-kernels (and their values) from argv, adjusting *argc;
 // false with *error naming the option on a bad list or target.
 bool ExtractDeviceArgs(int* argc, char** argv, DeviceArgs* d,
                        std::string* error);
@@ -40,7 +43,8 @@ bool PinToCpus(const std::vector<int>& cpus, std::string* error);
 bool CheckPoolAffinity(pthreadpool_t pool, const std::vector<int>& cpus,
                        std::string* error);
 
-// Forces the Highway target chosen by ExtractDeviceArgs (no-op if none).
+// Forces the Highway target and the platform-kernel mode chosen by
+// ExtractDeviceArgs (no-op for those not given).
 void ApplyTarget(const DeviceArgs& d);
 
 // One JSON object describing the device and the CPU set (no braces around

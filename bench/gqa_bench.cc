@@ -37,6 +37,7 @@
 #include "src/reference/attention_ref.h"
 #include "src/reference/closeness.h"
 #include "src/reference/f16_util.h"
+#include "platforms/platform_kernels.h"
 #include "src/reference/reference.h"
 
 namespace gqa {
@@ -370,6 +371,11 @@ int main(int argc, char** argv) {
          o.softcap > 0.0f ? (", softcap " + std::to_string(o.softcap)).c_str()
                           : "",
          o.sinks ? ", sinks" : "");
+  const PlatformKernels mode = PlatformKernelsMode();
+  printf("gqa-bench: platform kernels %s\n",
+         mode == PlatformKernels::kOff  ? "off"
+         : mode == PlatformKernels::kOn ? "on"
+                                        : "on + f16fml");
   fflush(stdout);
   std::vector<Record> records;
   bool all_pass = true;

@@ -89,6 +89,8 @@ elif [ "$mode" = cli ]; then
   expect 2 "gqa-bench: --cpus needs a value" "$@" "$bench" --cpus
   expect 2 "gqa-bench: --target: 'NOPE' is not a target this CPU supports (supported:" \
     "$@" "$bench" --target NOPE
+  expect 2 "gqa-bench: --platform-kernels: 'fast' is not off, on or f16fml" \
+    "$@" "$bench" --platform-kernels fast
   # --help goes to stdout.
   "$@" "$conformance" --help 2>/dev/null | grep -q "usage:" || {
     echo "FAIL: gqa-conformance --help prints nothing on stdout"
