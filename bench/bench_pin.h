@@ -31,8 +31,8 @@ inline bool HasOption(int argc, char** argv, const char* option) {
   return false;
 }
 
-// Removes --cpus/--target/--platform-kernels (and their values) from argv, adjusting *argc;
-// false with *error naming the option on a bad list or target.
+// Removes --cpus/--target/--platform-kernels (and their values) from argv,
+// adjusting *argc; false with *error naming the option on a bad list or target.
 bool ExtractDeviceArgs(int* argc, char** argv, DeviceArgs* d,
                        std::string* error);
 

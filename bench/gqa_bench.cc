@@ -33,11 +33,11 @@
 #include "bench/bench_util.h"
 #include "gqa/gqa.hpp"
 #include "platforms/machine_peak.h"
+#include "platforms/platform_kernels.h"
 #include "src/attention_core.h"
 #include "src/reference/attention_ref.h"
 #include "src/reference/closeness.h"
 #include "src/reference/f16_util.h"
-#include "platforms/platform_kernels.h"
 #include "src/reference/reference.h"
 
 namespace gqa {

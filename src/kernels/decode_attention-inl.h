@@ -101,9 +101,8 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
   // Platform kernels write scores in slot order, never the slots past the
   // heads': finite from the start.
   const bool direct = qk_int8 != nullptr || fml != nullptr;
-  for (int64_t jj = 0; direct && slots > H * slots_per_head &&
-                       jj < plan.keys_per_tile;
-       ++jj) {
+  for (int64_t jj = 0;
+       direct && slots > H * slots_per_head && jj < plan.keys_per_tile; ++jj) {
     memset(sc.s + jj * slots + H * slots_per_head, 0,
            static_cast<size_t>(slots - H * slots_per_head) * 4);
   }
@@ -226,8 +225,8 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
       DecodeQkInt8(p, plan, sc, b, j0, keys, rows_per_group, slots,
                    slots_per_head, hwy::IsSame<T, KvQ4>());
     } else if (fml != nullptr) {
-      DecodeF16FmlQk(fml, sc, H, rows_per_group, Dp, D, kb, ks, kh, keys,
-                     slots, slots_per_head, vb, vs);
+      DecodeF16FmlQk(fml, sc, H, rows_per_group, Dp, D, kb, ks, kh, keys, slots,
+                     slots_per_head, vb, vs);
     } else if (IsKvCodes<T>()) {
       DequantBlock<T>(p, false, b, j0, keys, Dp, sc.kb);
       DecodeBlockQk(df, sc, sh, rows_per_group, Dp,
