@@ -16,7 +16,8 @@ flags=(-std=c++17 -O1 -g -march=haswell -DHWY_COMPILE_ONLY_STATIC=1
        -I include -I . -Wall -Wextra)
 # Every library source and the float64 reference (as gqa_internal links),
 # with the platform kernels CMakeLists.txt adds for this machine.
-srcs=(src/*.cc src/reference/*.cc platforms/qk_int8.cc)
+srcs=(src/*.cc src/reference/*.cc platforms/qk_int8.cc platforms/f16_fml.cc
+      platforms/platform_kernels.cc)
 case "$(uname -m)" in
   x86_64) srcs+=(platforms/x86/qk_int8_x86.cc) ;;
 esac
