@@ -48,10 +48,9 @@ void PrintCoreTable(const Options& o, const Roofs& roofs, int probes,
     if (r.paired_ratio > 0) {
       printf(
           "       options off (interleaved): median %.3f min %.3f ms; "
-          "on/off %.3fx (median of %s pairs), medians %.3fx, mins %.3fx\n",
-          r.off_median_ms, r.off_min_ms, r.paired_ratio,
-          std::to_string(o.reps).c_str(), r.median_ms / r.off_median_ms,
-          r.min_ms / r.off_min_ms);
+          "on/off %.3fx (median of %d pairs), medians %.3fx, mins %.3fx\n",
+          r.off_median_ms, r.off_min_ms, r.paired_ratio, o.reps,
+          r.median_ms / r.off_median_ms, r.min_ms / r.off_min_ms);
     }
   }
 }

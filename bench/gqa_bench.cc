@@ -114,7 +114,7 @@ Record BenchCore(const Shape& s, const Options& o, pthreadpool_t pool) {
   AttentionParams p_off = p;
   p_off.softcap = 0.0f;
   p_off.sinks = nullptr;
-  const AttentionPlan plan_off = PlanAttention(p_off);
+  const AttentionPlan plan_off = options ? PlanAttention(p_off) : plan;
   Workspace ws(static_cast<size_t>(
       std::max(AttentionWorkspaceBytes(plan, o.threads),
                AttentionWorkspaceBytes(plan_off, o.threads))));
