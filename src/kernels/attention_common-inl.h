@@ -113,22 +113,28 @@ HWY_INLINE void BlockedRowToF32(DF df, const KvRowRef& row, float* dst,
   }
 }
 
-// exp(x) as hn::Exp (x <= 88), but NaN stays NaN (hn::Exp returns 0 for
-// it, which would hide a NaN logit) and x < -104, -inf included, gives 0.
-// Same cost as hn::Exp.
+// exp(x) as hn::Exp for x in [-104, 88] (NaN stays NaN): for callers that
+// know their range (the decode scores under a softcap c < 52).
 template <class DF, class V>
-HWY_INLINE V ExpKeepNaN(DF df, V x) {
+HWY_INLINE V ExpInRange(DF df, V x) {
   const V kHalf = hn::Set(df, 0.5f);
-  const V kLowerBound = hn::Set(df, -104.0f);
   const V kNegZero = hn::Set(df, -0.0f);
   const V kOne = hn::Set(df, 1.0f);
   const V kOneOverLog2 = hn::Set(df, 1.442695040888963407359924681f);
   hn::impl::ExpImpl<float> impl;
   const auto q = impl.ToInt32(
       df, hn::MulAdd(x, kOneOverLog2, hn::Or(kHalf, hn::And(x, kNegZero))));
-  const V y = impl.LoadExpShortRange(
+  return impl.LoadExpShortRange(
       df, hn::Add(impl.ExpPoly(df, impl.ExpReduce(df, x, q)), kOne), q);
-  return hn::IfThenZeroElse(hn::Lt(x, kLowerBound), y);
+}
+
+// exp(x) as hn::Exp (x <= 88), but NaN stays NaN (hn::Exp returns 0 for
+// it, which would hide a NaN logit) and x < -104, -inf included, gives 0.
+// Same cost as hn::Exp.
+template <class DF, class V>
+HWY_INLINE V ExpKeepNaN(DF df, V x) {
+  return hn::IfThenZeroElse(hn::Lt(x, hn::Set(df, -104.0f)),
+                            ExpInRange(df, x));
 }
 
 // Key slot j of batch b passes the key masks ([B, S] each, optional).

@@ -53,6 +53,18 @@ HWY_INLINE void DecodeBlockSoftmax(DF df, const AttentionParams& p,
   const V window = hn::Set(df, static_cast<float>(p.sliding_window));
   const bool softcap = p.softcap > 0.0f, alibi = p.alibi_slopes != nullptr;
   const bool bias = p.bias != nullptr;
+#if HWY_TARGET != HWY_SCALAR
+  const bool pair =
+      softcap && slot_vectors == 1 && N >= 8 && 8 * sh.tiles <= N;
+#else
+  const bool pair = false;
+  (void)pair;
+#endif
+  // Under a softcap c < 52 with no other option and no masked key in the
+  // block, every s - m lies in [-2c, c]: exp needs no underflow test.
+  const bool in_range = p.softcap > 0.0f && p.softcap < 52.0f && !alibi &&
+                        !bias && blk.all_ok && !blk.mask_causal &&
+                        !blk.mask_window && !blk.mask_tree;
   // Scores, masks and the online-softmax update, key-major with the
   // slots in the lanes: m, l and alpha are elementwise across keys.
   for (int64_t c = 0; c < slot_vectors; ++c) {
@@ -60,14 +72,16 @@ HWY_INLINE void DecodeBlockSoftmax(DF df, const AttentionParams& p,
     const V m_old = hn::LoadU(df, sc.m + c * N);
     const V slope = hn::LoadU(df, sc.slope + c * N);
     V vmax = m_old;
-    for (int64_t jj = 0; jj < blk.keys; ++jj) {
+    auto logit = [&](int64_t jj) -> V {
+      return blk.scores_in_s
+                 ? hn::LoadU(df, sc.s + jj * slots + c * N)
+                 : ReduceQuads(
+                       df, sc.part + jj * sh.quads_padded * sh.quad_floats, c);
+    };
+    // The logit options after the softcap, in the spec's order, then the
+    // masks; the result stored and taken into the running max.
+    auto finish = [&](int64_t jj, V x) {
       float* srow = sc.s + jj * slots + c * N;
-      // The logit options, in the spec's order, then the masks.
-      V x = blk.scores_in_s
-                ? hn::LoadU(df, srow)
-                : ReduceQuads(
-                      df, sc.part + jj * sh.quads_padded * sh.quad_floats, c);
-      if (softcap) x = Softcap(df, x, cap);
       if (alibi) x = AlibiLogits(x, slope, qpos, hn::Set(df, sc.keypos[jj]));
       if (bias) {
         // Gathered per slot (broadcast strides make any layout legal).
@@ -95,6 +109,22 @@ HWY_INLINE void DecodeBlockSoftmax(DF df, const AttentionParams& p,
       }
       hn::StoreU(x, df, srow);
       vmax = hn::Max(vmax, x);
+    };
+    int64_t jj = 0;
+#if HWY_TARGET != HWY_SCALAR
+    // Where the used slots fill at most half a vector (e.g. 2 heads of up
+    // to 4 rows in 16 lanes), two keys share one softcap: their lower
+    // halves side by side, the upper halves (padding) kept.
+    for (; pair && jj + 2 <= blk.keys; jj += 2) {
+      const V x0 = logit(jj), x1 = logit(jj + 1);
+      const V y = Softcap(df, hn::ConcatLowerLower(df, x1, x0), cap);
+      finish(jj, hn::ConcatUpperLower(df, x0, y));
+      finish(jj + 1, hn::ConcatUpperUpper(df, x1, y));
+    }
+#endif
+    for (; jj < blk.keys; ++jj) {
+      const V x = logit(jj);
+      finish(jj, softcap ? Softcap(df, x, cap) : x);
     }
     // Slots that saw no key yet keep m = -inf: exp against 0 there.
     // Masked scores (-inf) give exactly 0; a NaN or +inf logit makes l
@@ -113,7 +143,8 @@ HWY_INLINE void DecodeBlockSoftmax(DF df, const AttentionParams& p,
     V vsum = zero;
     for (int64_t jj = 0; jj < blk.keys; ++jj) {
       float* srow = sc.s + jj * slots + c * N;
-      const V e = ExpKeepNaN(df, hn::Sub(hn::LoadU(df, srow), m_use));
+      const V x = hn::Sub(hn::LoadU(df, srow), m_use);
+      const V e = in_range ? ExpInRange(df, x) : ExpKeepNaN(df, x);
       hn::StoreU(hn::Mul(e, inv), df, srow);
       vsum = hn::Add(vsum, e);
     }
