@@ -22,12 +22,21 @@
 
 // Unrolled (GCC): the in-order Cortex-A55 then overlaps one step's loads
 // with another's FMLAL (llvm-mca, bench/PERFORMANCE.md: q.k 3.8 -> 5.0
-// MACs/cycle unrolled twice; p.v 3.6 -> 4.3 twice, 4.7 four times).
+// MACs/cycle unrolled twice). GQA_FHM_ORDER() / GQA_FHM_HERE(x): the
+// issue-order barriers of GQA_ARM_ISSUE_ORDER / _HERE
+// (src/kernels/vector_registers-inl.h) for this non-Highway file: no
+// instruction, GCC keeps the source's order of loads and FMLAL across them
+// and computes the integer x (a pointer, a counter) where the source puts
+// it. Empty elsewhere.
 #if defined(__GNUC__) && !defined(__clang__)
 #define GQA_FHM_PRAGMA(x) _Pragma(#x)
 #define GQA_FHM_UNROLL(n) GQA_FHM_PRAGMA(GCC unroll n)
+#define GQA_FHM_ORDER() __asm__ __volatile__("")
+#define GQA_FHM_HERE(x) __asm__ __volatile__("" : "+r"(x))
 #else
 #define GQA_FHM_UNROLL(n)
+#define GQA_FHM_ORDER()
+#define GQA_FHM_HERE(x)
 #endif
 
 namespace gqa {
@@ -112,6 +121,18 @@ inline void QkOneKey(const uint16_t* q, int64_t q_stride, const uint16_t* k,
 
 // acc [ROWS][acc_stride] at column d: acc * alpha + sum_jj p16[jj][r] *
 // v[jj][d .. d + 8 NV) (p16: [keys][8] f16, lane r = row r).
+// Software-pipelined in two register sets a, b (V row a0/a1, p pa): key
+// jj's FMLAL read set a while key jj + 1's V and p load into set b between
+// them (V after row 0, p after row 1, pinned by GQA_FHM_ORDER), then the
+// roles swap (8x1: 16 FMLAL a key). The load-use distance is then 14
+// FMLAL, not 0-1, and no V row is copied to free its register for the
+// next one (GCC's own schedule of the plain loop unrolled 4 times: 2 `mov
+// v.16b` per 4 keys, which the Cyclone model's 3 vector pipes pay; loads
+// just before their FMLAL on the A55). llvm-mca, 8x1, per 4 keys: A55
+// 54.0 -> 41.0 cycles, Cyclone 22.05 -> 21.4 (bench/PERFORMANCE.md).
+// Nothing past key keys - 1 is loaded (a cache block may end at its
+// buffer's end). Per accumulator the same FMLAL in key order as a plain
+// loop: bit-identical.
 template <int ROWS, int NV>
 inline void PvFixed(const uint16_t* p16, const float* alpha, const uint16_t* v,
                     int64_t key_stride, int64_t keys, float* acc,
@@ -141,31 +162,73 @@ inline void PvFixed(const uint16_t* p16, const float* alpha, const uint16_t* v,
   GQA_FHM_LOADA(6)
   GQA_FHM_LOADA(7)
 #undef GQA_FHM_LOADA
-  GQA_FHM_UNROLL(4)
-  for (int64_t jj = 0; jj < keys; ++jj) {
-    const uint16_t* vr = v + jj * key_stride + d;
-    const float16x8_t v0 = LoadH(vr);
-    const float16x8_t v1 = NV > 1 ? LoadH(vr + 8) : v0;
-    const float16x8_t pj = LoadH(p16 + jj * 8);
-#define GQA_FHM_PV(r)                                       \
-  if (ROWS > r) {                                           \
-    c##r##0 = vfmlalq_laneq_low_f16(c##r##0, v0, pj, r);    \
-    c##r##1 = vfmlalq_laneq_high_f16(c##r##1, v0, pj, r);   \
-    if (NV > 1) {                                           \
-      c##r##2 = vfmlalq_laneq_low_f16(c##r##2, v1, pj, r);  \
-      c##r##3 = vfmlalq_laneq_high_f16(c##r##3, v1, pj, r); \
-    }                                                       \
+// Row r's 2 NV FMLAL (lane r of p) on set s.
+#define GQA_FHM_PV(r, s)                                        \
+  if (ROWS > r) {                                               \
+    c##r##0 = vfmlalq_laneq_low_f16(c##r##0, s##0, p##s, r);    \
+    c##r##1 = vfmlalq_laneq_high_f16(c##r##1, s##0, p##s, r);   \
+    if (NV > 1) {                                               \
+      c##r##2 = vfmlalq_laneq_low_f16(c##r##2, s##1, p##s, r);  \
+      c##r##3 = vfmlalq_laneq_high_f16(c##r##3, s##1, p##s, r); \
+    }                                                           \
   }
-    GQA_FHM_PV(0)
-    GQA_FHM_PV(1)
-    GQA_FHM_PV(2)
-    GQA_FHM_PV(3)
-    GQA_FHM_PV(4)
-    GQA_FHM_PV(5)
-    GQA_FHM_PV(6)
-    GQA_FHM_PV(7)
+#define GQA_FHM_PV_REST(s) \
+  GQA_FHM_PV(2, s)         \
+  GQA_FHM_PV(3, s)         \
+  GQA_FHM_PV(4, s)         \
+  GQA_FHM_PV(5, s)         \
+  GQA_FHM_PV(6, s)         \
+  GQA_FHM_PV(7, s)
+// One key on set s while the next key's V (at vr, then advanced by adv
+// keys) and p (at pr + po) load into set t.
+#define GQA_FHM_KEY(s, t, po, adv)  \
+  GQA_FHM_PV(0, s)                  \
+  GQA_FHM_ORDER();                  \
+  t##0 = LoadH(vr);                 \
+  if (NV > 1) t##1 = LoadH(vr + 8); \
+  GQA_FHM_HERE(vr);                 \
+  vr += adv * key_stride;           \
+  GQA_FHM_HERE(vr);                 \
+  GQA_FHM_PV(1, s)                  \
+  GQA_FHM_ORDER();                  \
+  p##t = LoadH(pr + po);            \
+  GQA_FHM_ORDER();                  \
+  GQA_FHM_PV_REST(s)
+  if (keys > 0) {
+    const uint16_t* vr = v + d;
+    const uint16_t* pr = p16;
+    float16x8_t a0 = LoadH(vr), a1 = NV > 1 ? LoadH(vr + 8) : a0;
+    float16x8_t pa = LoadH(pr);
+    float16x8_t b0 = a0, b1 = a1, pb = pa;
+    if (keys > 1) vr += key_stride;
+    // Keys jj, jj + 1 on sets a, b, loading keys jj + 1, jj + 2 (< keys),
+    // for (keys - 1) / 2 pairs: a count down at the top, each pointer
+    // advanced a key or more before its next load (ALU latency 3 on the A55
+    // model).
+    for (int64_t n = (keys - 1) / 2; n != 0;) {
+      --n;
+      GQA_FHM_HERE(n);
+      GQA_FHM_KEY(a, b, 8, 1)
+      GQA_FHM_HERE(pr);
+      pr += 16;
+      GQA_FHM_HERE(pr);
+      GQA_FHM_KEY(b, a, 0, 1)
+    }
+    // 1 or 2 keys left, the last one loads nothing.
+    if ((keys & 1) == 0) {
+      GQA_FHM_KEY(a, b, 8, 0)
+      GQA_FHM_PV(0, b)
+      GQA_FHM_PV(1, b)
+      GQA_FHM_PV_REST(b)
+    } else {
+      GQA_FHM_PV(0, a)
+      GQA_FHM_PV(1, a)
+      GQA_FHM_PV_REST(a)
+    }
+  }
+#undef GQA_FHM_KEY
+#undef GQA_FHM_PV_REST
 #undef GQA_FHM_PV
-  }
 #define GQA_FHM_STOREA(r)                 \
   if (ROWS > r) {                         \
     float* ar = acc + r * acc_stride + d; \
