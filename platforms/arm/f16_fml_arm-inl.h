@@ -46,6 +46,37 @@ inline float16x8_t LoadH(const uint16_t* p) {
   return vreinterpretq_f16_u16(vld1q_u16(p));
 }
 
+// By-element FMLAL / FMLAL2: acc + v[0, 4) * p[LANE] (Low), acc + v[4, 8)
+// * p[LANE] (High), in f32. Clang (seen in 14, the NDK r25 one; LLVM issue
+// #64104, the fixed version unconfirmed, so all clang): for
+// vfmlalq_laneq_{low,high}_f16 it may put p in v16-v31, but the by-element
+// encoding has 4 bits for Vm (v0-v15), and its assembler silently encodes
+// another register: wrong results. Hence inline asm, "x" = v0-v15 for p.
+// Not volatile: clang schedules it as any instruction (GQA_FHM_ORDER /
+// _HERE, GCC-only, are empty there). GCC: the intrinsics, unchanged.
+template <int LANE>
+inline float32x4_t FmlalLow(float32x4_t acc, float16x8_t v, float16x8_t p) {
+#if defined(__clang__)
+  __asm__("fmlal %0.4s, %1.4h, %2.h[%c3]"
+          : "+w"(acc)
+          : "w"(v), "x"(p), "i"(LANE));
+  return acc;
+#else
+  return vfmlalq_laneq_low_f16(acc, v, p, LANE);
+#endif
+}
+template <int LANE>
+inline float32x4_t FmlalHigh(float32x4_t acc, float16x8_t v, float16x8_t p) {
+#if defined(__clang__)
+  __asm__("fmlal2 %0.4s, %1.4h, %2.h[%c3]"
+          : "+w"(acc)
+          : "w"(v), "x"(p), "i"(LANE));
+  return acc;
+#else
+  return vfmlalq_laneq_high_f16(acc, v, p, LANE);
+#endif
+}
+
 // [sum(c0), sum(c1), sum(c2), sum(c3)].
 inline float32x4_t Sum4(float32x4_t c0, float32x4_t c1, float32x4_t c2,
                         float32x4_t c3) {
@@ -163,14 +194,14 @@ inline void PvFixed(const uint16_t* p16, const float* alpha, const uint16_t* v,
   GQA_FHM_LOADA(7)
 #undef GQA_FHM_LOADA
 // Row r's 2 NV FMLAL (lane r of p) on set s.
-#define GQA_FHM_PV(r, s)                                        \
-  if (ROWS > r) {                                               \
-    c##r##0 = vfmlalq_laneq_low_f16(c##r##0, s##0, p##s, r);    \
-    c##r##1 = vfmlalq_laneq_high_f16(c##r##1, s##0, p##s, r);   \
-    if (NV > 1) {                                               \
-      c##r##2 = vfmlalq_laneq_low_f16(c##r##2, s##1, p##s, r);  \
-      c##r##3 = vfmlalq_laneq_high_f16(c##r##3, s##1, p##s, r); \
-    }                                                           \
+#define GQA_FHM_PV(r, s)                           \
+  if (ROWS > r) {                                  \
+    c##r##0 = FmlalLow<r>(c##r##0, s##0, p##s);    \
+    c##r##1 = FmlalHigh<r>(c##r##1, s##0, p##s);   \
+    if (NV > 1) {                                  \
+      c##r##2 = FmlalLow<r>(c##r##2, s##1, p##s);  \
+      c##r##3 = FmlalHigh<r>(c##r##3, s##1, p##s); \
+    }                                              \
   }
 #define GQA_FHM_PV_REST(s) \
   GQA_FHM_PV(2, s)         \
