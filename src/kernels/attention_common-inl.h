@@ -133,8 +133,7 @@ HWY_INLINE V ExpInRange(DF df, V x) {
 // Same cost as hn::Exp.
 template <class DF, class V>
 HWY_INLINE V ExpKeepNaN(DF df, V x) {
-  return hn::IfThenZeroElse(hn::Lt(x, hn::Set(df, -104.0f)),
-                            ExpInRange(df, x));
+  return hn::IfThenZeroElse(hn::Lt(x, hn::Set(df, -104.0f)), ExpInRange(df, x));
 }
 
 // Key slot j of batch b passes the key masks ([B, S] each, optional).

@@ -54,8 +54,7 @@ HWY_INLINE void DecodeBlockSoftmax(DF df, const AttentionParams& p,
   const bool softcap = p.softcap > 0.0f, alibi = p.alibi_slopes != nullptr;
   const bool bias = p.bias != nullptr;
 #if HWY_TARGET != HWY_SCALAR
-  const bool pair =
-      softcap && slot_vectors == 1 && N >= 8 && 8 * sh.tiles <= N;
+  const bool pair = softcap && slot_vectors == 1 && N >= 8 && 8 * sh.tiles <= N;
 #else
   const bool pair = false;
   (void)pair;
