@@ -17,6 +17,7 @@
 #include <atomic>
 
 #include "hwy/targets.h"
+#include "platforms/f16_fml.h"
 #include "platforms/platform_kernels.h"
 #if GQA_HAVE_CPUINFO
 #include <cpuinfo.h>
@@ -182,8 +183,8 @@ bool ExtractDeviceArgs(int* argc, char** argv, DeviceArgs* d,
       continue;
     }
     if (a == "--platform-kernels") {
-      if (v != "off" && v != "on" && v != "f16fml") {
-        *error = "--platform-kernels: '" + v + "' is not off, on or f16fml";
+      if (v != "off" && v != "exact" && v != "on" && v != "f16fml") {
+        *error = "--platform-kernels: '" + v + "' is not off, exact or on";
         return false;
       }
       d->platform_kernels = v;
@@ -252,9 +253,10 @@ bool CheckPoolAffinity(pthreadpool_t pool, const std::vector<int>& cpus,
 void ApplyTarget(const DeviceArgs& d) {
   if (d.target_bits != 0) hwy::SetSupportedTargetsForTest(d.target_bits);
   if (d.platform_kernels == "off") SetPlatformKernels(PlatformKernels::kOff);
-  if (d.platform_kernels == "on") SetPlatformKernels(PlatformKernels::kOn);
-  if (d.platform_kernels == "f16fml")
-    SetPlatformKernels(PlatformKernels::kWithF16Fml);
+  if (d.platform_kernels == "exact")
+    SetPlatformKernels(PlatformKernels::kExact);
+  if (d.platform_kernels == "on" || d.platform_kernels == "f16fml")
+    SetPlatformKernels(PlatformKernels::kOn);
 }
 
 int ForkPerCpuSet(const DeviceArgs& d, const std::string& json, int* set) {
@@ -348,9 +350,12 @@ std::string DeviceJson(const std::vector<int>& cpus, const std::string& label,
              ReadSysfs(c, "cpuinfo_max_freq") + "\", \"cur_freq\": \"" +
              ReadSysfs(c, "scaling_cur_freq") + "\"}";
   }
+  const F16FmlKernels* fml = BestF16FmlKernels();
   return "{\"kind\": \"device\", \"package\": \"" + JsonEscape(PackageName()) +
          "\", \"kernel\": \"" + JsonEscape(kernel) + "\", \"cpus\": \"" +
          JsonEscape(label) + "\", \"target\": \"" + JsonEscape(target) +
+         "\", \"platform_kernels\": \"" + PlatformKernelsName() +
+         "\", \"f16_fml\": \"" + (fml ? fml->name : "none") +
          "\", \"threads\": " + std::to_string(threads) + ", \"cores\": [" +
          cores + "]}";
 }

@@ -18,8 +18,8 @@ struct DeviceArgs {
   std::vector<std::string> cpu_labels;     // the lists as given
   std::string target;                      // --target, empty: default
   int64_t target_bits = 0;
-  // --platform-kernels off|on|f16fml (platforms/platform_kernels.h), empty:
-  // the default (GQA_PLATFORM_KERNELS or on).
+  // --platform-kernels off|exact|on (f16fml: on) (platforms/
+  // platform_kernels.h), empty: the default (GQA_PLATFORM_KERNELS or on).
   std::string platform_kernels;
 };
 

@@ -9,11 +9,13 @@ dev = [r for r in records if r.get("kind") == "device"]
 cases = [r for r in records if r.get("kind") != "device"]
 assert len(dev) == 1, f"{path}: want one device record, got {len(dev)}"
 d = dev[0]
-for key in ("package", "kernel", "cpus", "target", "threads", "cores"):
+for key in ("package", "kernel", "cpus", "target", "platform_kernels",
+            "f16_fml", "threads", "cores"):
     assert key in d, f"{path}: device record lacks {key}"
 assert d["cpus"] == want_cpus, d["cpus"]
 assert d["target"] == want_target, d["target"]
 assert d["threads"] == 1, d["threads"]
+assert d["platform_kernels"] in ("off", "exact", "on"), d["platform_kernels"]
 assert d["cores"] and all(
     {"cpu", "uarch", "max_freq", "cur_freq"} <= set(c) for c in d["cores"])
 assert cases and all(c["pass"] and c["median_ms"] > 0 for c in cases)

@@ -27,11 +27,12 @@ cat > "$t/b.json" <<'J'
   {"name": "D3", "kind": "core", "median_ms": 0.5, "gflops": 10, "gbps": 5},
   {"kind": "device", "package": "P", "cpus": "0-3", "target": "NEON", "threads": 4, "cores": [{"cpu": 0, "uarch": "Cortex-A55"}]},
   {"name": "D3", "kind": "core", "median_ms": 0.2, "gflops": 25, "gbps": 12},
-  {"kind": "device", "package": "P", "cpus": "4-7", "target": "NEON", "threads": 4, "cores": [{"cpu": 4, "uarch": "Cortex-A76"}]}
+  {"kind": "device", "package": "P", "cpus": "4-7", "target": "NEON", "platform_kernels": "exact", "threads": 4, "cores": [{"cpu": 4, "uarch": "Cortex-A76"}]}
 ]
 J
 out=$(/usr/bin/python3 "$src/bench/plot_devices.py" --text "$t/b.json" 2>&1)
-if [ $? -ne 0 ] || ! printf '%s' "$out" | grep -q "cpus 4-7 (Cortex-A76) NEON x4 *D3 *0.2000 ms"; then
+if [ $? -ne 0 ] || ! printf '%s' "$out" | grep -q "cpus 4-7 (Cortex-A76) NEON pk exact x4 *D3 *0.2000 ms" ||
+    ! printf '%s' "$out" | grep -q "cpus 0-3 (Cortex-A55) NEON x4 *D3 *0.5000 ms"; then
   echo "FAIL: plot_devices.py --text: $out"; fail=1
 else echo "ok: plot_devices.py --text"; fi
 rm -rf "$t"

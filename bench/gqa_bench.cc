@@ -32,6 +32,7 @@
 #include "bench/bench_steady.h"
 #include "bench/bench_util.h"
 #include "gqa/gqa.hpp"
+#include "platforms/f16_fml.h"
 #include "platforms/machine_peak.h"
 #include "platforms/platform_kernels.h"
 #include "src/attention_core.h"
@@ -371,11 +372,12 @@ int main(int argc, char** argv) {
          o.softcap > 0.0f ? (", softcap " + std::to_string(o.softcap)).c_str()
                           : "",
          o.sinks ? ", sinks" : "");
-  const PlatformKernels mode = PlatformKernelsMode();
-  printf("gqa-bench: platform kernels %s\n",
-         mode == PlatformKernels::kOff  ? "off"
-         : mode == PlatformKernels::kOn ? "on"
-                                        : "on + f16fml");
+  const F16FmlKernels* fml = BestF16FmlKernels();
+  printf("gqa-bench: platform kernels %s (f16 FMLAL: %s)\n",
+         PlatformKernelsName(),
+         fml == nullptr                                  ? "not on this CPU"
+         : PlatformKernelsMode() == PlatformKernels::kOn ? fml->name
+                                                         : "off");
   fflush(stdout);
   std::vector<Record> records;
   bool all_pass = true;

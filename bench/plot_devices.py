@@ -23,7 +23,10 @@ def load(paths):
                 uarchs = sorted({c["uarch"] for c in r.get("cores", [])})
                 label = (f"{path}: {r.get('package', '?')} cpus "
                          f"{r.get('cpus') or 'all'} ({'/'.join(uarchs)}) "
-                         f"{r.get('target', '?')} x{r.get('threads', '?')}")
+                         f"{r.get('target', '?')} "
+                         + (f"pk {r['platform_kernels']} "
+                            if "platform_kernels" in r else "")
+                         + f"x{r.get('threads', '?')}")
                 rows += [(label,) + p for p in pending]
                 pending = []
             elif "median_ms" in r:

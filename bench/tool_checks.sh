@@ -89,7 +89,7 @@ elif [ "$mode" = cli ]; then
   expect 2 "gqa-bench: --cpus needs a value" "$@" "$bench" --cpus
   expect 2 "gqa-bench: --target: 'NOPE' is not a target this CPU supports (supported:" \
     "$@" "$bench" --target NOPE
-  expect 2 "gqa-bench: --platform-kernels: 'fast' is not off, on or f16fml" \
+  expect 2 "gqa-bench: --platform-kernels: 'fast' is not off, exact or on" \
     "$@" "$bench" --platform-kernels fast
   # --help goes to stdout.
   "$@" "$conformance" --help 2>/dev/null | grep -q "usage:" || {

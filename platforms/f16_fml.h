@@ -4,16 +4,18 @@
 // platforms/arm/. Chosen once at run time where the CPU has FEAT_FHM
 // (Linux / Android: getauxval(AT_HWCAP) & HWCAP_ASIMDFHM); elsewhere the
 // kernel widens the rows to f32 and uses f32 FMA (the portable path).
-// The decode plan takes them only in the platform-kernel mode f16fml
-// (platforms/platform_kernels.h: GQA_PLATFORM_KERNELS=f16fml): they round q
-// and p to f16, which the default path does not.
+// The decode plan takes them in the default platform-kernel mode, not in
+// `exact` or `off` (platforms/platform_kernels.h): they round q and p to
+// f16, which the f32 path does not.
 //
 // Rounding: the scaled query rows are rounded to f16 once per work item and
 // each block's probabilities p (in [0, 1]) once per p.v pass, both to
 // nearest even; products and sums are f32 (the widening multiply is exact).
-// A query row's f16 rounding adds up to 2^-11 relative per element; a work
-// item whose scaled queries pass the f16 range (|q| > 65504) takes the f32
-// path instead (round_rows says so).
+// A query row's f16 rounding adds up to 2^-11 relative per element. A row
+// whose finite elements pass the f16 range (|q| > 65504) is first scaled by
+// an exact power of two 2^-e, and its q.k multiplied back by 2^e
+// (round_row returns it), so every row of every item stays on this path
+// and rows never depend on each other; Inf and NaN stay Inf and NaN.
 #ifndef GQA_PLATFORMS_F16_FML_H_
 #define GQA_PLATFORMS_F16_FML_H_
 
@@ -67,10 +69,11 @@ struct F16FmlKernels {
   const char* name;  // "neon_fhm"
   void (*qk)(const F16FmlQkBlock& block);
   void (*pv)(const F16FmlPvBlock& block);
-  // src [n] f32 to dst [n] f16 (nearest even); false (dst unspecified)
-  // where an element's magnitude passes 65504 (Inf included; a NaN passes
-  // as a NaN).
-  bool (*round_rows)(const float* src, int64_t n, uint16_t* dst);
+  // One query row: dst [n] f16 = src [n] f32 * 2^-e (nearest even), e >= 0
+  // the least that keeps every finite |src| * 2^-e <= 65504 (e = 0 for a
+  // row in range; Inf and NaN elements are not counted and stay Inf and
+  // NaN). Returns 2^e, the factor the row's q.k is multiplied by.
+  float (*round_row)(const float* src, int64_t n, uint16_t* dst);
 };
 
 // The kernels this CPU runs, or nullptr (no FEAT_FHM, or not AArch64).

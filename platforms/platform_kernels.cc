@@ -18,9 +18,8 @@ int FromEnvironment() {
   if (v == nullptr) return static_cast<int>(PlatformKernels::kOn);
   if (strcmp(v, "off") == 0 || strcmp(v, "0") == 0)
     return static_cast<int>(PlatformKernels::kOff);
-  if (strcmp(v, "f16fml") == 0)
-    return static_cast<int>(PlatformKernels::kWithF16Fml);
-  return static_cast<int>(PlatformKernels::kOn);
+  if (strcmp(v, "exact") == 0) return static_cast<int>(PlatformKernels::kExact);
+  return static_cast<int>(PlatformKernels::kOn);  // on, f16fml, unknown
 }
 
 }  // namespace
@@ -36,6 +35,17 @@ PlatformKernels PlatformKernelsMode() {
     m = g_mode.load(std::memory_order_acquire);
   }
   return static_cast<PlatformKernels>(m);
+}
+
+const char* PlatformKernelsName() {
+  switch (PlatformKernelsMode()) {
+    case PlatformKernels::kOff:
+      return "off";
+    case PlatformKernels::kExact:
+      return "exact";
+    default:
+      return "on";
+  }
 }
 
 void SetPlatformKernels(PlatformKernels mode) {

@@ -51,8 +51,8 @@ struct KernelPlan {
   // does not depend on it), 0 where none.
   int64_t qk_int8_row_bytes = 0;
   // Decode of f16 K/V: the FEAT_FHM (FMLAL) q.k and p.v where the CPU has
-  // them, the head dims allow and the platform-kernel mode asks for them
-  // (platforms/platform_kernels.h: f16fml), else null.
+  // them, the head dims allow and the platform-kernel mode is `on` (the
+  // default; platforms/platform_kernels.h), else null.
   const F16FmlKernels* f16_fml = nullptr;
 };
 

@@ -28,6 +28,7 @@
 #include "src/reference/attention_ref.h"
 #include "src/reference/f16_util.h"
 #include "tests/check.h"
+#include "tests/f16_kv_tol.h"
 #include "tests/layer_case.h"
 
 namespace gqa {
@@ -350,11 +351,13 @@ void Check(const BlockedCase& c, bool threads = false) {
   BlockedSetup s;
   Build(c, &s);
   const reference::AttentionResult want = Reference(c, s);
-  const double rtol = c.out16 ? 1.5e-3 : 1e-4;
+  const bool kv16 = c.kv == ElemType::kF16;
+  const double rtol = F16KvTol(kv16, c.out16 ? 1.5e-3 : 1e-4);
+  const double atol = F16KvTol(kv16, 1e-4);
   ForEachTarget([&](int64_t) {
     const std::vector<float> got = RunCore(c, s, 1);
     if (c.nan_kind == 0) {
-      CheckClose(got, want.out, rtol, 1e-4, "out");
+      CheckClose(got, want.out, rtol, atol, "out");
     } else {
       const int64_t G = c.Hq / c.Hkv;
       int64_t bad = 0;
@@ -371,7 +374,7 @@ void Check(const BlockedCase& c, bool threads = false) {
               const double w = want.out[i];
               if (poisoned != isnan(w)) ++bad;  // the reference agrees
               if (poisoned ? !isnan(got[i])
-                           : !(fabs(got[i] - w) <= 1e-4 + rtol * fabs(w)))
+                           : !(fabs(got[i] - w) <= atol + rtol * fabs(w)))
                 ++bad;
             }
       CHECK(bad == 0);

@@ -23,6 +23,7 @@
 #include "src/reference/attention_ref.h"
 #include "src/reference/f16_util.h"
 #include "tests/check.h"
+#include "tests/f16_kv_tol.h"
 
 namespace gqa {
 namespace test {
@@ -219,9 +220,10 @@ struct CoreCase {
     const reference::AttentionResult& want = Reference();
     std::vector<float> out, sc;
     REQUIRE(Run(threads, &out, &sc) == GQA_STATUS_OK);
-    const double rtol = (out16 || scores16) ? 1.5e-3 : 1e-4;
-    CheckClose(out, want.out, rtol, 1e-4, "out");
-    if (scores) CheckClose(sc, want.scores, rtol, 1e-4, "scores");
+    const double rtol = F16KvTol(kv16, (out16 || scores16) ? 1.5e-3 : 1e-4);
+    const double atol = F16KvTol(kv16, 1e-4);
+    CheckClose(out, want.out, rtol, atol, "out");
+    if (scores) CheckClose(sc, want.scores, rtol, atol, "scores");
   }
 
  private:

@@ -20,6 +20,7 @@
 #include "src/reference/attention_ref.h"
 #include "tests/block_cache_util.h"
 #include "tests/check.h"
+#include "tests/f16_kv_tol.h"
 
 namespace {
 
@@ -209,9 +210,10 @@ void RunScenario(const Config& k, int64_t Hq, int64_t T, int64_t window,
     const std::vector<float> q = Random(k.B * T * Hq * k.D, &rng);
     const std::vector<double> want = Oracle(cache, k, T, Hq, q, window, o);
     const bool f16 = k.dtype == GQA_DTYPE_F16;
+    const double tol = gqa::test::F16KvTol(f16, 2e-4);
     gqa::test::CheckClose(
         Attend(cache, k, T, Hq, q, window, GQA_DTYPE_F32, GQA_DTYPE_F32, 1, o),
-        want, 2e-4, 2e-4, "f32 q/out");
+        want, tol, tol, "f32 q/out");
     gqa::test::CheckClose(
         Attend(cache, k, T, Hq, q, window, f16 ? GQA_DTYPE_F16 : GQA_DTYPE_F32,
                GQA_DTYPE_F16, 1, o),

@@ -20,6 +20,7 @@
 #include "src/reference/attention_ref.h"
 #include "src/reference/rope_ref.h"
 #include "tests/block_cache_util.h"
+#include "tests/f16_kv_tol.h"
 #include "tests/layer_case.h"
 
 namespace {
@@ -291,9 +292,11 @@ TEST_CASE("v1 cache: append_rope + q_rope against the float64 oracles") {
             r.causal = true, r.position_offset = len - T;
             r.sliding_window = 16;
             const std::vector<double> want = gqa::reference::Attention(r).out;
+            const double tol =
+                gqa::test::F16KvTol(dtype == GQA_DTYPE_F16, 2e-4);
             for (size_t i = 0; i < want.size(); ++i) {
               REQUIRE(std::fabs(out[b * T * Hq * D + i] - want[i]) <=
-                      2e-4 + 2e-4 * std::fabs(want[i]));
+                      tol + tol * std::fabs(want[i]));
             }
           }
         }

@@ -63,12 +63,10 @@ TEST_CASE("f16 FMLAL: chosen where the CPU has FEAT_FHM, by name, switchable") {
   } else {
     CHECK(strcmp(k->name, "neon_fhm") == 0);
   }
-  // The default mode (GQA_PLATFORM_KERNELS unset in the suite): no FMLAL.
-  CHECK(PlanAttention(DecodeShape(ElemType::kF16, 64, 64)).decode.f16_fml ==
-        nullptr);
+  // The default mode (GQA_PLATFORM_KERNELS unset in the suite): FMLAL.
+  CHECK(PlatformKernelsMode() == PlatformKernels::kOn);
+  CHECK(strcmp(PlatformKernelsName(), "on") == 0);
   {
-    PlatformSwitch fml(PlatformKernels::kWithF16Fml);
-    CHECK(PlatformKernelsEnabled());
     const AttentionPlan on = PlanAttention(DecodeShape(ElemType::kF16, 64, 64));
     REQUIRE(on.kernel == AttentionKernel::kDecode);
     CHECK(on.decode.f16_fml == k);
@@ -81,8 +79,16 @@ TEST_CASE("f16 FMLAL: chosen where the CPU has FEAT_FHM, by name, switchable") {
           nullptr);
   }
   {
+    PlatformSwitch exact(PlatformKernels::kExact);
+    CHECK(PlatformKernelsEnabled());
+    CHECK(strcmp(PlatformKernelsName(), "exact") == 0);
+    CHECK(PlanAttention(DecodeShape(ElemType::kF16, 64, 64)).decode.f16_fml ==
+          nullptr);
+  }
+  {
     PlatformSwitch off(PlatformKernels::kOff);
     CHECK(!PlatformKernelsEnabled());
+    CHECK(strcmp(PlatformKernelsName(), "off") == 0);
     CHECK(PlanAttention(DecodeShape(ElemType::kF16, 64, 64)).decode.f16_fml ==
           nullptr);
   }
@@ -100,19 +106,47 @@ TEST_CASE("f16 FMLAL kernels: q.k and p.v against float64 sums") {
   std::mt19937 rng(11);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   std::uniform_real_distribution<float> u01(0.0f, 1.0f);
-  // round_rows: nearest even, the f16 range.
+  // round_row: nearest even; a row past the f16 range scaled by an exact
+  // 2^-e (the least e), 2^e returned; Inf and NaN kept.
   {
     const float x[6] = {1.0f, 1.0f + 1.0f / 4096, -65504.0f, NAN, 3e-8f, 2.5f};
     uint16_t h[6];
-    CHECK(k->round_rows(x, 6, h));
+    CHECK(k->round_row(x, 6, h) == 1.0f);
     for (int i = 0; i < 6; ++i)
       if (!isnan(x[i])) CHECK(h[i] == FloatToHalf(x[i]));
     CHECK(isnan(HalfToFloat(h[3])));
-    const float big[5] = {1.0f, 2.0f, 3.0f, 4.0f, 70000.0f};
-    CHECK(!k->round_rows(big, 5, h));      // the scalar tail
-    CHECK(!k->round_rows(big + 1, 4, h));  // the vector part
-    const float inf[4] = {0.0f, INFINITY, 0.0f, 0.0f};
-    CHECK(!k->round_rows(inf, 4, h));
+    const float inf[5] = {0.5f, INFINITY, -INFINITY, 3.0f, NAN};
+    CHECK(k->round_row(inf, 5, h) == 1.0f);  // Inf is not a finite element
+    CHECK(HalfToFloat(h[1]) == INFINITY);
+    CHECK(HalfToFloat(h[2]) == -INFINITY);
+    CHECK(isnan(HalfToFloat(h[4])));
+    struct Big {
+      float top;  // the largest |element|
+      float e;    // the 2^e it needs
+    };
+    const Big bigs[] = {{65504.5f, 2.0f},  {65520.0f, 2.0f},
+                        {131008.0f, 2.0f}, {131072.0f, 4.0f},
+                        {1e36f, 0x1p104f}, {3.4e38f, 0x1p112f},
+                        {-70000.0f, 2.0f}};
+    for (const Big& b : bigs) {
+      // Positions 0-4: the scalar tail of 5, the vector part of 4 (+1).
+      for (int at = 0; at < 5; ++at) {
+        float row[5] = {1.0f, -2.0f, 3.0f, INFINITY, 0.25f};
+        row[at] = b.top;
+        INFO("top " << b.top << " at " << at);
+        for (int n : {4, 5}) {
+          if (at < 5 - n) continue;  // not in the slice
+          const float e = k->round_row(row + 5 - n, n, h);
+          CHECK(e == b.e);
+          for (int i = 0; i < n; ++i) {
+            const float src = row[5 - n + i];
+            const float got = HalfToFloat(h[i]);
+            CHECK(got == HalfToFloat(FloatToHalf(src / e)));
+            if (isfinite(src)) CHECK(fabsf(got) <= 65504.0f);
+          }
+        }
+      }
+    }
   }
   for (int64_t D : {8, 24, 64, 136})
     for (int64_t rows : {1, 2, 3, 4, 5, 8, 9})
@@ -243,22 +277,25 @@ TEST_CASE("decode with f16 K/V: FMLAL path vs plain path vs float64 oracle") {
     INFO(c.Describe());
     const reference::AttentionResult& want = c.Reference();
     std::vector<float> on, off, plain, unused;
-    REQUIRE(c.Run(1, &plain, &unused) == GQA_STATUS_OK);  // default mode
     {
-      PlatformSwitch sw(PlatformKernels::kWithF16Fml);
+      PlatformSwitch sw(PlatformKernels::kExact);
+      REQUIRE(c.Run(1, &plain, &unused) == GQA_STATUS_OK);
+    }
+    {
+      PlatformSwitch sw(PlatformKernels::kOn);
       REQUIRE(c.Run(1, &on, &unused) == GQA_STATUS_OK);
     }
     {
       PlatformSwitch sw(PlatformKernels::kOff);
       REQUIRE(c.Run(1, &off, &unused) == GQA_STATUS_OK);
     }
-    CheckClose(on, want.out, kFmlTol, kFmlTol, "out (f16fml)");
+    CheckClose(on, want.out, kFmlTol, kFmlTol, "out (FMLAL)");
     CheckClose(off, want.out, 1e-4, 1e-4, "out (off)");
     const bool served = F16FmlServesDims(sh.D, sh.Dv);
     if (served) {
       with.Add(on, want.out);
     } else {
-      CheckClose(on, want.out, 1e-4, 1e-4, "out (f16fml, not served)");
+      CheckClose(on, want.out, 1e-4, 1e-4, "out (FMLAL mode, not served)");
     }
     without.Add(off, want.out);
     CHECK(memcmp(plain.data(), off.data(), on.size() * 4) == 0);
@@ -301,22 +338,22 @@ TEST_CASE("blocked f16 cache decode: FMLAL path vs plain path vs oracle") {
         const reference::AttentionResult want = Reference(c, s);
         if (i == 2) {
           // FMLAL under every compiled target (NEON, SVE, SVE2 plans).
-          PlatformSwitch sw(PlatformKernels::kWithF16Fml);
+          PlatformSwitch sw(PlatformKernels::kOn);
           ForEachTarget([&](int64_t) {
             CheckClose(RunCore(c, s, 1), want.out, kFmlTol, kFmlTol,
-                       "out (f16fml, every target)");
+                       "out (FMLAL, every target)");
           });
         }
         std::vector<float> on, off;
         {
-          PlatformSwitch sw(PlatformKernels::kWithF16Fml);
+          PlatformSwitch sw(PlatformKernels::kOn);
           on = RunCore(c, s, 1);
         }
         {
           PlatformSwitch sw(PlatformKernels::kOff);
           off = RunCore(c, s, 1);
         }
-        CheckClose(on, want.out, kFmlTol, kFmlTol, "out (f16fml)");
+        CheckClose(on, want.out, kFmlTol, kFmlTol, "out (FMLAL)");
         CheckClose(off, want.out, 1e-4, 1e-4, "out (off)");
         with.Add(on, want.out);
         without.Add(off, want.out);

@@ -17,6 +17,7 @@
 #include "src/reference/attention_ref.h"
 #include "src/reference/f16_util.h"
 #include "tests/check.h"
+#include "tests/f16_kv_tol.h"
 #include "tests/layer_case.h"
 
 namespace gqa {
@@ -61,7 +62,8 @@ KvRun RunKv(const KvCase& c, int threads) {
                      c.ring ? 1 : 0,
                      kc.data(),
                      vc.data(),
-                     lengths.data(), nullptr};
+                     lengths.data(),
+                     nullptr};
   KvRun run;
   // Ragged appends of f32 source rows.
   for (int64_t start = 0; start < max_total; start += c.chunk) {
@@ -145,7 +147,8 @@ void CheckKv(const KvCase& c, int threads = 1) {
            << c.cache16 << " ring " << c.ring << " window " << c.window
            << " threads " << threads);
   REQUIRE(run.status == GQA_STATUS_OK);
-  CheckClose(run.out, run.want, 1e-4, 1e-4, "kv attend");
+  const double tol = F16KvTol(c.cache16, 1e-4);
+  CheckClose(run.out, run.want, tol, tol, "kv attend");
 }
 
 TEST_CASE(
@@ -231,8 +234,9 @@ TEST_CASE("kv cache errors write nothing") {
   const int64_t B = 2, cap = 8, H = 2, D = 4, row = H * D;
   std::vector<float> k(B * cap * row, 7.0f), v(k.size(), 7.0f);
   std::vector<int64_t> lengths = {6, 2};
-  gqa_kv_cache cache{B,        cap,           H, D, GQA_DTYPE_F32, 0, k.data(),
-                     v.data(), lengths.data(), nullptr};
+  gqa_kv_cache cache{
+      B,      cap, H, D, GQA_DTYPE_F32, 0, k.data(), v.data(), lengths.data(),
+      nullptr};
   std::vector<float> kn(B * 3 * row, 1.0f), vn(kn.size(), 1.0f);
   auto unchanged = [&] {
     CHECK(lengths[0] == 6);
@@ -351,7 +355,8 @@ void CheckLayerDecode(gqa_dtype dtype, bool cache16, bool gate, int64_t window,
                      ring ? 1 : 0,
                      kc.data(),
                      vc.data(),
-                     lengths.data(), nullptr};
+                     lengths.data(),
+                     nullptr};
   // Through the C++ API (gqa::Layer::ForwardCached), as the README shows.
   REQUIRE(layer.CachedWorkspaceSize(cache, chunk, &bytes).ok());
   Workspace cws(bytes);
@@ -410,7 +415,8 @@ TEST_CASE("layer cached forward: errors") {
   std::vector<float> k(2 * 4 * 4, 7.0f), v(k.size(), 7.0f);
   std::vector<int64_t> lengths = {3, 0};
   gqa_kv_cache cache{
-      2, 4, 1, 4, GQA_DTYPE_F32, 0, k.data(), v.data(), lengths.data(), nullptr};
+      2,      4, 1, 4, GQA_DTYPE_F32, 0, k.data(), v.data(), lengths.data(),
+      nullptr};
   std::vector<float> x(2 * 2 * 6, 1.0f), out(x.size(), 9.0f);
   gqa_forward_args a{};
   a.batch = 2, a.query_len = 2, a.value_len = 2, a.query = a.value = x.data();

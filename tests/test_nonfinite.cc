@@ -16,6 +16,7 @@
 #include "gqa/attention.h"
 #include "gqa/gqa.hpp"
 #include "gqa/kv_cache.h"
+#include "platforms/platform_kernels.h"
 #include "src/reference/attention_ref.h"
 #include "src/reference/f16_util.h"
 #include "tests/check.h"
@@ -165,6 +166,49 @@ TEST_CASE("NaN or Inf in q: NaN in that row only") {
                    return bb == b && tt == t && uu == u ? -1 : -2;
                  });
         }
+      }
+    }
+  }
+}
+
+// f16 K/V on a FEAT_FHM CPU (the FMLAL path, platforms/f16_fml.h): the row
+// is scaled into the f16 range by an exact power of two, so it stays close
+// to the f32 path (platform kernels `exact`) and no other row of its work
+// item moves.
+TEST_CASE("a finite q row past the f16 range: that row alone changes") {
+  for (const Shape& s : kShapes) {
+    for (int kv16 = 0; kv16 < 2; ++kv16) {
+      for (int threads = 1; threads <= 3; threads += 2) {
+        Opts o;
+        o.kv16 = kv16 != 0, o.threads = threads;
+        INFO(std::string(s.name) << " kv16 " << kv16 << " threads " << threads);
+        Inputs in = Random(s, o.kv16, 9);
+        const std::vector<float> clean = Run(s, in, o);
+        const int64_t b = 1, t = s.T - 1, u = s.Hq - 1;
+        const size_t row =
+            static_cast<size_t>(((b * s.T + t) * s.Hq + u) * s.D);
+        // |q * scale| up to 8e5 / sqrt(D) > 65504; q.k stays finite.
+        for (int64_t d = 0; d < s.D; ++d) in.q[row + d] *= 4e5f;
+        const std::vector<float> got = Run(s, in, o);
+        std::vector<float> exact;
+        {
+          const PlatformKernels old = PlatformKernelsMode();
+          SetPlatformKernels(PlatformKernels::kExact);
+          exact = Run(s, in, o);
+          SetPlatformKernels(old);
+        }
+        int64_t moved = 0, off = 0;
+        for (size_t i = 0; i < got.size(); ++i) {
+          const bool mine = i >= row && i < row + static_cast<size_t>(s.D);
+          if (!mine) {
+            moved += !(got[i] == clean[i]);
+          } else {
+            off += !(isfinite(got[i]) &&
+                     fabs(got[i] - exact[i]) <= 3e-3 + 3e-3 * fabs(exact[i]));
+          }
+        }
+        CHECK(moved == 0);
+        CHECK(off == 0);
       }
     }
   }

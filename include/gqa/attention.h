@@ -11,7 +11,14 @@
  * All three strides 0 means token-major contiguous ([B][T][H][D]); a
  * head-major tensor ([B][H][T][D]) is described by its strides.
  * q, k/v and out may each be f32 or f16 (IEEE binary16); arithmetic, the
- * softmax and accumulation are f32. Calls never allocate, and results are
+ * softmax and accumulation are f32, with one exception: on AArch64 CPUs
+ * with FEAT_FHM (`asimdfhm` in /proc/cpuinfo; Armv8.4+ cores with FP16,
+ * e.g. Cortex-A510/A710/X2, Apple M1), the decode kernel (few query rows
+ * per kv head, as in a KV-cache step) rounds the scaled q rows and the
+ * probabilities to f16 for f16 K/V and multiplies them with FMLAL
+ * (products exact, sums f32). That moves O(1) outputs by up to ~2e-3
+ * against ~1e-6 in f32; GQA_PLATFORM_KERNELS=exact in the environment
+ * (read once) keeps f32 there. Calls never allocate, and results are
  * bitwise identical for any thread count.
  *
  * Threads: the core holds no state. Any number of threads may call

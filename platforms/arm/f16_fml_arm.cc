@@ -6,6 +6,7 @@
 #include "platforms/arm/f16_fml_arm.h"
 
 #include <arm_neon.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -137,25 +138,50 @@ void Pv(const F16FmlPvBlock& b) {
   }
 }
 
-bool RoundRows(const float* src, int64_t n, uint16_t* dst) {
-  const float32x4_t top = vdupq_n_f32(65504.0f);
-  uint32x4_t over = vdupq_n_u32(0);
+// The largest finite |src[i]| (0 for none): NaN and Inf lanes count 0.
+float MaxFinite(const float* src, int64_t n) {
+  const float32x4_t inf = vdupq_n_f32(INFINITY), zero = vdupq_n_f32(0.0f);
+  float32x4_t mx = zero;
   int64_t i = 0;
   for (; i + 4 <= n; i += 4) {
-    const float32x4_t x = vld1q_f32(src + i);
-    over = vorrq_u32(over, vcagtq_f32(x, top));  // |x| > 65504 (NaN: no)
-    vst1_u16(dst + i, vreinterpret_u16_f16(vcvt_f16_f32(x)));
+    const float32x4_t a = vabsq_f32(vld1q_f32(src + i));
+    mx = vmaxq_f32(mx, vbslq_f32(vcltq_f32(a, inf), a, zero));
   }
-  bool ok = vmaxvq_u32(over) == 0;
+  float m = vmaxvq_f32(mx);
   for (; i < n; ++i) {
-    ok = ok && !(src[i] > 65504.0f || src[i] < -65504.0f);
-    const float16_t h = static_cast<float16_t>(src[i]);
-    memcpy(dst + i, &h, 2);
+    const float a = fabsf(src[i]);
+    if (a < INFINITY && a > m) m = a;
   }
-  return ok;
+  return m;
 }
 
-const F16FmlKernels kNeonFhm = {"neon_fhm", Qk, Pv, RoundRows};
+float RoundRow(const float* src, int64_t n, uint16_t* dst) {
+  const float m = MaxFinite(src, n);
+  float down = 1.0f, undo = 1.0f;
+  if (m > 65504.0f) {
+    // m = f * 2^x, f in [0.5, 1): m * 2^-(x - 16) in [2^15, 2^16), one more
+    // halving where it passes 65504. e <= 112: 2^-e is a normal float.
+    int x = 0;
+    frexpf(m, &x);
+    int e = x - 16;
+    if (ldexpf(m, -e) > 65504.0f) ++e;
+    down = ldexpf(1.0f, -e);
+    undo = ldexpf(1.0f, e);
+  }
+  const float32x4_t s = vdupq_n_f32(down);
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const float32x4_t x = vmulq_f32(vld1q_f32(src + i), s);
+    vst1_u16(dst + i, vreinterpret_u16_f16(vcvt_f16_f32(x)));
+  }
+  for (; i < n; ++i) {
+    const float16_t h = static_cast<float16_t>(src[i] * down);
+    memcpy(dst + i, &h, 2);
+  }
+  return undo;
+}
+
+const F16FmlKernels kNeonFhm = {"neon_fhm", Qk, Pv, RoundRow};
 
 }  // namespace
 

@@ -96,8 +96,12 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
     }
   }
   // f16 K/V through FMLAL (platforms/f16_fml.h): q rounded to f16 once.
+  const float* fml_undo = nullptr;
   const F16FmlKernels* fml =
-      hwy::IsSame<T, uint16_t>() ? DecodeF16FmlPrepare(plan, sc) : nullptr;
+      hwy::IsSame<T, uint16_t>()
+          ? DecodeF16FmlPrepare(plan, sc, rows_per_group, slots_per_head, slots,
+                                &fml_undo)
+          : nullptr;
   // Platform kernels write scores in slot order, never the slots past the
   // heads': finite from the start.
   const bool direct = qk_int8 != nullptr || fml != nullptr;
@@ -226,7 +230,7 @@ void DecodeItem(const AttentionParams& p, const KernelPlan& plan, int64_t index,
                    slots_per_head, hwy::IsSame<T, KvQ4>());
     } else if (fml != nullptr) {
       DecodeF16FmlQk(fml, sc, H, rows_per_group, Dp, D, kb, ks, kh, keys, slots,
-                     slots_per_head, vb, vs);
+                     slots_per_head, vb, vs, fml_undo);
     } else if (IsKvCodes<T>()) {
       DequantBlock<T>(p, false, b, j0, keys, Dp, sc.kb);
       DecodeBlockQk(df, sc, sh, rows_per_group, Dp,

@@ -89,7 +89,8 @@ struct DecodeScratch {
   float* keyok;   // [Bk] 1 if the key may be attended (before causal/window)
   float* keypos;  // [Bk] key positions
   unsigned char* q8;  // [R][qk_int8_row_bytes] prepared rows (integer q.k)
-  float* qscale;      // [slots] s_q of the slot's row (0 in padding)
+  float* qscale;      // [slots] s_q of the slot's row (0 in padding);
+                      // FMLAL: the row's q.k factor 2^e (1 in padding)
   int64_t* bias_row;  // [slots] the slot's bias row offset (-1: padding)
   float* bias_lanes;  // [N] one key's bias across a vector of slots
   float* tree;        // [T][slots] 1 where the slot's query sees draft d
@@ -123,7 +124,8 @@ HWY_INLINE DecodeScratch CarveDecodeSlot(const AttentionParams& p,
   s.keypos = c.Take<float>(Bk);
   s.q8 = c.Take<unsigned char>(
       plan.qk_int8_row_bytes ? R * plan.qk_int8_row_bytes : 0);
-  s.qscale = c.Take<float>(plan.qk_int8_row_bytes ? sh.slots : 0);
+  s.qscale =
+      c.Take<float>(plan.qk_int8_row_bytes || plan.f16_fml ? sh.slots : 0);
   s.bias_row = c.Take<int64_t>(p.bias ? sh.slots : 0);
   s.bias_lanes = c.Take<float>(p.bias ? N : 0);
   // (Always: a workspace sized without the tree serves an attend with it.)
@@ -186,10 +188,10 @@ void MakeDecodePlan(const AttentionParams& p, KernelPlan* plan) {
     plan->qk_int8_row_bytes = QkInt8PreparedBytes(p.head_dim);
     plan->qk_int8 = p.qk_int8 ? qk : nullptr;
   }
-  // FMLAL (q and p rounded to f16: only where the mode asks for it): f16
-  // K/V, strided or blocked, read in place (whole 8-element groups of the
-  // head dims); the f32 path otherwise.
-  if (p.kv_type == ElemType::kF16 && mode == PlatformKernels::kWithF16Fml &&
+  // FMLAL (q and p rounded to f16: in mode `on`, the default, not `exact`):
+  // f16 K/V, strided or blocked, read in place (whole 8-element groups of
+  // the head dims); the f32 path otherwise.
+  if (p.kv_type == ElemType::kF16 && mode == PlatformKernels::kOn &&
       F16FmlServesDims(p.head_dim, ValueDim(p))) {
     plan->f16_fml = BestF16FmlKernels();
   }

@@ -64,25 +64,40 @@ HWY_INLINE void DecodeQkInt8(const AttentionParams& p, const KernelPlan& plan,
 }
 
 // FMLAL for this item: the scaled q rows sc.q [R][Dp] rounded to f16 into
-// sc.q16 [R][Dp]. The kernels, or null (the f32 path for the item) where
-// the plan has none or a row passes the f16 range.
-HWY_INLINE const F16FmlKernels* DecodeF16FmlPrepare(const KernelPlan& plan,
-                                                    const DecodeScratch& sc) {
+// sc.q16 [R][Dp], each row r = g * rows_per_group + i times its own 2^-e
+// (platforms/f16_fml.h: round_row), 2^e at slot g * slots_per_head + i of
+// sc.qscale [slots] (1 in the padding slots). *undo: sc.qscale where some
+// row has e > 0, else null. The kernels, or null where the plan has none.
+HWY_INLINE const F16FmlKernels* DecodeF16FmlPrepare(
+    const KernelPlan& plan, const DecodeScratch& sc, int64_t rows_per_group,
+    int64_t slots_per_head, int64_t slots, const float** undo) {
+  *undo = nullptr;
   const F16FmlKernels* f = plan.f16_fml;
   if (f == nullptr) return nullptr;
-  return f->round_rows(sc.q, plan.rows * plan.dim_padded, sc.q16) ? f : nullptr;
+  const int64_t Dp = plan.dim_padded;
+  bool scaled = false;
+  for (int64_t slot = 0; slot < slots; ++slot) sc.qscale[slot] = 1.0f;
+  for (int64_t r = 0; r < plan.rows; ++r) {
+    const float e = f->round_row(sc.q + r * Dp, Dp, sc.q16 + r * Dp);
+    const int64_t g = r / rows_per_group, i = r % rows_per_group;
+    sc.qscale[g * slots_per_head + i] = e;
+    scaled = scaled || e != 1.0f;
+  }
+  if (scaled) *undo = sc.qscale;
+  return f;
 }
 
 // FMLAL q.k of a block's f16 key rows read in place: key kk, head g at
 // k + kk * ks + g * kh (elements); V rows of key kk at v + kk * vs
-// prefetched. Only f16 rows (TR = uint16_t) ever get here.
+// prefetched; scores of slot i times undo[i] where undo is not null
+// (DecodeF16FmlPrepare). Only f16 rows (TR = uint16_t) ever get here.
 template <typename TR>
 HWY_INLINE void DecodeF16FmlQk(const F16FmlKernels* f, const DecodeScratch& sc,
                                int64_t H, int64_t rows_per_group, int64_t Dp,
                                int64_t D, const TR* k, int64_t ks, int64_t kh,
                                int64_t keys, int64_t slots,
-                               int64_t slots_per_head, const TR* v,
-                               int64_t vs) {
+                               int64_t slots_per_head, const TR* v, int64_t vs,
+                               const float* undo) {
   if constexpr (hwy::IsSame<TR, uint16_t>()) {
     F16FmlQkBlock a;
     a.q = sc.q16;
@@ -100,6 +115,12 @@ HWY_INLINE void DecodeF16FmlQk(const F16FmlKernels* f, const DecodeScratch& sc,
     a.prefetch = reinterpret_cast<const unsigned char*>(v);
     a.prefetch_key_bytes = vs * 2;
     f->qk(a);
+    // Rows scaled into the f16 range: their scores times 2^e (exact).
+    for (int64_t jj = 0; undo != nullptr && jj < keys; ++jj) {
+      float* s = sc.s + jj * slots;
+      for (int64_t slot = 0; slot < H * slots_per_head; ++slot)
+        s[slot] *= undo[slot];
+    }
   }
 }
 
