@@ -26,6 +26,8 @@ ROOT = os.path.dirname(HERE)
 HARNESS = os.path.join(HERE, "mca", "mca_kernels.cc")
 # The FEAT_FHM (FMLAL) loops: their own file, built with +fp16fml.
 FML_HARNESS = os.path.join(HERE, "mca", "mca_fml_kernels.cc")
+# The FEAT_DotProd (SDOT) integer q.k: its own file, built with +dotprod.
+DOT_HARNESS = os.path.join(HERE, "mca", "mca_dot_kernels.cc")
 CXX = "aarch64-linux-gnu-g++"
 MCA = "llvm-mca-14"
 ITERATIONS = 200
@@ -41,6 +43,8 @@ ISAS = {
     # NEON with FEAT_FHM: the FMLAL loops only.
     "FHM": ("armv8.2-a+fp16+fp16fml", "+fullfp16,+fp16fml", NEON_CPUS,
             "fml"),
+    # NEON with FEAT_DotProd: the SDOT loops only.
+    "DOT": ("armv8.2-a+dotprod", "+dotprod", NEON_CPUS, "dot"),
 }
 
 # (function in the harness, kernel, element type of K/V).
@@ -67,7 +71,14 @@ FML_KERNELS = [
     ("gqa_mca_decode_pv_fml8_f16", "decode p.v 8x1 fml", "f16"),
     ("gqa_mca_decode_pv_fml4_f16", "decode p.v 4x2 fml", "f16"),
 ]
-SOURCES = {"kernels": (HARNESS, KERNELS), "fml": (FML_HARNESS, FML_KERNELS)}
+# SDOT (int8 x int8 -> int32, 16 MACs each, on the FMLA pipes): the
+# integer q.k of platforms/arm/qk_int8_arm-inl.h through DOT_HARNESS.
+DOT_KERNELS = [
+    ("gqa_mca_decode_qk_sdot_q8", "decode q.k sdot 4 rows", "q8"),
+    ("gqa_mca_decode_qk_sdot_q4", "decode q.k sdot 4 rows", "q4"),
+]
+SOURCES = {"kernels": (HARNESS, KERNELS), "fml": (FML_HARNESS, FML_KERNELS),
+           "dot": (DOT_HARNESS, DOT_KERNELS)}
 
 # Published figures, Arm Cortex-A76/X1 Software Optimization Guides: 128-bit
 # ASIMD/FP pipes that take FMLA, FMLA latency, load pipes.
@@ -87,7 +98,7 @@ MODEL_NAMES = [
 ]
 
 LOAD_RE = re.compile(r"^(ld[a-z0-9]*|prfm)$")
-FMA_RE = re.compile(r"^(fmla|fmad|fmlal|fmlal2)$")
+FMA_RE = re.compile(r"^(fmla|fmad|fmlal|fmlal2|sdot)$")
 BRANCH_RE = re.compile(r"^(b|b\.[a-z]+|b[a-z]{2}|cbn?z|tbn?z)$")
 
 
@@ -246,11 +257,12 @@ def counts(body):
   """fmla, load instructions, load ops (ldp and ld1 {..} lists count one
   per register), the FMA chains: independent accumulators and the longest
   chain of fmla into one accumulator per iteration."""
-  fma = loads = load_ops = 0
+  fma = loads = load_ops = macs = 0
   acc = {}
   for m, ops in body:
     if FMA_RE.match(m):
       fma += 1
+      macs += 16 if m == "sdot" else 4  # per 128-bit instruction
       dst = ops.split(",")[0].strip().split(".")[0]
       acc[dst] = acc.get(dst, 0) + 1
     elif LOAD_RE.match(m):
@@ -261,7 +273,7 @@ def counts(body):
         load_ops += len(ops[ops.index("{"):ops.index("}")].split(","))
       else:
         load_ops += 1
-  return {"fmla": fma, "loads": loads, "load_ops": load_ops,
+  return {"fmla": fma, "macs": macs, "loads": loads, "load_ops": load_ops,
           "chains": len(acc), "longest_chain": max(acc.values()) if acc else 0}
 
 
@@ -349,8 +361,9 @@ def main():
             "cycles": cycles, "busiest_unit": unit, "busiest_cycles": busy,
             "pct_peak": 100.0 * c["fmla"] / (cycles * peak) if cycles else 0,
             # multiply-adds (K/V elements x rows) per cycle: 4 per 128-bit
-            # fmla or fmlal / fmlal2 (SVE: the vector length, not known here)
-            "macs_per_cycle": 4.0 * c["fmla"] / cycles
+            # fmla or fmlal / fmlal2, 16 per sdot (SVE: the vector length,
+            # not known here)
+            "macs_per_cycle": float(c["macs"]) / cycles
                               if cycles and isa != "SVE" else 0}
         if c["fmla"] < 1 or cycles <= 0:
           problems.append("%s %s %s: fmla %d, cycles %g" %
@@ -371,8 +384,8 @@ def main():
         m["fma_elem_per_cycle"], m["fma_latency"], m["loads_per_cycle"]))
   print("\nllvm-mca, %d iterations, loads in L1; %%peak = fmla / (cycles x "
         "model's best fmla/cycle):" % ITERATIONS)
-  print("(FHM: fmlal / fmlal2 counted as fmla, 4 MACs each; MAC/cyc = 4 x "
-        "fmla / cycles, NEON and FHM)")
+  print("(FHM: fmlal / fmlal2 counted as fmla, 4 MACs each; DOT: sdot "
+        "counted as fmla, 16 MACs each; MAC/cyc for NEON, FHM and DOT)")
   hdr = "%-19s %-4s %-4s %-30s %4s %5s %6s %7s %6s %7s  %s"
   print(hdr % ("kernel", "type", "ISA", "-mcpu (model)", "fmla", "loads",
                "chains", "cyc/it", "%peak", "MAC/cyc", "busiest unit (cyc/it)"))

@@ -12,6 +12,12 @@
 #else
 #define GQA_QK_INT8_X86 0
 #endif
+#if defined(__aarch64__)
+#include "platforms/arm/qk_int8_arm.h"
+#define GQA_QK_INT8_ARM 1
+#else
+#define GQA_QK_INT8_ARM 0
+#endif
 
 namespace gqa {
 namespace {
@@ -20,8 +26,9 @@ namespace {
 // amax, inv = 127 / amax or 0 for amax = 0): adding and subtracting
 // 1.5 * 2^23 rounds |x * inv| <= 127 to nearest even in the default
 // rounding mode, with no libm call (the library builds without
-// -ffast-math, so the compiler keeps the two operations). Where 127 / amax
-// overflows f32 (amax below ~3.7e-37) the product is taken in double.
+// -ffast-math, and this file with -ffp-contract=off, so the compiler
+// keeps the two operations: an FMA would round x * inv only once). Where 127 /
+// amax overflows f32 (amax below ~3.7e-37) the product is taken in double.
 inline int8_t Code(float x, float amax, float inv) {
   float r;
   if (inv <= 3.402823466e38f) {
@@ -105,6 +112,8 @@ float PrepareQkInt8Row(const float* q, int64_t dim, bool q4,
 int AvailableQkInt8Kernels(const QkInt8Kernels** out, int max) {
 #if GQA_QK_INT8_X86
   return X86QkInt8Kernels(out, max);
+#elif GQA_QK_INT8_ARM
+  return ArmQkInt8Kernels(out, max);
 #else
   (void)out;
   (void)max;

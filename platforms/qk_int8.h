@@ -1,6 +1,7 @@
 // Integer q.k of quantized (q8 / q4) key rows for the decode kernel, in
 // per-ISA code behind one interface (Highway 1.0.3 has no int8 dot product):
-// AVX512-VNNI and AVX-VNNI `vpdpbusd` on x86 (platforms/x86/). Chosen once
+// AVX512-VNNI and AVX-VNNI `vpdpbusd` on x86 (platforms/x86/), SDOT on
+// AArch64 with FEAT_DotProd (platforms/arm/qk_int8_arm.cc). Chosen once
 // at run time from the CPU; where there is none, the kernel dequantizes K
 // to f32 instead (the portable Highway path).
 //
@@ -52,7 +53,7 @@ struct QkInt8Block {
 };
 
 struct QkInt8Kernels {
-  const char* name;  // "avx512vnni", "avxvnni"
+  const char* name;  // "avx512vnni", "avxvnni", "neon_dotprod"
   void (*qk_q8)(const QkInt8Block& block);
   void (*qk_q4)(const QkInt8Block& block);
 };

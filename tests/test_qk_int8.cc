@@ -45,8 +45,9 @@ TEST_CASE("integer q.k kernels: every variant, q8 and q4, against exact sums") {
   std::uniform_real_distribution<float> us(0.001f, 0.05f);
   for (int v = 0; v < n; ++v)
     for (bool q4 : {false, true})
-      for (int64_t D : {64, 128, 256})
+      for (int64_t D : {32, 64, 96, 128, 256})
         for (int64_t rows : {1, 3, 4, 7}) {
+          if (!QkInt8ServesDim(q4, D)) continue;  // q4: multiples of 64
           INFO(ks[v]->name << " q4 " << q4 << " D " << D << " rows " << rows);
           const int64_t H = 3, keys = 5, sph = (rows + 3) / 4 * 4;
           const int64_t slots = H * sph + 4;
@@ -158,7 +159,7 @@ TEST_CASE("integer q.k: a NaN or Inf query row gives NaN scores") {
 // The integer q.k (AttentionParams::qk_int8) against the reference on the
 // emulated int8 q: exact up to f32 rounding, so the same tolerance. Decode
 // shapes only (flash ignores the flag); the path the CPU has, or skipped.
-TEST_CASE("blocked decode: integer q.k of q8 / q4 keys (VNNI)") {
+TEST_CASE("blocked decode: integer q.k of q8 / q4 keys (VNNI / SDOT)") {
   if (BestQkInt8Kernels() == nullptr) {
     MESSAGE("no integer dot product on this CPU: skipped");
     return;

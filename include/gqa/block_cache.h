@@ -32,11 +32,12 @@
  * read-back returns the row as stored (rotated).
  *
  * Integer q.k (GQA_BLOCK_CACHE_INT8_QK, off by default): on CPUs with an
- * int8 dot product (x86 AVX512-VNNI or AVX-VNNI) the decode of a q8 cache
- * (D a multiple of 32) or a q4 cache (D a multiple of 64) quantizes each
- * scaled query row to int8, one f32 scale per row (s_q = max|q| / 127,
- * codes rounded to nearest even; a row with a NaN or Inf gives NaN), and
- * computes q.k in integers: each logit moves by up to s_q / 2 * sum|k|.
+ * int8 dot product (x86 AVX512-VNNI or AVX-VNNI, AArch64 SDOT) the decode
+ * of a q8 cache (D a multiple of 32) or a q4 cache (D a multiple of 64)
+ * quantizes each scaled query row to int8, one f32 scale per row
+ * (s_q = max|q| / 127, codes rounded to nearest even; a row with a NaN or
+ * Inf gives NaN), and computes q.k in integers: each logit moves by up to
+ * s_q / 2 * sum|k|.
  * That is faster and less exact (on the golden-llm q8 / q4 cases up to
  * 1.5e-2 off, past their 1e-2 tolerance), so it is the caller's choice.
  * Without the flag q stays f32 against the dequantized keys: the spec's
