@@ -5,33 +5,15 @@
 
 #if defined(__aarch64__)
 #include "platforms/arm/f16_fml_arm.h"
-#if defined(__linux__)
-#include <sys/auxv.h>
-#endif
+#include "platforms/arm/hwcap.h"
 #endif
 
 namespace gqa {
-#if defined(__aarch64__)
-namespace {
-
-bool CpuHasFhm() {
-#if defined(__linux__)
-#ifndef HWCAP_ASIMDFHM
-#define HWCAP_ASIMDFHM (1 << 23)
-#endif
-  return (getauxval(AT_HWCAP) & HWCAP_ASIMDFHM) != 0;
-#else
-  return false;  // no way to ask the OS here (yet): the portable path
-#endif
-}
-
-}  // namespace
-#endif
 
 const F16FmlKernels* BestF16FmlKernels() {
   static const F16FmlKernels* const best = []() -> const F16FmlKernels* {
 #if defined(__aarch64__)
-    return CpuHasFhm() ? ArmF16FmlKernels() : nullptr;
+    return ArmHwcapHas(kHwcapAsimdFhm) ? ArmF16FmlKernels() : nullptr;
 #else
     return nullptr;  // FMLAL is AArch64 only
 #endif

@@ -79,36 +79,21 @@ inline void Q8Rows(const unsigned char* q, int64_t q_bytes,
   for (int64_t left = dim / 32 - 1; left > 0; --left) {
     k += 32, c0 += 32, c1 += 32, c2 += 32, c3 += 32;
     GQA_SDOT_HERE(k);
-    a0 = vdotq_s32(a0, x, u0);
-    u0 = Load(c0);
-    GQA_SDOT_ORDER();
-    b0 = vdotq_s32(b0, y, u1);
-    u1 = Load(c0 + 16);
-    GQA_SDOT_ORDER();
-    if (NR > 1) {
-      a1 = vdotq_s32(a1, x, u2);
-      u2 = Load(c1);
-      GQA_SDOT_ORDER();
-      b1 = vdotq_s32(b1, y, u3);
-      u3 = Load(c1 + 16);
-      GQA_SDOT_ORDER();
-    }
-    if (NR > 2) {
-      a2 = vdotq_s32(a2, x, u4);
-      u4 = Load(c2);
-      GQA_SDOT_ORDER();
-      b2 = vdotq_s32(b2, y, u5);
-      u5 = Load(c2 + 16);
-      GQA_SDOT_ORDER();
-    }
-    if (NR > 3) {
-      a3 = vdotq_s32(a3, x, u6);
-      u6 = Load(c3);
-      GQA_SDOT_ORDER();
-      b3 = vdotq_s32(b3, y, u7);
-      u7 = Load(c3 + 16);
-      GQA_SDOT_ORDER();
-    }
+    // Row r: both chains, each SDOT then the reload of its q register.
+#define GQA_SDOT_ROW(r, a, b, u, v, c) \
+  if (NR > r) {                        \
+    a = vdotq_s32(a, x, u);            \
+    u = Load(c);                       \
+    GQA_SDOT_ORDER();                  \
+    b = vdotq_s32(b, y, v);            \
+    v = Load(c + 16);                  \
+    GQA_SDOT_ORDER();                  \
+  }
+    GQA_SDOT_ROW(0, a0, b0, u0, u1, c0)
+    GQA_SDOT_ROW(1, a1, b1, u2, u3, c1)
+    GQA_SDOT_ROW(2, a2, b2, u4, u5, c2)
+    GQA_SDOT_ROW(3, a3, b3, u6, u7, c3)
+#undef GQA_SDOT_ROW
     x = Load(k);
     y = Load(k + 16);
     GQA_SDOT_ORDER();

@@ -8,10 +8,7 @@
 #include <arm_neon.h>
 #include <stdint.h>
 
-#if defined(__linux__)
-#include <sys/auxv.h>
-#endif
-
+#include "platforms/arm/hwcap.h"
 #include "platforms/arm/qk_int8_arm-inl.h"
 #include "platforms/qk_int8.h"
 
@@ -67,23 +64,12 @@ void QkBlock(const QkInt8Block& b) {
 void QkQ8(const QkInt8Block& b) { QkBlock<false>(b); }
 void QkQ4(const QkInt8Block& b) { QkBlock<true>(b); }
 
-bool CpuHasDotProd() {
-#if defined(__linux__)
-#ifndef HWCAP_ASIMDDP
-#define HWCAP_ASIMDDP (1 << 20)
-#endif
-  return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
-#else
-  return false;  // no way to ask the OS here (yet): the portable path
-#endif
-}
-
 const QkInt8Kernels kNeonDotProd = {"neon_dotprod", QkQ8, QkQ4};
 
 }  // namespace
 
 int ArmQkInt8Kernels(const QkInt8Kernels** out, int max) {
-  static const bool dp = CpuHasDotProd();
+  static const bool dp = ArmHwcapHas(kHwcapAsimdDp);
   int n = 0;
   if (dp && n < max) out[n++] = &kNeonDotProd;
   return n;
